@@ -1,0 +1,181 @@
+"""Liveness by lasso search over an explored state graph.
+
+For a liveness property and a pod, keep the states where the obligation is pending and unmet and the
+transitions between them that do not discharge it; build that subgraph in networkx, take its strongly
+connected components, and look for one that is fair: it contains every transition the fairness
+conditions require (time passes; a client connects ...), a state for each justice condition, and no
+timer that stays armed around the whole cycle without firing. A fair component yields a lasso: the
+shortest path to it, then a cycle through the witnesses.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import networkx as nx
+
+from ipvs_verify.engines.explicit import Exploration
+from model.events import Ev
+from model.state import PodPhase, Sock, State
+from model.system import Act, Action, System
+from properties.catalog import Property
+
+
+@dataclass
+class Lasso:
+    pod: int
+    prefix: list[Action]
+    cycle: list[Action]
+
+    @property
+    def actions(self) -> list[Action]:
+        return self.prefix + self.cycle
+
+
+def _armed(st: State) -> set[tuple[str, int]]:
+    slots: set[tuple[str, int]] = set()
+    for f, fl in enumerate(st.flows):
+        if fl.entries:
+            slots.add(("entries", f))
+        if fl.client.sock in (Sock.SYN_SENT, Sock.TIME_WAIT):
+            slots.add(("client", f))
+    for p, pod in enumerate(st.pods):
+        if pod.phase == PodPhase.TERMINATING:
+            slots.add(("pod", p))
+    if st.sync_timer >= 0:
+        slots.add(("sync", 0))
+    if st.flush_pending:
+        slots.add(("flush", 0))
+    return slots
+
+
+def _services(a: Action) -> set[tuple[str, int]]:
+    kind = a[0]
+    if kind in (Act.EXPIRE, Act.REQUEST, Act.CONNECT, Act.SEND, Act.CLOSE):
+        return {("entries", a[1])}  # fires, or re-arms by processing a packet
+    if kind == Act.CLIENT_TIMER:
+        return {("client", a[1]), ("entries", a[1])}
+    if kind == Act.GRACE_END:
+        return {("pod", a[1])}
+    if kind == Act.SYNC:
+        return {("sync", 0)}
+    if kind == Act.FLUSH:
+        return {("flush", 0)}
+    return set()
+
+
+def find_lasso(ex: Exploration, prop: Property) -> Lasso | None:
+    live = prop.liveness
+    assert live is not None
+    sys: System = ex.system
+    out: dict[int, list[int]] = {}
+    for k in range(ex.n_edges):
+        out.setdefault(ex.edge_src[k], []).append(k)
+    for pod in range(sys.n_pods):
+        nodes = [i for i, s in enumerate(ex.states) if live.pending(sys, s, pod)]
+        if not nodes:
+            continue
+        node_set = set(nodes)
+        g: nx.DiGraph = nx.DiGraph()
+        g.add_nodes_from(nodes)
+        edge_info: dict[tuple[int, int], list[tuple[int, tuple]]] = {}
+        for i in nodes:
+            for k in out.get(i, ()):
+                j = ex.edge_dst[k]
+                if j not in node_set:
+                    continue
+                a = ex.edge_act[k]
+                _, ev = sys.step(ex.states[i], a)
+                if prop.name == "new-pods-get-new-connections" and any(
+                    e[0] == Ev.CONNECTED and e[2] == pod for e in ev
+                ):
+                    continue  # discharges the obligation
+                if live.discharges is not None and live.discharges(sys, ex.states[i], a, ev, ex.states[j]):
+                    continue
+                g.add_edge(i, j)
+                edge_info.setdefault((i, j), []).append((k, ev))
+        for comp in sorted(nx.strongly_connected_components(g), key=min):
+            if len(comp) == 1:
+                (only,) = comp
+                if not g.has_edge(only, only):
+                    continue
+            lasso = _fair_lasso(ex, prop, pod, comp, g, edge_info)
+            if lasso is not None:
+                return lasso
+    return None
+
+
+def _fair_lasso(
+    ex: Exploration, prop: Property, pod: int, comp: set[int], g: nx.DiGraph,
+    edge_info: dict[tuple[int, int], list[tuple[int, tuple]]],
+) -> Lasso | None:
+    live = prop.liveness
+    assert live is not None
+    sys = ex.system
+    # every transition inside the component: (src, dst, edge number, events)
+    inner = [
+        (i, j, k, ev) for i in sorted(comp) for j in sorted(g.successors(i)) if j in comp
+        for k, ev in edge_info[(i, j)]
+    ]
+    witness_edges: list[tuple[int, int, int]] = []
+    for _name, pred in live.must_happen:
+        hit = next(
+            (e for e in inner if pred(sys, ex.states[e[0]], ex.edge_act[e[2]], e[3], ex.states[e[1]])), None
+        )
+        if hit is None:
+            return None
+        witness_edges.append(hit[:3])
+    witness_nodes: list[int] = []
+    for _name, spred in live.justice:
+        hit_node = next((i for i in sorted(comp) if spred(sys, ex.states[i])), None)
+        if hit_node is None:
+            return None
+        witness_nodes.append(hit_node)
+    # weak fairness of timers: a slot armed in every state of the cycle must fire (or be re-armed) on it
+    always = set.intersection(*(_armed(ex.states[i]) for i in comp))
+    for slot in sorted(always):
+        hit = next((e for e in inner if slot in _services(ex.edge_act[e[2]])), None)
+        if hit is None:
+            return None
+        witness_edges.append(hit[:3])
+    entry = min(comp, key=lambda i: (ex.depth[i], i))
+    cycle: list[Action] = []
+    cur = entry
+    targets: list[tuple[int, int, int]] = list(witness_edges) + [(n, -1, -1) for n in witness_nodes]
+    for src, dst, k in targets:
+        cycle += _path(ex, g, comp, edge_info, cur, src)
+        cur = src
+        if k >= 0:
+            cycle.append(ex.edge_act[k])
+            cur = dst
+    cycle += _path(ex, g, comp, edge_info, cur, entry)
+    if not cycle:  # the entry state loops onto itself
+        cycle = [ex.edge_act[edge_info[(entry, entry)][0][0]]]
+    return Lasso(pod, ex.path_to(entry), cycle)
+
+
+def _path(
+    ex: Exploration, g: nx.DiGraph, comp: set[int], edge_info: dict[tuple[int, int], list[tuple[int, tuple]]],
+    src: int, dst: int,
+) -> list[Action]:
+    if src == dst:
+        return []
+    prev: dict[int, int] = {src: -1}
+    q = deque([src])
+    while q:
+        i = q.popleft()
+        if i == dst:
+            break
+        for j in sorted(g.successors(i)):
+            if j in comp and j not in prev:
+                prev[j] = i
+                q.append(j)
+    steps: list[Action] = []
+    j = dst
+    while prev[j] >= 0:
+        i = prev[j]
+        steps.append(ex.edge_act[edge_info[(i, j)][0][0]])
+        j = i
+    steps.reverse()
+    return steps

@@ -1,0 +1,171 @@
+"""The verdict matrix: kernel variant x sysctl setting x kube-proxy release, every property per cell.
+
+Cells run in worker processes (`jobs`); results are collected in cell order, so the verdicts, the
+counterexample files and the JSON (apart from timings) are the same whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ipvs_verify.check import CellResult, Verdict, check_config
+from ipvs_verify.minimise import minimise
+from ipvs_verify.story import story_markdown
+from ipvs_verify.trace import build_trace, config_to_json
+from model.config import Config, Scope, make_config
+from model.system import System
+from model.variants import DEFAULT_MATRIX_VARIANTS
+from properties.catalog import PROPERTIES, Property
+
+DEFAULT_SCOPE = Scope(long_lived=True)
+DEFAULT_MODES = (0, 1)
+DEFAULT_KUBE_PROXY = ("1.30",)
+EVENT_STATE_CAP = 120_000
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    variant: str
+    kube_proxy: str
+    overrides: tuple[tuple[str, int], ...]
+
+    def config(self, scope: Scope) -> Config:
+        return make_config(self.variant, self.kube_proxy, dict(self.overrides), scope)
+
+    @property
+    def slug(self) -> str:
+        over = "-".join(f"{k.replace('conn_reuse_mode', 'mode').replace('_', '')}{v}" for k, v in self.overrides)
+        return f"{self.variant}-kp{self.kube_proxy}" + (f"-{over}" if over else "")
+
+
+def default_cells(
+    variants: tuple[str, ...] = DEFAULT_MATRIX_VARIANTS,
+    modes: tuple[int, ...] = DEFAULT_MODES,
+    kube_proxies: tuple[str, ...] = DEFAULT_KUBE_PROXY,
+) -> list[CellSpec]:
+    return [CellSpec(v, kp, (("conn_reuse_mode", m),)) for v in variants for kp in kube_proxies for m in modes]
+
+
+# ---------------------------------------------------------------------- workers
+_queue: Any = None
+
+
+def _init(queue: Any) -> None:
+    global _queue
+    _queue = queue
+
+
+def _run_cell(args: tuple[int, CellSpec, Scope, tuple[str, ...], int]) -> tuple[int, CellResult]:
+    idx, spec, scope, prop_names, cap = args
+    props = tuple(p for p in PROPERTIES if p.name in prop_names)
+
+    def progress(states: int, edges: int, depth: int, secs: float) -> None:
+        if _queue is not None:
+            _queue.put((idx, states, edges, depth, secs))
+
+    return idx, check_config(spec.config(scope), props, cap, progress)
+
+
+def run_matrix(
+    cells: list[CellSpec],
+    scope: Scope = DEFAULT_SCOPE,
+    properties: tuple[Property, ...] = PROPERTIES,
+    jobs: int = 0,
+    cap: int = EVENT_STATE_CAP,
+    on_progress: Callable[[int, int, int, int, float], None] | None = None,
+    on_done: Callable[[int, CellResult], None] | None = None,
+) -> list[CellResult]:
+    jobs = jobs or mp.cpu_count()
+    names = tuple(p.name for p in properties)
+    work = [(i, c, scope, names, cap) for i, c in enumerate(cells)]
+    results: dict[int, CellResult] = {}
+    if jobs == 1:
+        _init(None)
+        for w in work:
+            i, r = _run_cell(w)
+            results[i] = r
+            if on_done:
+                on_done(i, r)
+    else:
+        ctx = mp.get_context("fork")
+        manager = ctx.Manager()
+        queue = manager.Queue()
+        with ctx.Pool(min(jobs, len(work)), initializer=_init, initargs=(queue,)) as pool:
+            pending = pool.imap_unordered(_run_cell, work)
+            done = 0
+            while done < len(work):
+                while not queue.empty():
+                    if on_progress:
+                        on_progress(*queue.get())
+                    else:
+                        queue.get()
+                try:
+                    i, r = pending.next(timeout=0.2)  # type: ignore[attr-defined]
+                except mp.TimeoutError:
+                    continue
+                results[i] = r
+                done += 1
+                if on_done:
+                    on_done(i, r)
+        manager.shutdown()
+    return [results[i] for i in range(len(cells))]
+
+
+# ---------------------------------------------------------------------- counterexample files
+def counterexample_trace(result: CellResult, v: Verdict) -> dict[str, Any]:
+    cfg = result.config
+    actions = v.actions
+    if v.prop.kind == "safety" and v.timing != "untimed":
+        actions = minimise(System(cfg, "exact"), v.prop, actions)
+    return build_trace(cfg, actions, v.prop, "explicit-bfs", v.timing, v.loop_start, v.pod, status=v.status)
+
+
+def save_counterexamples(cells: list[CellSpec], results: list[CellResult], out: Path) -> dict[tuple[int, str], Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[tuple[int, str], Path] = {}
+    for i, (spec, res) in enumerate(zip(cells, results, strict=True)):
+        for v in res.verdicts:
+            if v.status not in ("violated", "undecided") or not v.actions:
+                continue
+            trace = counterexample_trace(res, v)
+            stem = f"{spec.slug}--{v.prop.name}"
+            path = out / f"{stem}.json"
+            path.write_text(json.dumps(trace, indent=1, sort_keys=False) + "\n")
+            (out / f"{stem}.md").write_text(story_markdown(trace))
+            paths[(i, v.prop.name)] = path
+    return paths
+
+
+def matrix_json(
+    cells: list[CellSpec], results: list[CellResult], paths: dict[tuple[int, str], Path], scope: Scope
+) -> dict[str, Any]:
+    rows = []
+    for i, (spec, res) in enumerate(zip(cells, results, strict=True)):
+        rows.append({
+            "cell": spec.slug,
+            "config": config_to_json(res.config),
+            "verdicts": {
+                v.prop.name: {
+                    "status": v.status, "detail": v.detail,
+                    "counterexample": str(paths[(i, v.prop.name)]) if (i, v.prop.name) in paths else None,
+                    "steps": len(v.actions) if v.actions else None,
+                }
+                for v in res.verdicts
+            },
+            "searches": [
+                {"timing": s.timing, "states": s.states, "transitions": s.transitions, "depth": s.depth,
+                 "complete": s.complete, "bound": s.bound, "seconds": round(s.seconds, 3),
+                 "coverage": s.coverage}
+                for s in res.searches
+            ],
+        })
+    return {
+        "format": "ipvs-verify-matrix", "version": 1, "scope": scope.describe(),
+        "properties": [{"number": p.number, "name": p.name, "kind": p.kind} for p in PROPERTIES],
+        "cells": rows,
+    }

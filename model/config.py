@@ -1,0 +1,98 @@
+"""A checked configuration: kernel variant, kube-proxy release, effective sysctls, timing and scope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from model.kube_proxy import KubeProxyVersion, kube_proxy_version
+from model.sysctls import Sysctls
+from model.tcp_states import DEFAULT_TIMEOUTS, TcpState
+from model.variants import Variant, parse_kernel_version, resolve_variant
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Every duration the model knows, in seconds. Defaults are the real ones."""
+
+    # IPVS entry timeouts per state (ip_vs_proto_tcp.c tcp_timeouts); `ipvsadm --set` changes ES/FW/UDP only
+    ipvs_timeouts: tuple[tuple[TcpState, int], ...] = tuple(sorted(DEFAULT_TIMEOUTS.items()))
+    client_time_wait: int = 60  # include/net/tcp.h TCP_TIMEWAIT_LEN (only on the side that closes first)
+    syn_rto: int = 1  # TCP_TIMEOUT_INIT: first SYN retransmission after 1 s, then 2, 4, ...
+    syn_retries: int = 6  # net.ipv4.tcp_syn_retries: connect() fails ~127 s after the first SYN
+    grace_period: int = 30  # terminationGracePeriodSeconds default
+    sync_delay: int = 1  # kube-proxy --ipvs-min-sync-period (seed 1 s): endpoint change -> syncProxyRules
+    check_interval: int = 60  # graceful_termination.go rsCheckDeleteInterval
+
+    def timeout(self, state: TcpState) -> int:
+        return dict(self.ipvs_timeouts)[state]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """How much of the world one search explores. Smallest scope first: its traces read best."""
+
+    clients: int = 1
+    ports: int = 1  # ephemeral ports per client
+    pods: tuple[str, ...] = ("a", "b")  # running at the start, in the order kube-proxy added them
+    spare_pods: tuple[str, ...] = ("c",)  # may be created later (scale-out / rolling update)
+    changes: int = 2  # pod deletions, creations and crashes in one run (rolling-update steps)
+    crashes: bool = True  # a pod may die abruptly, before kube-proxy knows
+    short_requests: bool = True  # connect + close in one step, either side closing first
+    long_lived: bool = False  # separate connect / send / close actions
+
+    @property
+    def all_pods(self) -> tuple[str, ...]:
+        return self.pods + self.spare_pods
+
+    @property
+    def flows(self) -> int:
+        return self.clients * self.ports
+
+    def describe(self) -> str:
+        conns = "+".join(k for k, on in (("short", self.short_requests), ("long", self.long_lived)) if on)
+        return (
+            f"{self.clients} client x {self.ports} port, pods {','.join(self.pods)}"
+            f"{' +' + ','.join(self.spare_pods) if self.spare_pods else ''}, {self.changes} changes, "
+            f"{'crashes, ' if self.crashes else ''}{conns} connections"
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    variant: Variant
+    kube_proxy: KubeProxyVersion
+    kernel: str  # the kernel version kube-proxy reads (the variant's representative unless given)
+    sysctls: Sysctls  # effective: kernel defaults, then kube-proxy's start-up sysctls, then overrides
+    overrides: tuple[tuple[str, int], ...] = ()
+    scope: Scope = field(default_factory=Scope)
+    timing: Timing = field(default_factory=Timing)
+    scheduler: str = "rr"
+    nf_conntrack: bool = True  # conntrack active in the node's netns (kube-proxy's iptables rules need it)
+
+    @property
+    def label(self) -> str:
+        over = ",".join(f"{k}={v}" for k, v in self.overrides)
+        return f"{self.variant.name} kp{self.kube_proxy.text}" + (f" [{over}]" if over else "")
+
+
+def make_config(
+    variant: str,
+    kube_proxy: str = "1.30",
+    overrides: dict[str, int] | None = None,
+    scope: Scope | None = None,
+    timing: Timing | None = None,
+    kernel: str | None = None,
+    nf_conntrack: bool = True,
+) -> Config:
+    """Build a Config; raises ValueError subclasses with a user-facing message on bad input."""
+    v = resolve_variant(variant)
+    kp = kube_proxy_version(kube_proxy)
+    kernel_text = kernel or (variant if variant[:1].isdigit() else v.representative)
+    s = kp.startup_sysctls(Sysctls(), parse_kernel_version(kernel_text))
+    over = tuple(sorted((overrides or {}).items()))
+    if over:
+        s = s.with_(**{k: (bool(val) if k != "conn_reuse_mode" else int(val)) for k, val in over})
+    return Config(
+        variant=v, kube_proxy=kp, kernel=kernel_text, sysctls=s, overrides=over,
+        scope=scope or Scope(), timing=timing or Timing(), nf_conntrack=nf_conntrack,
+    )

@@ -1,0 +1,61 @@
+"""What a step did, as small tuples that properties read and reports render.
+
+An event is (kind, subject, a, b): `subject` is a flow index for packet events and a pod index for
+control-plane events. Events are the semantic record of a step; outcome sentences are derived from them.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Ev(IntEnum):
+    SYN_FORWARDED = 0  # (flow, pod, flags SF_*)
+    SYN_DROPPED = 1  # (flow, DropWhy)
+    REFUSED = 2  # (flow): no usable dest -> ICMP port unreachable
+    CONNECTED = 3  # (flow, pod)
+    NO_ROUTE = 4  # (flow, pod): the pod's IP is gone -> ICMP host unreachable
+    TIMED_OUT = 5  # (flow): the client gave up after its SYN retries
+    REUSE_HIT = 6  # (flow, entry state, entry dest): a SYN found an existing entry
+    RESCHEDULED = 7  # (flow, old dest): the reuse or status block dropped the old entry
+    PKT_FORWARDED = 8  # (flow, dest, pod the connection was established with)
+    BROKEN = 9  # (flow, BrokenWhy, pod)
+    CLOSED = 10  # (flow, Plan of who closed first)
+    CT_KILLED = 11  # (flow, 1 if it belonged to a newer, live connection else 0)
+    ENTRY_EXPIRED = 12  # (flow, dest)
+    DEST_ADDED = 13  # (pod, weight)
+    DEST_QUIESCED = 14  # (pod, ActiveConn + InActConn)
+    DEST_DELETED = 15  # (pod, established connections to it whose pod still runs)
+    POD_DELETED = 16  # (pod)
+    POD_DESTROYED = 17  # (pod)
+    POD_ADDED = 18  # (pod)
+    POD_CRASHED = 19  # (pod)
+    ENDPOINT_GONE = 20  # (pod)
+    SYNCED = 21
+    CHECKED = 22
+    FLUSHED = 23  # (number of entries removed)
+    TIME = 24  # (seconds)
+    TIME_WAIT_OVER = 25  # (flow)
+    WEIGHT_SET = 26  # (pod, weight)
+
+
+# SYN_FORWARDED flags
+SF_REUSED = 1  # through an existing entry (no scheduling)
+SF_POD_DEAD = 2  # the pod was destroyed
+SF_DEST_W0 = 4  # the dest had weight 0
+SF_DEST_DELETED = 8  # the dest was deleted (not AVAILABLE)
+SF_RETRANSMIT = 16  # a retransmitted SYN
+
+
+class DropWhy(IntEnum):
+    REUSE = 0  # port-reuse block: "drop first packet to redirect conntrack"
+    NODEST = 1  # server-status block: dest not available
+
+
+class BrokenWhy(IntEnum):
+    DEST_DELETED = 0  # packets dropped by the server-status block
+    RESET = 1  # no IPVS entry: the node's own stack answered RST
+    POD_GONE = 2  # the pod was destroyed under the connection
+
+
+Event = tuple[int, int, int, int]

@@ -1,0 +1,106 @@
+"""The model's state: a compact, immutable value (nested tuples), hashable and cheap to copy.
+
+Everything keyed by one (client address, client port) towards the service VIP:port is a `Flow`: the IPVS
+connection entries with that lookup key, the conntrack entry of that tuple, and the client's socket.
+Counters (ActiveConn/InActConn) are not stored: they are a function of the entries (see `counters`), as
+in the kernel, where only bind/unbind and state changes touch them.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import NamedTuple
+
+from model.tcp_states import TcpState, is_active
+
+
+class Entry(NamedTuple):
+    """One ip_vs_conn. Several entries may share a key: the newest (first) shadows the rest."""
+
+    state: TcpState
+    dest: int  # pod index (a pod's IP:port is its real server)
+    nfct: bool  # IP_VS_CONN_F_NFCT
+    owns_ct: bool  # the flow's live conntrack entry was made by a packet this entry forwarded
+    timer: int  # seconds until the expiry timer fires (0: fires at this instant)
+
+
+class Sock(IntEnum):
+    FREE = 0  # the port may be used for a new connection
+    SYN_SENT = 1  # a SYN was dropped: waiting for the retransmission timer
+    ESTABLISHED = 2
+    TIME_WAIT = 3  # the client closed first: the port is blocked for TCP_TIMEWAIT_LEN
+
+
+class Plan(IntEnum):
+    """What the client does once connected."""
+
+    HOLD = 0  # long-lived: later `send` and `close` actions
+    CLIENT_CLOSES = 1  # short request, the client closes first (its own TIME_WAIT)
+    SERVER_CLOSES = 2  # short request, the server closes first (no client TIME_WAIT)
+
+
+class Client(NamedTuple):
+    sock: Sock
+    pod: int  # ESTABLISHED: the pod it talks to
+    timer: int  # SYN_SENT: seconds to the retransmission; TIME_WAIT: seconds left
+    tries: int  # SYN_SENT: retransmissions already sent
+    plan: Plan
+
+
+FREE_CLIENT = Client(Sock.FREE, -1, 0, 0, Plan.HOLD)
+
+
+class Flow(NamedTuple):
+    entries: tuple[Entry, ...]
+    ct_live: bool  # a confirmed conntrack entry that ignores SYN (ESTABLISHED .. LAST_ACK)
+    client: Client
+
+
+class DestStatus(IntEnum):
+    ABSENT = 0  # never added (or freed from the trash)
+    LINKED = 1  # in the service's list, IP_VS_DEST_F_AVAILABLE set
+    TRASH = 2  # deleted: unlinked, AVAILABLE cleared, kept in dest_trash while entries point to it
+
+
+class Dest(NamedTuple):
+    status: DestStatus
+    weight: int
+
+
+class PodPhase(IntEnum):
+    ABSENT = 0  # not created yet (a scale-out may add it)
+    RUNNING = 1
+    TERMINATING = 2  # deletionTimestamp set: endpoint removed, still serving until the grace period ends
+    DESTROYED = 3  # containers gone, IP gone: a packet to it gets "no route to host"
+
+
+class Pod(NamedTuple):
+    phase: PodPhase
+    timer: int  # TERMINATING: seconds until the grace period ends
+    listed: bool  # a ready endpoint in the EndpointSlice: kube-proxy wants its real server
+
+
+class State(NamedTuple):
+    flows: tuple[Flow, ...]  # index = client * ports + port
+    dests: tuple[Dest, ...]  # index = pod index
+    order: tuple[int, ...]  # the service's dest list, head first (new dests go to the head)
+    cursor: int  # scheduler state (rr: the last dest chosen, or HEAD)
+    pods: tuple[Pod, ...]
+    sync_timer: int  # kube-proxy: seconds until a pending syncProxyRules runs, -1 if none is pending
+    check_timer: int  # kube-proxy: seconds until the next graceful-deletion check (every 60 s)
+    graceful: tuple[bool, ...]  # per pod: its real server is in the graceful-deletion list
+    flush_pending: bool  # 5.9+: expire_nodest_conn work queued (runs one jiffy after the delete)
+    budget: int  # environment changes (pod delete / add / crash) still allowed in this scope
+
+
+def counters(state: State, dest: int) -> tuple[int, int]:
+    """(ActiveConn, InActConn) of a dest, as ipvsadm -ln shows them."""
+    active = inactive = 0
+    for flow in state.flows:
+        for e in flow.entries:
+            if e.dest == dest:
+                if is_active(e.state):
+                    active += 1
+                else:
+                    inactive += 1
+    return active, inactive

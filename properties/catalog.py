@@ -1,0 +1,239 @@
+"""The properties the engines check, as named data.
+
+A safety property is a predicate on one transition (pre-state, action, events, post-state): a violating
+transition ends a counterexample. A liveness property names, per pod, the states in which an obligation
+is pending and unmet, the transitions that would discharge it, and the fairness a cycle must satisfy;
+a violation is a lasso: a reachable cycle inside the pending states that is fair and never discharges.
+Every property carries "sometimes" reachability checks: if one is never reached the verdict is
+"vacuous", never "holds".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, BrokenWhy, Ev, Event
+from model.state import DestStatus, PodPhase, Sock, State, counters
+from model.system import Act, Action, System
+from model.tcp_states import TcpState
+
+EdgePred = Callable[[System, State, Action, tuple[Event, ...], State], bool]
+StatePred = Callable[[System, State, int], bool]  # (system, state, pod) -> bool
+
+
+@dataclass(frozen=True)
+class Reach:
+    """A "sometimes" check: some reachable transition satisfies it."""
+
+    name: str
+    holds: EdgePred
+
+
+@dataclass(frozen=True)
+class Liveness:
+    pending: StatePred  # obligation for this pod pending and unmet in this state
+    discharges: EdgePred | None = None  # a transition that meets the obligation (excluded from cycles)
+    must_happen: tuple[tuple[str, EdgePred], ...] = ()  # fairness: each happens on the cycle
+    justice: tuple[tuple[str, Callable[[System, State], bool]], ...] = ()  # each holds somewhere on it
+
+
+@dataclass(frozen=True)
+class Property:
+    number: int
+    name: str
+    kind: str  # "safety" | "liveness"
+    meaning: str
+    stands_for: str
+    sometimes: tuple[Reach, ...]
+    violated: EdgePred | None = None
+    liveness: Liveness | None = None
+    needs: tuple[str, ...] = field(default=())  # scope features it needs to be meaningful
+
+
+def _has(ev: tuple[Event, ...], kind: Ev) -> bool:
+    return any(e[0] == kind for e in ev)
+
+
+def _syn_forwarded(pred: Callable[[int], bool]) -> EdgePred:
+    return lambda sys, pre, a, ev, post: any(e[0] == Ev.SYN_FORWARDED and pred(e[3]) for e in ev)
+
+
+_QUIESCED = SF_DEST_W0 | SF_DEST_DELETED
+
+
+def _reuse_hit(pred: Callable[[State, int, int], bool]) -> EdgePred:
+    return lambda sys, pre, a, ev, post: any(e[0] == Ev.REUSE_HIT and pred(pre, e[2], e[3]) for e in ev)
+
+
+def _state(pred: Callable[[System, State], bool]) -> EdgePred:
+    return lambda sys, pre, a, ev, post: pred(sys, post)
+
+
+def _dest_w0_with_conns(sys: System, st: State) -> bool:
+    return any(
+        d.status == DestStatus.LINKED and d.weight == 0 and sum(counters(st, p)) > 0 for p, d in enumerate(st.dests)
+    )
+
+
+def _endpoint_gone_dest_kept(sys: System, st: State, p: int) -> bool:
+    pod = st.pods[p]
+    return pod.phase != PodPhase.ABSENT and not pod.listed and st.dests[p].status == DestStatus.LINKED
+
+
+def _new_pod_serving(sys: System, st: State, p: int) -> bool:
+    # a scale-out pod, running, with a usable real server
+    return (
+        p >= len(sys.scope.pods) and st.pods[p].phase == PodPhase.RUNNING
+        and st.dests[p].status == DestStatus.LINKED and st.dests[p].weight > 0
+    )
+
+
+def _time_passes(sys: System, pre: State, a: Action, ev: tuple[Event, ...], post: State) -> bool:
+    # untimed search: no clock, but the 60 s graceful-deletion check firing means time went by
+    return a[0] == Act.WAIT or (sys.untimed and a[0] == Act.CHECK)
+
+
+def _client_connects(sys: System, pre: State, a: Action, ev: tuple[Event, ...], post: State) -> bool:
+    return a[0] in (Act.REQUEST, Act.CONNECT) or (a[0] == Act.CLIENT_TIMER and _has(ev, Ev.SYN_FORWARDED))
+
+
+def _no_conn_held(sys: System, st: State) -> bool:
+    return all(fl.client.sock != Sock.ESTABLISHED for fl in st.flows)
+
+
+PROPERTIES: tuple[Property, ...] = (
+    Property(
+        1, "no-new-conn-to-destroyed-pod", "safety",
+        "No SYN of a new connection is forwarded to a destroyed pod whose real server kube-proxy had already "
+        "quiesced (weight 0) or deleted. The client would get 'no route to host'. A pod that died before "
+        "kube-proxy synced is a different fault: see control-plane-race.",
+        "kubernetes #81775",
+        (
+            Reach("a SYN finds an entry whose dest has weight 0",
+                  _reuse_hit(lambda pre, st, d: pre.dests[d].weight == 0)),
+            Reach("a pod is destroyed while its real server is still in IPVS",
+                  _state(lambda sys, st: any(p.phase == PodPhase.DESTROYED and st.dests[i].status == DestStatus.LINKED
+                                             for i, p in enumerate(st.pods)))),
+        ),
+        violated=_syn_forwarded(lambda fl: bool(fl & SF_POD_DEAD) and bool(fl & _QUIESCED)),
+    ),
+    Property(
+        2, "no-new-conn-to-quiesced-dest", "safety",
+        "No new connection (SYN) is forwarded to a real server with weight 0 or a deleted one: quiescing a "
+        "real server must stop new connections to it.",
+        "kubernetes #81775 (its first phase, while the pod still runs)",
+        (
+            Reach("a dest has weight 0 while it has connections", _state(_dest_w0_with_conns)),
+            Reach("a SYN finds an entry whose dest has weight 0",
+                  _reuse_hit(lambda pre, st, d: pre.dests[d].weight == 0)),
+        ),
+        violated=_syn_forwarded(lambda fl: bool(fl & _QUIESCED)),
+    ),
+    Property(
+        3, "no-syn-dropped-on-reuse", "safety",
+        "IPVS never drops the SYN of a new connection; each drop costs the client a 1 s retransmission.",
+        "kubernetes #70747, #93297",
+        (
+            Reach("a SYN finds an entry in TIME_WAIT", _reuse_hit(lambda pre, st, d: st == TcpState.TIME_WAIT)),
+        ),
+        violated=lambda sys, pre, a, ev, post: _has(ev, Ev.SYN_DROPPED),
+    ),
+    Property(
+        4, "graceful-termination-kept", "safety",
+        "An established connection to a running or terminating pod is not broken by IPVS or kube-proxy "
+        "before it closes: kube-proxy does not delete its real server, and its packets are not dropped by "
+        "the server-status block. (An entry that expires after 900 s idle is not counted.)",
+        "kube-proxy graceful termination (#66012)",
+        (
+            Reach("an established connection to a terminating pod exists",
+                  _state(lambda sys, st: any(fl.client.sock == Sock.ESTABLISHED
+                                             and st.pods[fl.client.pod].phase == PodPhase.TERMINATING
+                                             for fl in st.flows))),
+        ),
+        violated=lambda sys, pre, a, ev, post: any(
+            (e[0] == Ev.DEST_DELETED and e[2] > 0)
+            or (e[0] == Ev.BROKEN and e[2] == BrokenWhy.DEST_DELETED and pre.pods[e[3]].phase != PodPhase.DESTROYED)
+            for e in ev
+        ),
+        needs=("long_lived",),
+    ),
+    Property(
+        5, "quiesced-dest-eventually-deleted", "liveness",
+        "Once a pod's endpoint is gone, kube-proxy eventually deletes its real server, provided time passes "
+        "and clients close their connections. Port reuse that keeps reviving the real server's entries "
+        "forever violates it.",
+        "kubernetes #81775 (the real server never drains)",
+        (
+            Reach("an endpoint is gone while its real server still has connections",
+                  _state(lambda sys, st: any(_endpoint_gone_dest_kept(sys, st, p) and sum(counters(st, p)) > 0
+                                             for p in range(len(st.pods))))),
+        ),
+        liveness=Liveness(
+            pending=_endpoint_gone_dest_kept,
+            must_happen=(("time passes", _time_passes),),
+            justice=(("no client holds a connection open", _no_conn_held),),
+        ),
+    ),
+    Property(
+        6, "new-pods-get-new-connections", "liveness",
+        "After a scale-out, clients that keep connecting eventually reach the new pod (no permanent "
+        "'solidification' of clients onto old pods by port reuse).",
+        "d752c3645717's motivation; kubernetes #81775 discussion",
+        (
+            Reach("a scale-out pod gets a real server",
+                  _state(lambda sys, st: any(_new_pod_serving(sys, st, p) for p in range(len(st.pods))))),
+        ),
+        liveness=Liveness(
+            pending=_new_pod_serving,
+            discharges=lambda sys, pre, a, ev, post: False,  # replaced per pod by the engine (CONNECTED to p)
+            must_happen=(("time passes", _time_passes), ("a client connects", _client_connects)),
+        ),
+    ),
+    Property(
+        7, "established-connections-stay-put", "safety",
+        "Every packet of an established connection goes to the real server it was scheduled to.",
+        "IPVS connection affinity",
+        (Reach("a packet of an established connection is forwarded",
+               lambda sys, pre, a, ev, post: _has(ev, Ev.PKT_FORWARDED)),),
+        violated=lambda sys, pre, a, ev, post: any(e[0] == Ev.PKT_FORWARDED and e[2] != e[3] for e in ev),
+    ),
+    Property(
+        8, "live-conntrack-never-killed", "safety",
+        "Expiring an old IPVS entry never kills the conntrack entry of a newer, live connection on the same "
+        "tuple (ip_vs_conn_drop_conntrack kills by tuple).",
+        "the reason for f719e3754ee2 and f0a5e4d7a594 (T14)",
+        (Reach("an older entry expires while a newer one shares its key",
+               lambda sys, pre, a, ev, post: a[0] == Act.EXPIRE and a[2] > 0),),
+        violated=lambda sys, pre, a, ev, post: any(e[0] == Ev.CT_KILLED and e[2] == 1 for e in ev),
+    ),
+    Property(
+        9, "control-plane-race", "safety",
+        "No SYN is forwarded to a destroyed pod whose real server kube-proxy has not yet quiesced or deleted "
+        "(the pod died before kube-proxy synced). Expected to be violated wherever pods can crash: it is "
+        "reported apart so that it is never confused with #81775.",
+        "pod crash before the endpoint update reaches kube-proxy",
+        (Reach("a pod crashes while its real server has weight 1",
+               lambda sys, pre, a, ev, post: a[0] == Act.CRASH_POD),),
+        violated=_syn_forwarded(lambda fl: bool(fl & SF_POD_DEAD) and not fl & _QUIESCED),
+        needs=("crashes",),
+    ),
+)
+
+BY_NAME = {p.name: p for p in PROPERTIES}
+
+
+def resolve(names: list[str] | None) -> tuple[Property, ...]:
+    if not names:
+        return PROPERTIES
+    out = []
+    for n in names:
+        key = n.strip()
+        if key.isdigit():
+            match = [p for p in PROPERTIES if p.number == int(key)]
+        else:
+            match = [p for p in PROPERTIES if p.name == key]
+        if not match:
+            raise KeyError(f"unknown property '{n}' (expected one of: {', '.join(BY_NAME)} or their numbers)")
+        out.append(match[0])
+    return tuple(out)

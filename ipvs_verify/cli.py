@@ -36,7 +36,7 @@ from model.variants import DEFAULT_MATRIX_VARIANTS, UnknownKernel
 from properties.catalog import PROPERTIES, resolve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Verify IPVS + kube-proxy connection reuse.")
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 SYMBOL = {"holds": "holds", "violated": "VIOLATED", "undecided": "undecided", "bounded": "bounded",
@@ -203,7 +203,7 @@ def main() -> None:
     except (UserError, UnknownKernel, UnknownKubeProxy) as e:
         if debug:
             raise
-        err.print(f"error: {e}", highlight=False, markup=False)
+        print(f"error: {e}", file=sys.stderr)  # one plain line: never wrapped
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
@@ -218,5 +218,5 @@ def main() -> None:
         raise
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m ipvs_verify.cli
     main()

@@ -159,7 +159,8 @@ class System:
     def actions(self, st: State) -> list[Action]:
         acts: list[Action] = []
         due = False
-        fires = 1 if self.untimed else 0  # untimed: any armed timer may fire now
+        # untimed: an armed timer may fire at any moment, but never before a due one (its deadline is later)
+        fires = 1 if self.untimed and not self._any_due(st) else 0
         for f, flow in enumerate(st.flows):
             for i, e in enumerate(flow.entries):
                 if e.timer <= fires:
@@ -227,6 +228,17 @@ class System:
         if kind == Act.ADD_DEST:
             return status != DestStatus.LINKED
         return status == DestStatus.LINKED
+
+    @staticmethod
+    def _any_due(st: State) -> bool:
+        if st.flush_pending or st.check_timer == 0 or st.sync_timer == 0:
+            return True
+        for flow in st.flows:
+            if any(e.timer <= 0 for e in flow.entries):
+                return True
+            if flow.client.sock in (Sock.SYN_SENT, Sock.TIME_WAIT) and flow.client.timer == 0:
+                return True
+        return any(p.phase == PodPhase.TERMINATING and p.timer == 0 for p in st.pods)
 
     def _next_deadline(self, st: State) -> int:
         t = st.check_timer

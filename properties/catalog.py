@@ -102,6 +102,14 @@ def _no_conn_held(sys: System, st: State) -> bool:
     return all(fl.client.sock != Sock.ESTABLISHED for fl in st.flows)
 
 
+def _no_stale_endpoint(sys: System, st: State) -> bool:
+    # the endpoints controller eventually drops a crashed pod's endpoint
+    return not any(p.phase == PodPhase.DESTROYED and p.listed for p in st.pods)
+
+
+_ENV_FAIR = (("the endpoints controller removes crashed pods' endpoints", _no_stale_endpoint),)
+
+
 PROPERTIES: tuple[Property, ...] = (
     Property(
         1, "no-new-conn-to-destroyed-pod", "safety",
@@ -172,7 +180,7 @@ PROPERTIES: tuple[Property, ...] = (
         liveness=Liveness(
             pending=_endpoint_gone_dest_kept,
             must_happen=(("time passes", _time_passes),),
-            justice=(("no client holds a connection open", _no_conn_held),),
+            justice=(("no client holds a connection open", _no_conn_held),) + _ENV_FAIR,
         ),
     ),
     Property(
@@ -188,6 +196,7 @@ PROPERTIES: tuple[Property, ...] = (
             pending=_new_pod_serving,
             discharges=lambda sys, pre, a, ev, post: False,  # replaced per pod by the engine (CONNECTED to p)
             must_happen=(("time passes", _time_passes), ("a client connects", _client_connects)),
+            justice=_ENV_FAIR,
         ),
     ),
     Property(

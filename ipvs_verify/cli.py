@@ -134,7 +134,7 @@ def _print_matrix(cells: list[CellSpec], results: list[Any], props: tuple[Any, .
              if v.status != "holds"]
     if notes:
         out.print("Evidence:")
-        for i, (slug, v) in enumerate(notes):
+        for slug, v in notes:
             path = next((str(p) for (ci, name), p in paths.items()
                          if name == v.prop.name and cells[ci].slug == slug), "")
             extra = path or v.detail

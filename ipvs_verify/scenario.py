@@ -170,7 +170,7 @@ def scenario_config(sc: Scenario, variant: str) -> Config:
     c = sc.data.config
     try:
         return make_config(
-            variant, c.kube_proxy, dict(c.sysctls),
+            variant, c.kube_proxy, {str(k): v for k, v in c.sysctls.items()},
             Scope(clients=c.clients, ports=c.ports, pods=tuple(c.pods), spare_pods=tuple(c.spare_pods),
                   changes=0, crashes=False, long_lived=True),
             Timing(grace_period=c.grace_period), kernel=c.kernel if variant == sc.variant else None,
@@ -224,12 +224,12 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
     for i, (step, line) in enumerate(zip(sc.data.steps, sc.lines, strict=True), 1):
         where = f"{sc.path}:{line}"
 
-        def flow(name: str) -> int:
+        def flow(name: str, where: str = where) -> int:
             if name not in flows:
                 raise UserError(f"{where}: unknown flow '{name}' (expected one of: {', '.join(flows)})")
             return flows[name]
 
-        def pod(name: str) -> int:
+        def pod(name: str, where: str = where) -> int:
             if name not in pods:
                 raise UserError(f"{where}: unknown pod '{name}' (expected one of: {', '.join(pods)})")
             return pods[name]
@@ -243,7 +243,8 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
         action: Action | None = None
         if step.connect or step.request:
             flow_of_step = flow(step.connect or step.request or "")
-            plan = Plan.HOLD if step.connect else (Plan.CLIENT_CLOSES if step.closer == "client" else Plan.SERVER_CLOSES)
+            closes = Plan.CLIENT_CLOSES if step.closer == "client" else Plan.SERVER_CLOSES
+            plan = Plan.HOLD if step.connect else closes
             action = (Act.CONNECT, flow_of_step, 0) if step.connect else (Act.REQUEST, flow_of_step, plan)
         elif step.send:
             flow_of_step = flow(step.send)

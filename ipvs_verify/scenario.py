@@ -360,10 +360,10 @@ def _compare(exp: Expect, res: StepResult) -> list[str]:
         bad.append(f"outcome {res.summary}, expected {exp.outcome}")
     if exp.pod is not None and exp.pod != res.pod:
         bad.append(f"pod reached {res.pod}, expected {exp.pod}")
-    if exp.entry_state is not None and (res.entry or {}).get("state") != exp.entry_state:
-        bad.append(f"entry state {(res.entry or {}).get('state')}, expected {exp.entry_state}")
-    if exp.entry_dest is not None and (res.entry or {}).get("dest") != exp.entry_dest:
-        bad.append(f"entry dest {(res.entry or {}).get('dest')}, expected {exp.entry_dest}")
+    for field_name, want_entry in (("state", exp.entry_state), ("dest", exp.entry_dest)):
+        got_entry = (res.entry or {}).get(field_name)
+        if want_entry is not None and got_entry != want_entry:
+            bad.append(f"entry {field_name} {got_entry}, expected {want_entry}")
     for key in ("weight", "active", "inactive"):
         want = getattr(exp, key)
         for name, val in (want or {}).items():

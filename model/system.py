@@ -97,6 +97,13 @@ TIMINGS = ("exact", "event", "untimed")
 EXPIRE_NOW = -1
 
 
+def _disown(entries: tuple[Entry, ...]) -> tuple[Entry, ...]:
+    """The flow's conntrack entry is gone or closed: no IPVS entry owns a live one any more."""
+    if not any(e.owns_ct for e in entries):
+        return entries
+    return tuple(Entry(e.state, e.dest, e.nfct, False, e.timer) if e.owns_ct else e for e in entries)
+
+
 class System:
     """The model of one configuration."""
 
@@ -379,9 +386,8 @@ class System:
             d = st.dests[cp.dest]
             r = self.reuse(cp.state, d.weight == 0, cp.nfct, skb_ct)
             if r.resched:
-                entries[0] = cp = cp._replace(
-                    nfct=cp.nfct and not r.clear_nfct, timer=EXPIRE_NOW if r.expire_old else cp.timer
-                )
+                entries[0] = cp = Entry(cp.state, cp.dest, cp.nfct and not r.clear_nfct, cp.owns_ct,
+                                        EXPIRE_NOW if r.expire_old else cp.timer)
                 ev.append((Ev.RESCHEDULED, f, cp.dest, 0))
                 if r.drop:
                     ev.append((Ev.SYN_DROPPED, f, DropWhy.REUSE, 0))
@@ -390,9 +396,8 @@ class System:
         if cp is not None and st.dests[cp.dest].status == DestStatus.TRASH:
             # the server-status block: the entry's dest was deleted (not AVAILABLE)
             sv = self.status(skb_ct)
-            entries[0] = cp = cp._replace(
-                nfct=cp.nfct and not sv.clear_nfct, timer=EXPIRE_NOW if sv.expire else cp.timer
-            )
+            entries[0] = cp = Entry(cp.state, cp.dest, cp.nfct and not sv.clear_nfct, cp.owns_ct,
+                                    EXPIRE_NOW if sv.expire else cp.timer)
             if sv.drop:
                 ev.append((Ev.SYN_DROPPED, f, DropWhy.NODEST, 0))
                 return self._syn_dropped(st, f, entries, flow, tries, plan)
@@ -404,7 +409,8 @@ class System:
             # tcp_conn_schedule -> ip_vs_schedule: the scheduler picks among usable dests (weight > 0)
             usable = tuple(st.dests[d].weight > 0 for d in st.order)
             dest, cursor = self.sched.schedule(st.order, usable, st.cursor)
-            st = st._replace(cursor=cursor)
+            if cursor != st.cursor:
+                st = st._replace(cursor=cursor)
             if dest < 0:
                 # ip_vs_leave(): ICMP port unreachable -> ECONNREFUSED; the SYN's conntrack is never confirmed
                 ev.append((Ev.REFUSED, f, 0, 0))
@@ -427,13 +433,13 @@ class System:
         if pod.phase == PodPhase.DESTROYED:
             # ip_vs_nat_xmit: no route to the pod's IP -> ICMP host unreachable, translated back to the VIP;
             # the SYN's new conntrack entry is never confirmed (routed /32 pod network)
-            entries[0] = cp._replace(state=state, timer=self._timeout[state])
+            entries[0] = Entry(state, cp.dest, cp.nfct, cp.owns_ct, self._timeout[state])
             ev.append((Ev.NO_ROUTE, f, cp.dest, 0))
             return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, FREE_CLIENT))
         # SYN-ACK (OUTPUT), ACK (INPUT): the handshake completes through the same entry
         state = tcp_transition(tcp_transition(state, Dir.OUTPUT, Seg.SYN), Dir.INPUT, Seg.ACK)
-        entries = [e._replace(owns_ct=False) for e in entries]
-        entries[0] = cp._replace(state=state, timer=self._timeout[state], owns_ct=skb_ct != SkbCt.NONE)
+        entries = list(_disown(tuple(entries)))
+        entries[0] = Entry(state, cp.dest, cp.nfct, skb_ct != SkbCt.NONE, self._timeout[state])
         ev.append((Ev.CONNECTED, f, cp.dest, 0))
         client = Client(Sock.ESTABLISHED, cp.dest, 0, 0, plan)
         st = self._set_flow(st, f, Flow(tuple(entries), skb_ct != SkbCt.NONE, client))
@@ -460,61 +466,64 @@ class System:
         return self._send_syn(st, f, c.tries + 1, c.plan, ev)
 
     # ------------------------------------------------------------------ packets of an established connection
-    def _packet(self, st: State, f: int, direction: Dir, seg: Seg, ev: list[Event]) -> tuple[State, int]:
-        """One packet through IPVS; returns (state, -1) or (state, BrokenWhy) if the connection broke."""
-        flow = st.flows[f]
-        entries = list(flow.entries)
+    def _packet(self, st: State, flow: Flow, f: int, direction: Dir, seg: Seg, ev: list[Event]) -> tuple[Flow, int]:
+        """One packet of flow `f` through IPVS; returns (flow, -1), or (flow, BrokenWhy) if the connection broke.
+
+        Works on the flow alone (a packet changes nothing else), so a close's four packets build one new flow.
+        """
+        entries = flow.entries
         pod_of_conn = flow.client.pod
         if direction == Dir.OUTPUT:
             # handle_response: the reply is matched by its real-server address (ip_vs_conn_out_get)
             idx = next((i for i, e in enumerate(entries) if e.dest == pod_of_conn), -1)
             if idx < 0:
-                return st, BrokenWhy.RESET  # not NATed back: the client answers RST
+                return flow, BrokenWhy.RESET  # not NATed back: the client answers RST
         else:
             if not entries:
                 # tcp_conn_schedule(): not a SYN, no entry -> ACCEPT to the node's stack, which answers RST
-                return st, BrokenWhy.RESET
+                return flow, BrokenWhy.RESET
             idx = 0
             cp = entries[0]
             if st.dests[cp.dest].status == DestStatus.TRASH:
                 sv = self.status(SkbCt.CONFIRMED if flow.ct_live else SkbCt.NEW)
-                entries[0] = cp._replace(
-                    nfct=cp.nfct and not sv.clear_nfct, timer=EXPIRE_NOW if sv.expire else cp.timer
-                )
-                st = self._set_flow(st, f, flow._replace(entries=tuple(entries)))
+                cp = Entry(cp.state, cp.dest, cp.nfct and not sv.clear_nfct, cp.owns_ct,
+                           EXPIRE_NOW if sv.expire else cp.timer)
                 # dropped (pre-5.9, or confirmed conntrack) or rescheduled as a non-SYN -> RST
-                return st, BrokenWhy.DEST_DELETED if sv.drop else BrokenWhy.RESET
+                return (Flow((cp,) + entries[1:], flow.ct_live, flow.client),
+                        BrokenWhy.DEST_DELETED if sv.drop else BrokenWhy.RESET)
         cp = entries[idx]
         state = tcp_transition(cp.state, direction, seg)
         ct_live = flow.ct_live or self.config.nf_conntrack
         owns = cp.owns_ct if flow.ct_live else ct_live
-        entries[idx] = cp._replace(state=state, timer=self._timeout[state], owns_ct=owns)
-        st = self._set_flow(st, f, flow._replace(entries=tuple(entries), ct_live=ct_live))
+        cp = Entry(state, cp.dest, cp.nfct, owns, self._timeout[state])
+        flow = Flow(entries[:idx] + (cp,) + entries[idx + 1:], ct_live, flow.client)
         if direction == Dir.INPUT:
             ev.append((Ev.PKT_FORWARDED, f, cp.dest, pod_of_conn))
             if st.pods[cp.dest].phase == PodPhase.DESTROYED:
-                return st, BrokenWhy.POD_GONE
-        return st, -1
+                return flow, BrokenWhy.POD_GONE
+        return flow, -1
 
     def _send_data(self, st: State, f: int, ev: list[Event]) -> State:
-        st, broken = self._packet(st, f, Dir.INPUT, Seg.ACK, ev)
+        flow, broken = self._packet(st, st.flows[f], f, Dir.INPUT, Seg.ACK, ev)
         if broken < 0:
-            st, broken = self._packet(st, f, Dir.OUTPUT, Seg.ACK, ev)
+            flow, broken = self._packet(st, flow, f, Dir.OUTPUT, Seg.ACK, ev)
+        st = self._set_flow(st, f, flow)
         return self._broken(st, f, broken, ev) if broken >= 0 else st
 
+    _CLOSE_SEQ = {
+        Plan.CLIENT_CLOSES: ((Dir.INPUT, Seg.FIN), (Dir.OUTPUT, Seg.ACK), (Dir.OUTPUT, Seg.FIN), (Dir.INPUT, Seg.ACK)),
+        Plan.SERVER_CLOSES: ((Dir.OUTPUT, Seg.FIN), (Dir.INPUT, Seg.ACK), (Dir.INPUT, Seg.FIN), (Dir.OUTPUT, Seg.ACK)),
+    }
+
     def _close(self, st: State, f: int, plan: Plan, ev: list[Event]) -> State:
-        if plan == Plan.CLIENT_CLOSES:
-            seq = ((Dir.INPUT, Seg.FIN), (Dir.OUTPUT, Seg.ACK), (Dir.OUTPUT, Seg.FIN), (Dir.INPUT, Seg.ACK))
-        else:
-            seq = ((Dir.OUTPUT, Seg.FIN), (Dir.INPUT, Seg.ACK), (Dir.INPUT, Seg.FIN), (Dir.OUTPUT, Seg.ACK))
-        for direction, seg in seq:
-            st, broken = self._packet(st, f, direction, seg, ev)
-            if broken >= 0:
-                return self._broken(st, f, broken, ev)
         flow = st.flows[f]
+        for direction, seg in self._CLOSE_SEQ[plan]:
+            flow, broken = self._packet(st, flow, f, direction, seg, ev)
+            if broken >= 0:
+                return self._broken(self._set_flow(st, f, flow), f, broken, ev)
         ev.append((Ev.CLOSED, f, plan, 0))
         # the conntrack entry is now TIME_WAIT with CLOSE_INIT: a new SYN reopens it
-        entries = tuple(e._replace(owns_ct=False) for e in flow.entries)
+        entries = _disown(flow.entries)
         if plan == Plan.CLIENT_CLOSES:
             client = Client(Sock.TIME_WAIT, -1, self.timing.client_time_wait, 0, Plan.HOLD)
         else:
@@ -525,8 +534,7 @@ class System:
         flow = st.flows[f]
         ev.append((Ev.BROKEN, f, why, flow.client.pod))
         # the client gives up on the connection; its conntrack entry is treated as expired by then
-        entries = tuple(e._replace(owns_ct=False) for e in flow.entries)
-        return self._set_flow(st, f, Flow(entries, False, FREE_CLIENT))
+        return self._set_flow(st, f, Flow(_disown(flow.entries), False, FREE_CLIENT))
 
     # ------------------------------------------------------------------ IPVS timers
     def _expire(self, st: State, f: int, i: int, ev: list[Event]) -> State:
@@ -540,7 +548,7 @@ class System:
         if e.nfct and ct_live:
             ev.append((Ev.CT_KILLED, f, 0 if e.owns_ct else 1, 0))
             ct_live = False
-            entries = tuple(x._replace(owns_ct=False) for x in entries)
+            entries = _disown(entries)
         return self._set_flow(st, f, Flow(entries, ct_live, flow.client))
 
     def _flush(self, st: State, ev: list[Event]) -> State:

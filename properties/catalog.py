@@ -22,18 +22,32 @@ EdgePred = Callable[[System, State, Action, tuple[Event, ...], State], bool]
 StatePred = Callable[[System, State, int], bool]  # (system, state, pod) -> bool
 
 
+# Trigger masks: a predicate is evaluated only on transitions carrying one of its trigger events
+# (bit = 1 << Ev kind). ALWAYS, set on every transition, is for predicates over states or actions.
+ALWAYS = 1 << 31
+
+
+def triggers(*kinds: Ev) -> int:
+    mask = 0
+    for k in kinds:
+        mask |= 1 << k
+    return mask
+
+
 @dataclass(frozen=True)
 class Reach:
     """A "sometimes" check: some reachable transition satisfies it."""
 
     name: str
     holds: EdgePred
+    trigger_mask: int = ALWAYS
 
 
 @dataclass(frozen=True)
 class Liveness:
     pending: StatePred  # obligation for this pod pending and unmet in this state
-    discharges: EdgePred | None = None  # a transition that meets the obligation (excluded from cycles)
+    # a transition (given its events and the pod) that meets the obligation: excluded from cycles
+    discharges: Callable[[tuple[Event, ...], int], bool] | None = None
     must_happen: tuple[tuple[str, EdgePred], ...] = ()  # fairness: each happens on the cycle
     justice: tuple[tuple[str, Callable[[System, State], bool]], ...] = ()  # each holds somewhere on it
 
@@ -49,6 +63,7 @@ class Property:
     violated: EdgePred | None = None
     liveness: Liveness | None = None
     needs: tuple[str, ...] = field(default=())  # scope features it needs to be meaningful
+    trigger_mask: int = ALWAYS  # `violated` can only hold on a transition with one of these events
 
 
 def _has(ev: tuple[Event, ...], kind: Ev) -> bool:
@@ -119,12 +134,13 @@ PROPERTIES: tuple[Property, ...] = (
         "kubernetes #81775",
         (
             Reach("a SYN finds an entry whose dest has weight 0",
-                  _reuse_hit(lambda pre, st, d: pre.dests[d].weight == 0)),
+                  _reuse_hit(lambda pre, st, d: pre.dests[d].weight == 0), triggers(Ev.REUSE_HIT)),
             Reach("a pod is destroyed while its real server is still in IPVS",
                   _state(lambda sys, st: any(p.phase == PodPhase.DESTROYED and st.dests[i].status == DestStatus.LINKED
                                              for i, p in enumerate(st.pods)))),
         ),
         violated=_syn_forwarded(lambda fl: bool(fl & SF_POD_DEAD) and bool(fl & _QUIESCED)),
+        trigger_mask=triggers(Ev.SYN_FORWARDED),
     ),
     Property(
         2, "no-new-conn-to-quiesced-dest", "safety",
@@ -134,18 +150,21 @@ PROPERTIES: tuple[Property, ...] = (
         (
             Reach("a dest has weight 0 while it has connections", _state(_dest_w0_with_conns)),
             Reach("a SYN finds an entry whose dest has weight 0",
-                  _reuse_hit(lambda pre, st, d: pre.dests[d].weight == 0)),
+                  _reuse_hit(lambda pre, st, d: pre.dests[d].weight == 0), triggers(Ev.REUSE_HIT)),
         ),
         violated=_syn_forwarded(lambda fl: bool(fl & _QUIESCED)),
+        trigger_mask=triggers(Ev.SYN_FORWARDED),
     ),
     Property(
         3, "no-syn-dropped-on-reuse", "safety",
         "IPVS never drops the SYN of a new connection; each drop costs the client a 1 s retransmission.",
         "kubernetes #70747, #93297",
         (
-            Reach("a SYN finds an entry in TIME_WAIT", _reuse_hit(lambda pre, st, d: st == TcpState.TIME_WAIT)),
+            Reach("a SYN finds an entry in TIME_WAIT", _reuse_hit(lambda pre, st, d: st == TcpState.TIME_WAIT),
+                  triggers(Ev.REUSE_HIT)),
         ),
         violated=lambda sys, pre, a, ev, post: _has(ev, Ev.SYN_DROPPED),
+        trigger_mask=triggers(Ev.SYN_DROPPED),
     ),
     Property(
         4, "graceful-termination-kept", "safety",
@@ -165,6 +184,7 @@ PROPERTIES: tuple[Property, ...] = (
             for e in ev
         ),
         needs=("long_lived",),
+        trigger_mask=triggers(Ev.DEST_DELETED, Ev.BROKEN),
     ),
     Property(
         5, "quiesced-dest-eventually-deleted", "liveness",
@@ -194,7 +214,7 @@ PROPERTIES: tuple[Property, ...] = (
         ),
         liveness=Liveness(
             pending=_new_pod_serving,
-            discharges=lambda sys, pre, a, ev, post: False,  # replaced per pod by the engine (CONNECTED to p)
+            discharges=lambda ev, pod: any(e[0] == Ev.CONNECTED and e[2] == pod for e in ev),
             must_happen=(("time passes", _time_passes), ("a client connects", _client_connects)),
             justice=_ENV_FAIR,
         ),
@@ -204,8 +224,9 @@ PROPERTIES: tuple[Property, ...] = (
         "Every packet of an established connection goes to the real server it was scheduled to.",
         "IPVS connection affinity",
         (Reach("a packet of an established connection is forwarded",
-               lambda sys, pre, a, ev, post: _has(ev, Ev.PKT_FORWARDED)),),
+               lambda sys, pre, a, ev, post: _has(ev, Ev.PKT_FORWARDED), triggers(Ev.PKT_FORWARDED)),),
         violated=lambda sys, pre, a, ev, post: any(e[0] == Ev.PKT_FORWARDED and e[2] != e[3] for e in ev),
+        trigger_mask=triggers(Ev.PKT_FORWARDED),
     ),
     Property(
         8, "live-conntrack-never-killed", "safety",
@@ -213,8 +234,9 @@ PROPERTIES: tuple[Property, ...] = (
         "tuple (ip_vs_conn_drop_conntrack kills by tuple).",
         "the reason for f719e3754ee2 and f0a5e4d7a594 (T14)",
         (Reach("an older entry expires while a newer one shares its key",
-               lambda sys, pre, a, ev, post: a[0] == Act.EXPIRE and a[2] > 0),),
+               lambda sys, pre, a, ev, post: a[0] == Act.EXPIRE and a[2] > 0, triggers(Ev.ENTRY_EXPIRED)),),
         violated=lambda sys, pre, a, ev, post: any(e[0] == Ev.CT_KILLED and e[2] == 1 for e in ev),
+        trigger_mask=triggers(Ev.CT_KILLED),
     ),
     Property(
         9, "control-plane-race", "safety",
@@ -223,9 +245,10 @@ PROPERTIES: tuple[Property, ...] = (
         "reported apart so that it is never confused with #81775.",
         "pod crash before the endpoint update reaches kube-proxy",
         (Reach("a pod crashes while its real server has weight 1",
-               lambda sys, pre, a, ev, post: a[0] == Act.CRASH_POD),),
+               lambda sys, pre, a, ev, post: a[0] == Act.CRASH_POD, triggers(Ev.POD_CRASHED)),),
         violated=_syn_forwarded(lambda fl: bool(fl & SF_POD_DEAD) and not fl & _QUIESCED),
         needs=("crashes",),
+        trigger_mask=triggers(Ev.SYN_FORWARDED),
     ),
 )
 

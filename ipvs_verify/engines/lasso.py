@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import networkx as nx
 
 from ipvs_verify.engines.explicit import Exploration
-from model.events import Ev
 from model.state import PodPhase, Sock, State
 from model.system import Act, Action, System
 from properties.catalog import Property
@@ -69,41 +68,41 @@ def find_lasso(ex: Exploration, prop: Property) -> Lasso | None:
     live = prop.liveness
     assert live is not None
     sys: System = ex.system
-    out: dict[int, list[int]] = {}
-    for k in range(ex.n_edges):
-        out.setdefault(ex.edge_src[k], []).append(k)
+    out = ex.adjacency()
+    dst, evs = ex.edge_dst, ex.edge_ev
+    discharges = live.discharges
     for pod in range(sys.n_pods):
-        nodes = [i for i, s in enumerate(ex.states) if live.pending(sys, s, pod)]
+        pending = [live.pending(sys, s, pod) for s in ex.states]
+        nodes = [i for i, p in enumerate(pending) if p]
         if not nodes:
             continue
-        node_set = set(nodes)
+        kept: list[int] = []  # edges inside the pending states that do not discharge the obligation
+        for i in nodes:
+            for k in out[i]:
+                if pending[dst[k]] and not (discharges is not None and discharges(evs[k], pod)):
+                    kept.append(k)
         g: nx.DiGraph = nx.DiGraph()
         g.add_nodes_from(nodes)
+        g.add_edges_from((ex.edge_src[k], dst[k]) for k in kept)
+        comps = [c for c in nx.strongly_connected_components(g) if len(c) > 1 or _self_loop(g, c)]
+        if not comps:
+            continue
         edge_info: dict[tuple[int, int], list[tuple[int, tuple]]] = {}
-        for i in nodes:
-            for k in out.get(i, ()):
-                j = ex.edge_dst[k]
-                if j not in node_set:
-                    continue
-                a = ex.edge_act[k]
-                _, ev = sys.step(ex.states[i], a)
-                if prop.name == "new-pods-get-new-connections" and any(
-                    e[0] == Ev.CONNECTED and e[2] == pod for e in ev
-                ):
-                    continue  # discharges the obligation
-                if live.discharges is not None and live.discharges(sys, ex.states[i], a, ev, ex.states[j]):
-                    continue
-                g.add_edge(i, j)
-                edge_info.setdefault((i, j), []).append((k, ev))
-        for comp in sorted(nx.strongly_connected_components(g), key=min):
-            if len(comp) == 1:
-                (only,) = comp
-                if not g.has_edge(only, only):
-                    continue
+        in_comp = set().union(*comps)
+        for k in kept:
+            i = ex.edge_src[k]
+            if i in in_comp:
+                edge_info.setdefault((i, dst[k]), []).append((k, evs[k]))
+        for comp in sorted(comps, key=min):
             lasso = _fair_lasso(ex, prop, pod, comp, g, edge_info)
             if lasso is not None:
                 return lasso
     return None
+
+
+def _self_loop(g: nx.DiGraph, comp: set[int]) -> bool:
+    (only,) = comp
+    return bool(g.has_edge(only, only))
 
 
 def _fair_lasso(

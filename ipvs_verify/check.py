@@ -5,7 +5,8 @@ Two explicit searches bracket the real-time behaviours (README, "Time"):
      exactly timed run -> "violated";
   2. untimed (an over-approximation): if the property holds here it holds for every timing -> "holds".
 When (1) finds nothing and (2) finds a violation, the verdict is "undecided", never "holds".
-A search stopped by a state cap gives "bounded"; an unreached "sometimes" check gives "vacuous".
+A search stopped by a state cap gives "bounded"; an unreached "sometimes" check gives "vacuous"; a property
+about a feature the scope lacks (a TCP property in a UDP cell, say) gives "n/a" and is not searched.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from ipvs_verify.engines.explicit import Exploration, Progress, explore
 from ipvs_verify.engines.lasso import find_lasso
 from model.config import Config
 from model.system import Action, System
-from properties.catalog import BY_NAME, Property
+from properties.catalog import BY_NAME, Property, missing_needs
 
-VERDICTS = ("holds", "violated", "undecided", "bounded", "vacuous")
+VERDICTS = ("holds", "violated", "undecided", "bounded", "vacuous", "n/a")
 
 
 @dataclass
@@ -86,11 +87,16 @@ def check_config(
 ) -> CellResult:
     # the event-driven search may stop at its cap: its violations are still real, and "holds" comes only
     # from the untimed search, which is complete
-    event = explore(System(config, "event"), properties, max_states, progress)
+    not_applicable = {p.name: missing_needs(p, config.scope) for p in properties if missing_needs(p, config.scope)}
+    checked = tuple(p for p in properties if p.name not in not_applicable)
+    event = explore(System(config, "event"), checked, max_states, progress)
     searches = [_stats(event)]
     verdicts: list[Verdict] = []
     undecided: list[Property] = []
     for prop in properties:
+        if prop.name in not_applicable:
+            verdicts.append(Verdict(prop.name, "n/a", "the scope has no " + ", ".join(not_applicable[prop.name])))
+            continue
         hit = _violation(event, prop)
         if hit is not None:
             actions, loop, pod = hit

@@ -31,6 +31,7 @@ from ipvs_verify.matrix import (
 )
 from ipvs_verify.story import story_lines
 from ipvs_verify.trace import load_trace, replay_trace
+from model.config import PROTOCOLS
 from model.kube_proxy import UnknownKubeProxy
 from model.variants import DEFAULT_MATRIX_VARIANTS, UnknownKernel
 from properties.catalog import PROPERTIES, resolve
@@ -40,8 +41,9 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 SYMBOL = {"holds": "holds", "violated": "VIOLATED", "undecided": "undecided", "bounded": "bounded",
-          "vacuous": "vacuous"}
-STYLE = {"holds": "green", "violated": "bold red", "undecided": "yellow", "bounded": "yellow", "vacuous": "magenta"}
+          "vacuous": "vacuous", "n/a": "n/a"}
+STYLE = {"holds": "green", "violated": "bold red", "undecided": "yellow", "bounded": "yellow", "vacuous": "magenta",
+         "n/a": "dim"}
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -54,6 +56,7 @@ def matrix(
         DEFAULT_MATRIX_VARIANTS),
     modes: Annotated[str, typer.Option(help="conn_reuse_mode values")] = ",".join(map(str, DEFAULT_MODES)),
     kube_proxy: Annotated[str, typer.Option(help="kube-proxy releases")] = ",".join(DEFAULT_KUBE_PROXY),
+    protocols: Annotated[str, typer.Option(help="service protocols: tcp, udp")] = "tcp",
     properties: Annotated[str, typer.Option(help="property names or numbers (default: all)")] = "",
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="worker processes (0: all cores)")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="where counterexamples are written")] = Path(
@@ -70,7 +73,11 @@ def matrix(
         if not 0 <= m <= 3:
             raise UserError(f"--modes: conn_reuse_mode must be 0..3, got {m}")
     props = _props(properties)
-    cells = default_cells(_split(variants), mode_values, _split(kube_proxy))
+    protos = _split(protocols)
+    bad = [p for p in protos if p not in PROTOCOLS]
+    if bad or not protos:
+        raise UserError(f"--protocols: expected a comma-separated list of {', '.join(PROTOCOLS)}, got '{protocols}'")
+    cells = default_cells(_split(variants), mode_values, _split(kube_proxy), protos)
     for c in cells:
         c.config(DEFAULT_SCOPE)  # validate names before starting workers
     t0 = time.perf_counter()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +33,26 @@ class CellSpec:
     variant: str
     kube_proxy: str
     overrides: tuple[tuple[str, int], ...]
+    protocol: str = "tcp"  # the service's protocol (the scope's, for this cell)
 
     def config(self, scope: Scope) -> Config:
-        return make_config(self.variant, self.kube_proxy, dict(self.overrides), scope)
+        return make_config(self.variant, self.kube_proxy, dict(self.overrides), replace(scope, protocol=self.protocol))
 
     @property
     def slug(self) -> str:
         over = "-".join(f"{k.replace('conn_reuse_mode', 'mode').replace('_', '')}{v}" for k, v in self.overrides)
-        return f"{self.variant}-kp{self.kube_proxy}" + (f"-{over}" if over else "")
+        proto = "" if self.protocol == "tcp" else f"-{self.protocol}"
+        return f"{self.variant}-kp{self.kube_proxy}" + (f"-{over}" if over else "") + proto
 
 
 def default_cells(
     variants: tuple[str, ...] = DEFAULT_MATRIX_VARIANTS,
     modes: tuple[int, ...] = DEFAULT_MODES,
     kube_proxies: tuple[str, ...] = DEFAULT_KUBE_PROXY,
+    protocols: tuple[str, ...] = ("tcp",),
 ) -> list[CellSpec]:
-    return [CellSpec(v, kp, (("conn_reuse_mode", m),)) for v in variants for kp in kube_proxies for m in modes]
+    return [CellSpec(v, kp, (("conn_reuse_mode", m),), proto)
+            for proto in protocols for v in variants for kp in kube_proxies for m in modes]
 
 
 # ---------------------------------------------------------------------- workers

@@ -28,7 +28,8 @@ from model.system import Act, Action, System
 from model.tcp_states import SHORT, TcpState
 from model.variants import UnknownKernel
 
-OUTCOMES = ("connected", "refused", "no-route", "dropped", "timed-out", "broken", "closed", "none")
+OUTCOMES = ("connected", "refused", "no-route", "dropped", "timed-out", "broken", "closed", "answered", "lost",
+            "none")
 
 
 class Strict(BaseModel):
@@ -47,6 +48,7 @@ class ScenarioConfig(Strict):
     ports: int = Field(1, ge=1, le=8)
     grace_period: int = Field(30, ge=0)
     nf_conntrack: bool = True
+    protocol: Literal["tcp", "udp"] = "tcp"  # the service's protocol; udp clients use `datagram` steps
 
 
 class Expect(Strict):
@@ -65,6 +67,7 @@ class Step(Strict):
     request: str | None = None  # a short request (connect + close)
     send: str | None = None
     close: str | None = None
+    datagram: str | None = None  # UDP: one datagram from this client port, answered by the pod
     closer: Literal["client", "server"] = "client"
     wait: int | None = Field(None, ge=0)
     delete_pod: str | None = Field(None, alias="delete-pod")  # endpoint removed, pod terminating
@@ -172,7 +175,7 @@ def scenario_config(sc: Scenario, variant: str) -> Config:
         return make_config(
             variant, c.kube_proxy, {str(k): v for k, v in c.sysctls.items()},
             Scope(clients=c.clients, ports=c.ports, pods=tuple(c.pods), spare_pods=tuple(c.spare_pods),
-                  changes=0, crashes=False, long_lived=True),
+                  changes=0, crashes=False, long_lived=True, protocol=c.protocol),
             Timing(grace_period=c.grace_period), kernel=c.kernel if variant == sc.variant else None,
             nf_conntrack=c.nf_conntrack,
         )
@@ -249,6 +252,9 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
         elif step.send:
             flow_of_step = flow(step.send)
             action = (Act.SEND, flow_of_step, 0)
+        elif step.datagram:
+            flow_of_step = flow(step.datagram)
+            action = (Act.DATAGRAM, flow_of_step, 0)
         elif step.close:
             flow_of_step = flow(step.close)
             action = (Act.CLOSE, flow_of_step, Plan.CLIENT_CLOSES if step.closer == "client" else Plan.SERVER_CLOSES)
@@ -327,6 +333,12 @@ def _summary(events: list[Event]) -> tuple[str, int]:
             summary = "broken"
         elif kind == Ev.CLOSED and summary == "none":
             summary = "closed"
+        elif kind == Ev.DGRAM_FORWARDED:
+            pod = a
+        elif kind == Ev.ANSWERED:
+            summary, pod = "answered", a
+        elif kind == Ev.DGRAM_DROPPED:
+            summary = "lost"
     return summary, pod
 
 

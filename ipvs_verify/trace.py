@@ -70,7 +70,7 @@ def action_to_json(sys: System, a: Action) -> tuple[str, str, dict[str, Any]]:
     name = ACTION_NAMES[kind]
     actor = ACTORS[kind]
     params: dict[str, Any] = {}
-    if kind in (Act.REQUEST, Act.CONNECT, Act.SEND, Act.CLOSE, Act.CLIENT_TIMER, Act.EXPIRE):
+    if kind in (Act.REQUEST, Act.CONNECT, Act.SEND, Act.CLOSE, Act.CLIENT_TIMER, Act.EXPIRE, Act.DATAGRAM):
         params["flow"] = sys.flow_name(x)
         if actor == "client":
             actor = sys.flow_name(x).split(":")[0]
@@ -113,7 +113,7 @@ def action_from_json(sys: System, name: str, params: dict[str, Any]) -> Action:
         if closer not in ("client", "server"):
             raise ValueError(f"closer must be 'client' or 'server', not {closer!r}")
         return (kind, flow(), CLOSER_BY_NAME[closer])
-    if kind in (Act.CONNECT, Act.SEND, Act.CLIENT_TIMER):
+    if kind in (Act.CONNECT, Act.SEND, Act.CLIENT_TIMER, Act.DATAGRAM):
         return (kind, flow(), 0)
     if kind == Act.EXPIRE:
         return (kind, flow(), int(params.get("entry", 0)))
@@ -244,6 +244,14 @@ def outcome(sys: System, events: tuple[Event, ...]) -> str:
             parts.append("client TIME_WAIT over: port free")
         elif kind == Ev.WEIGHT_SET:
             parts.append(f"weight of {sys.pod_name(x)} set to {a}")
+        elif kind == Ev.DGRAM_FORWARDED:
+            notes = [n for flag, n in ((SF_REUSED, "existing entry"), (SF_DEST_W0, "weight 0"),
+                                       (SF_DEST_DELETED, "deleted dest"), (SF_POD_DEAD, "pod destroyed")) if b & flag]
+            parts.append(f"datagram forwarded to {sys.pod_name(a)}" + (f" ({', '.join(notes)})" if notes else ""))
+        elif kind == Ev.DGRAM_DROPPED:
+            parts.append("datagram dropped by the server-status block: lost, the application must retry")
+        elif kind == Ev.ANSWERED:
+            parts.append(f"{sys.pod_name(a)} answers")
     return "; ".join(parts) if parts else "nothing changes"
 
 

@@ -27,6 +27,9 @@ class Timing:
         return dict(self.ipvs_timeouts)[state]
 
 
+PROTOCOLS = ("tcp", "udp")
+
+
 @dataclass(frozen=True)
 class Scope:
     """How much of the world one search explores. Smallest scope first: its traces read best."""
@@ -39,6 +42,7 @@ class Scope:
     crashes: bool = True  # a pod may die abruptly, before kube-proxy knows
     short_requests: bool = True  # connect + close in one step, either side closing first
     long_lived: bool = False  # separate connect / send / close actions
+    protocol: str = "tcp"  # the service's protocol: "tcp", or "udp" (clients send datagrams, each answered)
 
     @property
     def all_pods(self) -> tuple[str, ...]:
@@ -48,8 +52,14 @@ class Scope:
     def flows(self) -> int:
         return self.clients * self.ports
 
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol '{self.protocol}' (expected one of: {', '.join(PROTOCOLS)})")
+
     def describe(self) -> str:
         conns = "+".join(k for k, on in (("short", self.short_requests), ("long", self.long_lived)) if on)
+        if self.protocol == "udp":
+            conns = "UDP datagram"
         return (
             f"{self.clients} client x {self.ports} port, pods {','.join(self.pods)}"
             f"{' +' + ','.join(self.spare_pods) if self.spare_pods else ''}, {self.changes} changes, "

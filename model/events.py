@@ -37,9 +37,12 @@ class Ev(IntEnum):
     TIME = 24  # (seconds)
     TIME_WAIT_OVER = 25  # (flow)
     WEIGHT_SET = 26  # (pod, weight)
+    DGRAM_FORWARDED = 27  # (flow, pod, flags SF_*): a UDP datagram forwarded to a real server
+    DGRAM_DROPPED = 28  # (flow, DropWhy): a UDP datagram dropped by IPVS (the application must retry)
+    ANSWERED = 29  # (flow, pod): the pod's reply reached the client
 
 
-# SYN_FORWARDED flags
+# SYN_FORWARDED / DGRAM_FORWARDED flags
 SF_REUSED = 1  # through an existing entry (no scheduling)
 SF_POD_DEAD = 2  # the pod was destroyed
 SF_DEST_W0 = 4  # the dest had weight 0

@@ -70,6 +70,8 @@ class Act(IntEnum):
     SET_WEIGHT = 15  # (pod, weight)
     DELETE_DEST = 16  # (pod)
     ADD_DEST = 17  # (pod, weight)
+    # UDP clients
+    DATAGRAM = 18  # (flow): a datagram to the service, answered by the pod (a DNS query, say)
 
 
 Action = tuple[int, int, int]
@@ -79,7 +81,7 @@ ACTORS = {
     Act.WAIT: "time", Act.EXPIRE: "ipvs", Act.CLIENT_TIMER: "client", Act.GRACE_END: "kubelet",
     Act.SYNC: "kube-proxy", Act.CHECK: "kube-proxy", Act.FLUSH: "ipvs", Act.DELETE_POD: "user",
     Act.ADD_POD: "user", Act.CRASH_POD: "kubelet", Act.ENDPOINT_GONE: "endpoints-controller",
-    Act.SET_WEIGHT: "operator", Act.DELETE_DEST: "operator", Act.ADD_DEST: "operator",
+    Act.SET_WEIGHT: "operator", Act.DELETE_DEST: "operator", Act.ADD_DEST: "operator", Act.DATAGRAM: "client",
 }
 
 NO_EVENTS: tuple[Event, ...] = ()
@@ -127,11 +129,15 @@ class System:
         self.reuse = lru_cache(maxsize=None)(lambda st, w0, nfct, ct: reuse_block(v, s, st, False, False, nfct, w0, ct))
         self.status = lru_cache(maxsize=None)(lambda ct: status_block(v, s, ct))
         self.nodest_work = v.has(Feature.NODEST_WORK) and s.expire_nodest_conn
+        self.udp = config.scope.protocol == "udp"
         plans = []
         if config.scope.short_requests:
             plans += [Plan.CLIENT_CLOSES, Plan.SERVER_CLOSES]
         self._client_actions: list[tuple[int, Action]] = []
         for f in range(self.n_flows):
+            if self.udp:
+                self._client_actions.append((f, (Act.DATAGRAM, f, 0)))
+                continue
             for p in plans:
                 self._client_actions.append((f, (Act.REQUEST, f, p)))
             if config.scope.long_lived:
@@ -274,6 +280,8 @@ class System:
         if kind == Act.REQUEST or kind == Act.CONNECT:
             plan = Plan(y) if kind == Act.REQUEST else Plan.HOLD
             st = self._send_syn(st, x, 0, plan, ev)
+        elif kind == Act.DATAGRAM:
+            st = self._send_datagram(st, x, ev)
         elif kind == Act.WAIT:
             st = self._advance(st, x)
             ev.append((Ev.TIME, 0, x, 0))
@@ -439,10 +447,12 @@ class System:
         # SYN-ACK (OUTPUT), ACK (INPUT): the handshake completes through the same entry
         state = tcp_transition(tcp_transition(state, Dir.OUTPUT, Seg.SYN), Dir.INPUT, Seg.ACK)
         entries = list(_disown(tuple(entries)))
-        entries[0] = Entry(state, cp.dest, cp.nfct, skb_ct != SkbCt.NONE, self._timeout[state])
+        # ip_vs_nat_xmit: an entry without NFCT calls ip_vs_notrack(): its flow's new conntrack is never confirmed
+        ct_live = skb_ct == SkbCt.CONFIRMED or (skb_ct == SkbCt.NEW and cp.nfct)
+        entries[0] = Entry(state, cp.dest, cp.nfct, ct_live, self._timeout[state])
         ev.append((Ev.CONNECTED, f, cp.dest, 0))
         client = Client(Sock.ESTABLISHED, cp.dest, 0, 0, plan)
-        st = self._set_flow(st, f, Flow(tuple(entries), skb_ct != SkbCt.NONE, client))
+        st = self._set_flow(st, f, Flow(tuple(entries), ct_live, client))
         if plan != Plan.HOLD:
             st = self._close(st, f, plan, ev)
         return st
@@ -453,6 +463,64 @@ class System:
         # the SYN's unconfirmed conntrack dies with it; the client retransmits after its RTO (1, 2, 4 .. s)
         client = Client(Sock.SYN_SENT, -1, self.timing.syn_rto << tries, tries, plan)
         return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, client))
+
+    # ------------------------------------------------------------------ the datagram path (UDP, ip_vs_in)
+    def _send_datagram(self, st: State, f: int, ev: list[Event]) -> State:
+        flow = st.flows[f]
+        entries = list(flow.entries)
+        skb_ct = self._skb_ct(flow)  # a UDP conntrack entry is confirmed once a datagram has passed
+        cp: Entry | None = entries[0] if entries else None  # ip_vs_conn_in_get: the newest entry wins
+        reused = cp is not None
+        # is_new_conn() is false for UDP: no port-reuse block, a weight-0 dest keeps its flows (T10)
+        if cp is not None and st.dests[cp.dest].status == DestStatus.TRASH:
+            # the server-status block (the same decision as for TCP: ip_vs_in / 5.9+ ip_vs_in_hook)
+            sv = self.status(skb_ct)
+            entries[0] = cp = Entry(cp.state, cp.dest, cp.nfct and not sv.clear_nfct, cp.owns_ct,
+                                    EXPIRE_NOW if sv.expire else cp.timer)
+            if sv.drop:
+                # __ip_vs_conn_put: dropped without re-arming the timer; the application must retry
+                ev.append((Ev.DGRAM_DROPPED, f, DropWhy.NODEST, 0))
+                return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client))
+            ev.append((Ev.RESCHEDULED, f, cp.dest, 0))
+            cp = None
+            reused = False
+        if cp is None:
+            # udp_conn_schedule(): any datagram without an entry is scheduled (no SYN test)
+            usable = tuple(st.dests[d].weight > 0 for d in st.order)
+            dest, cursor = self.sched.schedule(st.order, usable, st.cursor)
+            if cursor != st.cursor:
+                st = st._replace(cursor=cursor)
+            if dest < 0:
+                ev.append((Ev.REFUSED, f, 0, 0))  # ip_vs_leave(): ICMP port unreachable
+                return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client))
+            # ip_vs_conn_new(): NFCT iff sysctl conntrack; UDP entries stay INACTIVE (udp_state_transition)
+            cp = Entry(TcpState.NORMAL, dest, self.s.conntrack, False, 0)
+            entries.insert(0, cp)
+        d = st.dests[cp.dest]
+        pod = st.pods[cp.dest]
+        flags = SF_REUSED if reused else 0
+        if pod.phase == PodPhase.DESTROYED:
+            flags |= SF_POD_DEAD
+        if d.weight == 0:
+            flags |= SF_DEST_W0
+        if d.status == DestStatus.TRASH:
+            flags |= SF_DEST_DELETED
+        ev.append((Ev.DGRAM_FORWARDED, f, cp.dest, flags))
+        # udp_state_transition() sets the 300 s timeout; ip_vs_conn_put() re-arms it whatever xmit does
+        timer = self._timeout[TcpState.NORMAL]
+        if pod.phase == PodPhase.DESTROYED:
+            # no route to the pod's IP: ICMP host unreachable; the datagram's new conntrack is never confirmed
+            entries[0] = Entry(cp.state, cp.dest, cp.nfct, cp.owns_ct, timer)
+            ev.append((Ev.NO_ROUTE, f, cp.dest, 0))
+            return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client))
+        # the reply (handle_response) refreshes the same entry; the conntrack entry is now confirmed
+        ct_live = flow.ct_live or (self.config.nf_conntrack and cp.nfct)  # no NFCT: ip_vs_notrack()
+        owns = cp.owns_ct if flow.ct_live else ct_live
+        if owns and not cp.owns_ct:
+            entries = list(_disown(tuple(entries)))
+        entries[0] = Entry(cp.state, cp.dest, cp.nfct, owns, timer)
+        ev.append((Ev.ANSWERED, f, cp.dest, 0))
+        return self._set_flow(st, f, Flow(tuple(entries), ct_live, flow.client))
 
     def _client_timer(self, st: State, f: int, ev: list[Event]) -> State:
         flow = st.flows[f]
@@ -493,7 +561,7 @@ class System:
                         BrokenWhy.DEST_DELETED if sv.drop else BrokenWhy.RESET)
         cp = entries[idx]
         state = tcp_transition(cp.state, direction, seg)
-        ct_live = flow.ct_live or self.config.nf_conntrack
+        ct_live = flow.ct_live or (self.config.nf_conntrack and cp.nfct)  # no NFCT: ip_vs_notrack()
         owns = cp.owns_ct if flow.ct_live else ct_live
         cp = Entry(state, cp.dest, cp.nfct, owns, self._timeout[state])
         flow = Flow(entries[:idx] + (cp,) + entries[idx + 1:], ct_live, flow.client)
@@ -634,7 +702,7 @@ class System:
     def _graceful_delete(self, st: State, p: int, ev: list[Event]) -> State:
         # graceful_termination.go GracefulDeleteRS: try to delete; else weight 0 and queue for re-checks
         active, inactive = counters(st, p)
-        if self.config.kube_proxy.rs_deletable(False, active, inactive):
+        if self.config.kube_proxy.rs_deletable(self.udp, active, inactive):
             return self._delete_dest(st, p, ev)
         ev.append((Ev.DEST_QUIESCED, p, active + inactive, 0))
         st = self._set_weight(st, p, 0)
@@ -649,7 +717,7 @@ class System:
         for p in range(self.n_pods):
             if st.graceful[p]:
                 active, inactive = counters(st, p)
-                if self.config.kube_proxy.rs_deletable(False, active, inactive):
+                if self.config.kube_proxy.rs_deletable(self.udp, active, inactive):
                     graceful = list(st.graceful)
                     graceful[p] = False
                     st = self._delete_dest(st._replace(graceful=tuple(graceful)), p, ev)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from model.config import Scope
 from model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, BrokenWhy, Ev, Event
 from model.state import DestStatus, PodPhase, Sock, State, counters
 from model.system import Act, Action, System
@@ -62,7 +63,7 @@ class Property:
     sometimes: tuple[Reach, ...]
     violated: EdgePred | None = None
     liveness: Liveness | None = None
-    needs: tuple[str, ...] = field(default=())  # scope features it needs to be meaningful
+    needs: tuple[str, ...] = field(default=())  # scope features it is about (see `applies`)
     trigger_mask: int = ALWAYS  # `violated` can only hold on a transition with one of these events
 
 
@@ -75,6 +76,18 @@ def _syn_forwarded(pred: Callable[[int], bool]) -> EdgePred:
 
 
 _QUIESCED = SF_DEST_W0 | SF_DEST_DELETED
+
+
+def _dgram_forwarded(pred: Callable[[int], bool]) -> EdgePred:
+    return lambda sys, pre, a, ev, post: any(e[0] == Ev.DGRAM_FORWARDED and pred(e[3]) for e in ev)
+
+
+def _datagram_meets_removed_dest(sys: System, pre: State, a: Action, ev: tuple[Event, ...], post: State) -> bool:
+    """A datagram arrives on a flow whose newest entry points to a dest kube-proxy quiesced or deleted."""
+    if a[0] != Act.DATAGRAM or not pre.flows[a[1]].entries:
+        return False
+    d = pre.dests[pre.flows[a[1]].entries[0].dest]
+    return d.weight == 0 or d.status == DestStatus.TRASH
 
 
 def _reuse_hit(pred: Callable[[State, int, int], bool]) -> EdgePred:
@@ -110,7 +123,8 @@ def _time_passes(sys: System, pre: State, a: Action, ev: tuple[Event, ...], post
 
 
 def _client_connects(sys: System, pre: State, a: Action, ev: tuple[Event, ...], post: State) -> bool:
-    return a[0] in (Act.REQUEST, Act.CONNECT) or (a[0] == Act.CLIENT_TIMER and _has(ev, Ev.SYN_FORWARDED))
+    return a[0] in (Act.REQUEST, Act.CONNECT, Act.DATAGRAM) or (
+        a[0] == Act.CLIENT_TIMER and _has(ev, Ev.SYN_FORWARDED))
 
 
 def _no_conn_held(sys: System, st: State) -> bool:
@@ -141,6 +155,7 @@ PROPERTIES: tuple[Property, ...] = (
         ),
         violated=_syn_forwarded(lambda fl: bool(fl & SF_POD_DEAD) and bool(fl & _QUIESCED)),
         trigger_mask=triggers(Ev.SYN_FORWARDED),
+        needs=("tcp",),
     ),
     Property(
         2, "no-new-conn-to-quiesced-dest", "safety",
@@ -154,6 +169,7 @@ PROPERTIES: tuple[Property, ...] = (
         ),
         violated=_syn_forwarded(lambda fl: bool(fl & _QUIESCED)),
         trigger_mask=triggers(Ev.SYN_FORWARDED),
+        needs=("tcp",),
     ),
     Property(
         3, "no-syn-dropped-on-reuse", "safety",
@@ -165,6 +181,7 @@ PROPERTIES: tuple[Property, ...] = (
         ),
         violated=lambda sys, pre, a, ev, post: _has(ev, Ev.SYN_DROPPED),
         trigger_mask=triggers(Ev.SYN_DROPPED),
+        needs=("tcp",),
     ),
     Property(
         4, "graceful-termination-kept", "safety",
@@ -183,7 +200,7 @@ PROPERTIES: tuple[Property, ...] = (
             or (e[0] == Ev.BROKEN and e[2] == BrokenWhy.DEST_DELETED and pre.pods[e[3]].phase != PodPhase.DESTROYED)
             for e in ev
         ),
-        needs=("long_lived",),
+        needs=("tcp", "long_lived"),
         trigger_mask=triggers(Ev.DEST_DELETED, Ev.BROKEN),
     ),
     Property(
@@ -214,7 +231,7 @@ PROPERTIES: tuple[Property, ...] = (
         ),
         liveness=Liveness(
             pending=_new_pod_serving,
-            discharges=lambda ev, pod: any(e[0] == Ev.CONNECTED and e[2] == pod for e in ev),
+            discharges=lambda ev, pod: any(e[0] in (Ev.CONNECTED, Ev.ANSWERED) and e[2] == pod for e in ev),
             must_happen=(("time passes", _time_passes), ("a client connects", _client_connects)),
             justice=_ENV_FAIR,
         ),
@@ -227,6 +244,7 @@ PROPERTIES: tuple[Property, ...] = (
                lambda sys, pre, a, ev, post: _has(ev, Ev.PKT_FORWARDED), triggers(Ev.PKT_FORWARDED)),),
         violated=lambda sys, pre, a, ev, post: any(e[0] == Ev.PKT_FORWARDED and e[2] != e[3] for e in ev),
         trigger_mask=triggers(Ev.PKT_FORWARDED),
+        needs=("tcp",),
     ),
     Property(
         8, "live-conntrack-never-killed", "safety",
@@ -237,6 +255,7 @@ PROPERTIES: tuple[Property, ...] = (
                lambda sys, pre, a, ev, post: a[0] == Act.EXPIRE and a[2] > 0, triggers(Ev.ENTRY_EXPIRED)),),
         violated=lambda sys, pre, a, ev, post: any(e[0] == Ev.CT_KILLED and e[2] == 1 for e in ev),
         trigger_mask=triggers(Ev.CT_KILLED),
+        needs=("tcp",),
     ),
     Property(
         9, "control-plane-race", "safety",
@@ -247,12 +266,33 @@ PROPERTIES: tuple[Property, ...] = (
         (Reach("a pod crashes while its real server has weight 1",
                lambda sys, pre, a, ev, post: a[0] == Act.CRASH_POD, triggers(Ev.POD_CRASHED)),),
         violated=_syn_forwarded(lambda fl: bool(fl & SF_POD_DEAD) and not fl & _QUIESCED),
-        needs=("crashes",),
+        needs=("tcp", "crashes"),
         trigger_mask=triggers(Ev.SYN_FORWARDED),
+    ),
+    Property(
+        10, "no-datagram-to-destroyed-pod", "safety",
+        "No UDP datagram is forwarded to a destroyed pod whose real server kube-proxy had already quiesced "
+        "(weight 0) or deleted. UDP has no port-reuse logic: a flow stays on its real server while its entry "
+        "is refreshed (300 s), so a real server kept at weight 0 holds its flows until the pod is gone.",
+        "kubernetes #76664 (kube-proxy #77802 deletes UDP real servers at once)",
+        (Reach("a datagram arrives on an entry whose dest has weight 0 or is deleted",
+               _datagram_meets_removed_dest),),
+        violated=_dgram_forwarded(lambda fl: bool(fl & SF_POD_DEAD) and bool(fl & _QUIESCED)),
+        needs=("udp",),
+        trigger_mask=triggers(Ev.DGRAM_FORWARDED),
     ),
 )
 
 BY_NAME = {p.name: p for p in PROPERTIES}
+
+
+def missing_needs(prop: Property, scope: Scope) -> list[str]:
+    """The scope features a property is about that this scope lacks (then its verdict is "n/a")."""
+    have = {
+        "tcp": scope.protocol == "tcp", "udp": scope.protocol == "udp",
+        "long_lived": scope.long_lived and scope.protocol == "tcp", "crashes": scope.crashes,
+    }
+    return [n for n in prop.needs if not have[n]]
 
 
 def resolve(names: list[str] | None) -> tuple[Property, ...]:

@@ -8,7 +8,7 @@ from properties.catalog import PROPERTIES
 
 
 @functools.cache
-def cell(variant: str, mode: int, kube_proxy: str = "1.30") -> CellResult:
+def cell(variant: str, mode: int, kube_proxy: str = "1.30", protocol: str = "tcp") -> CellResult:
     """One matrix cell at the default scope, computed once per test session."""
-    spec = CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),))
+    spec = CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),), protocol)
     return check_config(spec.config(DEFAULT_SCOPE), PROPERTIES, EVENT_STATE_CAP)

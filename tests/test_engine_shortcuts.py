@@ -14,8 +14,9 @@ from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec
 from model.system import System
 from properties.catalog import ALWAYS, PROPERTIES
 
-CELLS = [("K41", 1, "untimed"), ("K46", 0, "untimed"), ("K46", 1, "untimed"), ("K516", 0, "untimed"),
-         ("K59", 0, "event")]
+CELLS = [("K41", 1, "untimed", "1.30", "tcp"), ("K46", 0, "untimed", "1.30", "tcp"),
+         ("K46", 1, "untimed", "1.30", "tcp"), ("K516", 0, "untimed", "1.30", "tcp"),
+         ("K59", 0, "event", "1.30", "tcp"), ("K46", 0, "event", "1.14.0", "udp"), ("K59", 1, "event", "1.30", "udp")]
 
 
 def _mask(ev: tuple) -> int:
@@ -25,9 +26,10 @@ def _mask(ev: tuple) -> int:
     return m
 
 
-@pytest.mark.parametrize("variant, mode, timing", CELLS)
-def test_trigger_masks_cover_every_true_predicate(variant: str, mode: int, timing: str) -> None:
-    cfg = CellSpec(variant, "1.30", (("conn_reuse_mode", mode),)).config(DEFAULT_SCOPE)
+@pytest.mark.parametrize("variant, mode, timing, kube_proxy, protocol", CELLS)
+def test_trigger_masks_cover_every_true_predicate(variant: str, mode: int, timing: str, kube_proxy: str,
+                                                  protocol: str) -> None:
+    cfg = CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),), protocol).config(DEFAULT_SCOPE)
     sys = System(cfg, timing)
     ex = explore(sys, (), max_states=60_000)
     assert ex.complete

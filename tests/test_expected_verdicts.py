@@ -12,9 +12,15 @@ from tests.conftest import cell
 EXPECTED = YAML(typ="safe").load(Path(__file__).with_name("expected_verdicts.yaml").read_text())
 
 
-@pytest.mark.parametrize("row", EXPECTED, ids=lambda r: f"{r['variant']}-mode{r['mode']}")
+def _id(r: dict) -> str:
+    kp = f"-kp{r['kube_proxy']}" if "kube_proxy" in r else ""
+    proto = f"-{r['protocol']}" if "protocol" in r else ""
+    return f"{r['variant']}-mode{r['mode']}{kp}{proto}"
+
+
+@pytest.mark.parametrize("row", EXPECTED, ids=_id)
 def test_expected_verdicts(row: dict) -> None:
-    result = cell(row["variant"], row["mode"])
+    result = cell(row["variant"], row["mode"], str(row.get("kube_proxy", "1.30")), row.get("protocol", "tcp"))
     by_number = {v.prop.number: v for v in result.verdicts}
     for n in row["violated"]:
         v = by_number[n]

@@ -51,7 +51,7 @@ def _armed(st: State) -> set[tuple[str, int]]:
 
 def _services(a: Action) -> set[tuple[str, int]]:
     kind = a[0]
-    if kind in (Act.EXPIRE, Act.REQUEST, Act.CONNECT, Act.SEND, Act.CLOSE):
+    if kind in (Act.EXPIRE, Act.REQUEST, Act.CONNECT, Act.SEND, Act.CLOSE, Act.DATAGRAM):
         return {("entries", a[1])}  # fires, or re-arms by processing a packet
     if kind == Act.CLIENT_TIMER:
         return {("client", a[1]), ("entries", a[1])}

@@ -14,6 +14,7 @@ that finds nothing says "no violation up to depth k" (status "bounded"), never "
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,18 +22,20 @@ import z3
 
 from ipvs_verify.engines.smt_encoding import REACH_FACTS, Encoding, Ops, UnsupportedConfig, Val, property_facts
 from ipvs_verify.errors import UserError
-from model.config import Config
+from model.config import Config, Scope
 from model.state import State
 from model.system import Act, Action
-from properties.catalog import Property
+from properties.catalog import Property, missing_needs
 
 
 class EncodingError(UserError):
     """The encoding disagrees with the model or its bound was hit: never a verdict."""
 
 
-def supported(prop: Property) -> str:
-    """Empty if the SMT engines encode `prop`, else why not."""
+def supported(prop: Property, scope: Scope | None = None) -> str:
+    """Empty if the SMT engines encode `prop` (in `scope`), else why not."""
+    if scope is not None and missing_needs(prop, scope):
+        return "n/a: the scope has no " + ", ".join(missing_needs(prop, scope))
     if prop.kind != "safety":
         return f"{prop.kind} properties are not encoded for the SMT engines (use the explicit engine)"
     probe = property_facts({}, Ops("int", {}))
@@ -81,6 +84,29 @@ class Relation:
         self.props = {k: o.z(v, "b") for k, v in property_facts(fact_terms, o).items()}
         self.trans = o.z(o.or_(*[o.and_(sel[i], en[i]) for i in range(n_act)]), "b")
 
+    def evaluate(self, values: dict[str, Val], action: int) -> tuple[dict[str, Any], bool, dict[str, bool]]:
+        """Z3's own evaluation of the relation at a concrete state and action (next state, enabled, property facts).
+
+        All terms are packed into one tuple term, so that one substitute + simplify does the whole step.
+        """
+        o = self.enc
+        if not hasattr(self, "_packed"):
+            terms = [(k, kind, self.next[k]) for k, kind in o.schema] + [("@enabled", "b", self.trans)]
+            terms += [(f"@prop:{k}", "b", v) for k, v in sorted(self.props.items())]
+            self._names = [(k, kind) for k, kind, _ in terms]
+            self._packed = [v for _, _, v in terms]
+        pairs = [(self.x[k], o.o.z(values[k], kind)) for k, kind in o.schema] + [(self.act, o.o.z(action, "act"))]
+        got: dict[str, Any] = {}
+        if not hasattr(self, "_tup"):
+            self._tup = _tuple(self._packed)
+        val = z3.simplify(z3.substitute(self._tup, *pairs))
+        for (k, kind), v in zip(self._names, _untuple(val, len(self._names)), strict=True):
+            got[k] = bool(z3.is_true(v)) if kind == "b" else (v.as_signed_long() if isinstance(v, z3.BitVecNumRef)
+                                                              else v.as_long())
+        nxt = {k: got[k] for k, _ in o.schema}
+        props = {k[6:]: got[k] for k in got if k.startswith("@prop:")}
+        return nxt, got["@enabled"], props
+
     def instantiate(self, cur: dict[str, Val], act: Val, nxt: dict[str, Val]) -> tuple[list[Val], dict[str, Val],
                                                                                     dict[str, Val]]:
         """(constraints, facts, property facts) of one step from `cur` to `nxt` by `act`."""
@@ -96,7 +122,7 @@ class Relation:
 @dataclass
 class PropResult:
     prop_name: str
-    status: str  # "violated" | "bounded" | "vacuous" | "unsupported"
+    status: str  # "violated" | "bounded" | "vacuous" | "unsupported" | "n/a"
     depth: int  # the violating depth, or the depth searched
     detail: str = ""
     actions: list[Action] = field(default_factory=list)
@@ -117,6 +143,23 @@ class BmcRun:
     statistics: dict[str, Any]
 
 
+_TUPLES: dict[tuple[str, ...], Any] = {}
+
+
+def _tuple(terms: list[Val]) -> Val:
+    """One datatype value holding every term (so one simplify evaluates them all)."""
+    sorts = tuple(t.sort().sexpr() for t in terms)
+    if sorts not in _TUPLES:
+        dt = z3.Datatype(f"Tup{len(_TUPLES)}")
+        dt.declare("mk", *[(f"f{i}", t.sort()) for i, t in enumerate(terms)])
+        _TUPLES[sorts] = dt.create()
+    return _TUPLES[sorts].mk(*terms)
+
+
+def _untuple(v: Val, n: int) -> list[Val]:
+    return [v.arg(i) for i in range(n)]
+
+
 def _model_value(m: z3.ModelRef, e: Val, k: str) -> Any:
     v = m.eval(e, model_completion=True)
     if k == "b":
@@ -135,8 +178,13 @@ def run_bmc(
     arith: str = "bv",
     incremental: str = "assume",
     time_limit: float | None = None,
+    assume: Callable[[Encoding, dict[str, Val]], Val] | None = None,
 ) -> BmcRun:
-    """Search each safety property for a violation at depth 1..max_depth (shortest first)."""
+    """Search each safety property for a violation at depth 1..max_depth (shortest first).
+
+    `assume(enc, state)` adds a constraint on every state of the run (a user assumption); if the assumptions
+    leave no run of the searched length, that is an error, never a pass.
+    """
     if incremental not in ("assume", "push"):
         raise ValueError(f"incremental must be 'assume' or 'push', not {incremental!r}")
     t0 = time.perf_counter()
@@ -148,13 +196,15 @@ def run_bmc(
     states = [enc.variables("0")]
     init = enc.initial()
     solver.add(*[states[0][k] == o.z(init[k], kind) for k, kind in enc.schema])
+    if assume is not None:
+        solver.add(o.z(assume(enc, states[0]), "b"))
     acts: list[Val] = []
     results: dict[str, PropResult] = {}
     open_props: list[Property] = []
     for p in properties:
-        why = supported(p)
+        why = supported(p, config.scope)
         if why:
-            results[p.name] = PropResult(p.name, "unsupported", 0, why)
+            results[p.name] = PropResult(p.name, "n/a" if why.startswith("n/a") else "unsupported", 0, why)
         else:
             results[p.name] = PropResult(p.name, "bounded", 0)
             open_props.append(p)
@@ -188,32 +238,39 @@ def run_bmc(
         states.append(enc.variables(str(depth)))
         cons, facts, props = rel.instantiate(states[depth - 1], act, states[depth])
         solver.add(*cons)
-        # vacuity: the assumptions (initial state and depth steps) must be satisfiable
-        if solver.check() != z3.sat:
-            raise EncodingError(f"BMC {config.label} ({timing}): no run of length {depth} exists: the encoded "
-                                "assumptions are unsatisfiable (an encoding error, not a pass)")
-        if ask(facts["overflow"]) == z3.sat:
-            trail = _actions(enc, model(), acts)
-            raise EncodingError(f"BMC {config.label}: a flow needs more than {max_entries} entries at depth {depth} "
-                                f"(after {trail}); raise max_entries")
+        if assume is not None:
+            solver.add(o.z(assume(enc, states[depth]), "b"))
+        # one query for all that is still open at this depth; only a sat answer is split up
         found = []
-        for p in list(open_props):
-            if ask(props[p.name]) == z3.sat:
-                m = model()
-                actions = _replay(enc, m, acts, states)
-                r = results[p.name]
-                r.status, r.depth, r.actions, r.seconds = "violated", depth, actions, time.perf_counter() - t0
-                open_props.remove(p)
-                found.append(p.name)
-        for pname, rname in sorted(reach_open):
-            if ask(facts[REACH_FACTS[rname]]) == z3.sat:
-                results[pname].reached[rname] = depth
-                reach_open.discard((pname, rname))
+        if ask(z3.Or(facts["overflow"], *[props[p.name] for p in open_props])) == z3.sat:
+            if ask(facts["overflow"]) == z3.sat:
+                trail = _actions(enc, model(), acts)
+                raise EncodingError(f"BMC {config.label}: a flow needs more than {max_entries} entries at depth "
+                                    f"{depth} (after {trail}); raise max_entries")
+            for p in list(open_props):
+                if ask(props[p.name]) == z3.sat:
+                    actions = _replay(enc, model(), acts, states)
+                    r = results[p.name]
+                    r.status, r.depth, r.actions, r.seconds = "violated", depth, actions, time.perf_counter() - t0
+                    open_props.remove(p)
+                    found.append(p.name)
+        reach_facts = sorted({REACH_FACTS[r] for pn, r in reach_open if pn in {p.name for p in open_props}})
+        if reach_facts and ask(z3.Or(*[facts[x] for x in reach_facts])) == z3.sat:
+            for x in reach_facts:
+                if ask(facts[x]) == z3.sat:
+                    for pname, rname in sorted(reach_open):
+                        if REACH_FACTS[rname] == x:
+                            results[pname].reached[rname] = depth
+                            reach_open.discard((pname, rname))
         per_depth.append({"depth": depth, "seconds": round(time.perf_counter() - td, 4), "violations": found})
         if not open_props:
             break
         if time_limit is not None and time.perf_counter() - t0 > time_limit:
             break
+    # vacuity: the assumptions (the initial state and `depth` steps) must be satisfiable
+    if solver.check() != z3.sat:
+        raise EncodingError(f"BMC {config.label} ({timing}): no run of length {depth} exists: the encoded "
+                            "assumptions are unsatisfiable (an encoding error, not a pass)")
     for p in open_props:
         r = results[p.name]
         r.depth, r.seconds = depth, time.perf_counter() - t0

@@ -6,6 +6,8 @@ from ipvs_verify.check import CellResult, check_config
 from ipvs_verify.matrix import DEFAULT_SCOPE, EVENT_STATE_CAP, CellSpec
 from properties.catalog import PROPERTIES
 
+pytest_plugins = ["tests.stateful_plugin"]  # the Hypothesis stateful suite: profiles, --variant, summary
+
 
 @functools.cache
 def cell(variant: str, mode: int, kube_proxy: str = "1.30", protocol: str = "tcp") -> CellResult:

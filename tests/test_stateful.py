@@ -1,0 +1,185 @@
+"""The Hypothesis stateful suite: for each (variant, conn_reuse_mode, safety property) cell of the default
+matrix, Hypothesis must find a violation where the explicit engine found one, and none where the property
+holds, and it must reach the property's "sometimes" states.
+
+Only the properties a cell's scope is about run there (property 10 needs UDP; 4, 8 and 9 need TCP).
+The expectation is not written here: it comes from tests/expected_verdicts.yaml (the issue's verdicts,
+themselves checked against the explicit engine by test_expected_verdicts.py) or else from the explicit
+engine's verdict for the cell (`cell()`, computed once per session and shared with that test).
+
+Default run: the cells the YAML lists (with its UDP and older kube-proxy rows), plus every safety property
+in one cell per variant family (K41 mode 1, K46 mode 0, K59 mode 0, KT17 mode 1). The other cells are
+marked `stateful_matrix` and run with --stateful-full, --variant, or the thorough profile. Liveness
+properties (5, 6) are not Hypothesis' job: a finite random run cannot exhibit a fair cycle (the explicit
+lasso search decides them).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from ruamel.yaml import YAML
+
+from ipvs_verify.engines.stateful import SAFETY, WIDE_SCOPES, SearchResult, quiet, search
+from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec, default_cells
+from ipvs_verify.story import story_markdown
+from ipvs_verify.trace import load_trace, replay_trace
+from properties.catalog import Property, missing_needs
+from tests.conftest import cell
+from tests.stateful_plugin import REPORTS, profile_name, run_seed, trace_dir, variant_marker
+
+YAML_ROWS = YAML(typ="safe").load(Path(__file__).with_name("expected_verdicts.yaml").read_text())
+
+
+def _spec(variant: str, mode: int, kube_proxy: str = "1.30", protocol: str = "tcp") -> CellSpec:
+    return CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),), protocol)
+
+
+YAML_VERDICTS: dict[CellSpec, dict[int, str]] = {}
+for _row in YAML_ROWS:
+    _got = YAML_VERDICTS.setdefault(
+        _spec(_row["variant"], _row["mode"], str(_row.get("kube_proxy", "1.30")), _row.get("protocol", "tcp")), {})
+    _got.update({n: "violated" for n in _row["violated"]})
+    _got.update({n: "holds" for n in _row["holds"]})
+
+FAMILY_CELLS = {_spec("K41", 1), _spec("K46", 0), _spec("K59", 0), _spec("KT17", 1)}  # one per variant family
+
+
+@dataclass(frozen=True)
+class Case:
+    spec: CellSpec
+    prop: Property
+
+    @property
+    def variant(self) -> str:
+        return self.spec.variant
+
+    @property
+    def mode(self) -> int:
+        return dict(self.spec.overrides)["conn_reuse_mode"]
+
+    @property
+    def default(self) -> bool:
+        return self.spec in FAMILY_CELLS or self.prop.number in YAML_VERDICTS.get(self.spec, {})
+
+    @property
+    def id(self) -> str:
+        return f"{self.spec.slug}-{self.prop.number}-{self.prop.name}"
+
+
+def _cells() -> list[CellSpec]:
+    """The default matrix, then the other cells tests/expected_verdicts.yaml lists (UDP, older kube-proxy)."""
+    cells = default_cells()
+    return cells + [c for c in YAML_VERDICTS if c not in cells]
+
+
+CASES = [
+    Case(spec, prop) for spec in _cells() for prop in SAFETY
+    if not missing_needs(prop, replace(DEFAULT_SCOPE, protocol=spec.protocol))
+]
+
+
+def _param(case: Case) -> Any:
+    marks = [pytest.mark.stateful, getattr(pytest.mark, variant_marker(case.variant))]
+    if not case.default:
+        marks.append(pytest.mark.stateful_matrix)
+    return pytest.param(case, id=case.id, marks=marks)
+
+
+def expectation(case: Case) -> tuple[str, str]:
+    """(verdict, where it comes from)."""
+    listed = YAML_VERDICTS.get(case.spec, {}).get(case.prop.number)
+    if listed:
+        return listed, "tests/expected_verdicts.yaml"
+    result = cell(case.variant, case.mode, case.spec.kube_proxy, case.spec.protocol)
+    verdict = next(v for v in result.verdicts if v.prop_name == case.prop.name)
+    return verdict.status, "explicit engine"
+
+
+def budget() -> settings:
+    """The loaded profile's settings (ci by default), without the explain phase."""
+    current = settings.default
+    assert current is not None
+    return quiet(current)
+
+
+def _search(case: Case, raise_on: tuple[Property, ...], seed: int) -> SearchResult:
+    wide = profile_name() == "thorough"
+    return search(case.spec.config, raise_on, budget(), seed,
+                  scopes=WIDE_SCOPES if wide else None, scope=None if wide else DEFAULT_SCOPE)
+
+
+@functools.cache
+def watch_run(spec: CellSpec, profile: str, seed: int) -> SearchResult:
+    """One search per cell that fails on nothing and counts every safety property (for the "holds" tests)."""
+    del profile  # part of the cache key: the budget comes from the loaded profile
+    wide = profile_name() == "thorough"
+    return search(spec.config, (), budget(), seed,
+                  scopes=WIDE_SCOPES if wide else None, scope=None if wide else DEFAULT_SCOPE)
+
+
+def save(result: SearchResult, case: Case, out: Path) -> Path:
+    assert result.trace is not None and result.violation is not None
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{case.spec.slug}--{result.violation.prop.name}.json"
+    path.write_text(json.dumps(result.trace, indent=1) + "\n")
+    path.with_suffix(".md").write_text(story_markdown(result.trace))
+    return path
+
+
+def _report(request: pytest.FixtureRequest, case: Case, expected: tuple[str, str], result: SearchResult,
+            outcome: str, trace: Path | None) -> None:
+    request.config.stash[REPORTS].append({
+        "test": case.id, "property": case.prop.name, "expected": expected[0], "source": expected[1],
+        "outcome": outcome, "coverage": result.coverage.as_json(), "trace": str(trace) if trace else None,
+    })
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
+def test_hypothesis_agrees_with_the_explicit_verdict(case: Case, request: pytest.FixtureRequest) -> None:
+    expected = expectation(case)
+    status = expected[0]
+    if status not in ("holds", "violated", "vacuous"):
+        pytest.skip(f"the explicit verdict is '{status}': nothing for Hypothesis to agree with")
+    seed = run_seed(request.config)
+    out = trace_dir(request.config)
+    if status == "violated":
+        result = _search(case, (case.prop,), seed)
+        if not result.found:
+            _report(request, case, expected, result, "NOT FOUND", None)
+            cov = result.coverage
+            pytest.fail(f"{case.id}: the explicit engine finds a violation; Hypothesis found none in "
+                        f"{cov.examples} examples ({cov.steps} steps, seed {seed}, profile {profile_name()})")
+        path = save(result, case, out)
+        assert result.violation is not None
+        _report(request, case, expected, result,
+                f"found at example {result.coverage.first_found_example} after "
+                f"{result.coverage.first_found_seconds:.2f} s; shrunk to {len(result.violation.actions)} steps, "
+                f"minimised to {len(result.minimised)}", path)
+        replay = replay_trace(load_trace(path), path)
+        assert replay.violated, f"{path}: the saved counterexample does not replay as a violation"
+        return
+    watched = watch_run(case.spec, profile_name(), seed)
+    cov = watched.coverage
+    if cov.violations[case.prop.name]:
+        # the watching run saw a violation: search again, failing on it, to shrink and save it
+        result = _search(case, (case.prop,), seed)
+        saved = save(result, case, out) if result.found else None
+        _report(request, case, expected, result, "VIOLATED", saved)
+        pytest.fail(f"{case.id}: the explicit engine says '{status}' at the default scope, but Hypothesis "
+                    f"found a violation (profile {profile_name()}, seed {seed}): {saved}")
+    missing = cov.missing(case.prop)
+    if missing and status != "vacuous":
+        _report(request, case, expected, watched, "VACUOUS", None)
+        pytest.fail(f"{case.id}: no violation, but the run never reached: {'; '.join(missing)} "
+                    f"({cov.examples} examples, {cov.steps} steps): that would be a vacuous pass")
+    note = "no violation" + (f"; never reached: {'; '.join(missing)}" if missing else "")
+    if status == "vacuous" and not missing:
+        note += " (reached in exact timing, though the event-driven search never did)"
+    _report(request, case, expected, watched, note, None)

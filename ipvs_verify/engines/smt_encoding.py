@@ -714,7 +714,8 @@ class Encoding:
         st3 = self.t_tcp[(Dir.INPUT, Seg.ACK)](o, self.t_tcp[(Dir.OUTPUT, Seg.SYN)](o, st1))
         conn = dict(b)
         self.clear_own(conn, f)
-        has_ct = o.ne(ct, int(SkbCt.NONE), "sm")
+        # an entry without NFCT calls ip_vs_notrack(): the flow's new conntrack is never confirmed
+        has_ct = o.or_(o.eq(ct, int(SkbCt.CONFIRMED), "sm"), o.and_(o.eq(ct, int(SkbCt.NEW), "sm"), cp["nfct"]))
         self.set_entry(conn, f, 0, dict(cp, st=st3, tmr=self.t_timeout(o, st3), own=has_ct))
         self.set_client(conn, f, int(Sock.ESTABLISHED), cp["dest"], 0, 0, plan)
         conn[f"f{f}.ct"] = has_ct
@@ -775,15 +776,17 @@ class Encoding:
                                           tmr=o.ite(sv["expire"], EXPIRE_NOW, e0["tmr"], "tmr")))
             broken = o.or_(none, trash)
             why = o.ite(o.and_(trash, sv["drop"]), int(BrokenWhy.DEST_DELETED), int(BrokenWhy.RESET), "sm")
-        new_ct = o.or_(ct_live, self.config.nf_conntrack)
         fwd_dest: Val = 0
+        new_cts: list[Val] = []
         for i in range(self.E):
             e = self.entry(s, f, i)
+            new_ct = o.or_(ct_live, o.and_(self.config.nf_conntrack, e["nfct"]))  # no NFCT: ip_vs_notrack()
+            new_cts.append(o.and_(sels[i], new_ct))
             st = self.t_tcp[(direction, seg)](o, e["st"])
             upd = dict(e, st=st, tmr=self.t_timeout(o, st), own=o.ite(ct_live, e["own"], new_ct, "b"))
             self.set_entry(n, f, i, self.mux_entry(sels[i], upd, e))
             fwd_dest = o.ite(sels[i], e["dest"], fwd_dest, "sm")
-        n[f"f{f}.ct"] = new_ct
+        n[f"f{f}.ct"] = o.or_(*new_cts)
         if direction == Dir.INPUT:
             ok = o.not_(broken)
             facts["pkt_fwd_any"] = ok

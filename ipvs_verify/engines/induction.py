@@ -1,0 +1,198 @@
+"""Unbounded proofs with Z3: an inductive strengthening found by Houdini, then k-induction.
+
+Semantics: the untimed over-approximation (an armed timer may fire at any moment, never before a due one).
+Every real run is a run of it, so a property proved here holds for every timing; this is the semantics the
+explicit engine's "holds" comes from as well.
+
+1. Candidate lemmas (stated below, over the encoding) are filtered Houdini-style: a lemma false in the
+   initial state is dropped; then, repeatedly, a lemma that some step from a state satisfying all remaining
+   lemmas can falsify is dropped. What remains, I, is inductive: Z3 proved I(s) and T(s, a, s') imply I(s').
+   Nothing is assumed: a wrong lemma is simply dropped.
+2. k-induction for each property P with I as strengthening: the base case is BMC of the untimed model to
+   depth k; the step case asks for k consecutive I-states whose first k steps keep P and whose next step
+   violates it. If that is unsatisfiable, P holds at every depth ("proved"). Otherwise the report shows the
+   counterexample to induction (the states and actions Z3 found) and the verdict is not a pass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import z3
+
+from ipvs_verify.engines.bmc import Relation, _model_value, run_bmc, supported
+from ipvs_verify.engines.smt_encoding import Encoding, Table, Val
+from model.config import Config
+from model.state import DestStatus, PodPhase, Sock
+from properties.catalog import Property
+
+
+def candidate_lemmas(enc: Encoding, s: dict[str, Val]) -> dict[str, Val]:
+    """Facts that may hold in every reachable state; Houdini keeps only those Z3 proves inductive."""
+    o = enc.o
+    out: dict[str, Val] = {"domain": enc.domain(s)}
+    contains = [Table(f"order.contains.{p}", [range(len(enc.orders))], lambda oid, p=p: p in enc.orders[oid],
+                      "b").kinds("ord") for p in range(enc.P)]
+    for p in range(enc.P):
+        linked = o.eq(s[f"d{p}.status"], int(DestStatus.LINKED), "sm")
+        out[f"order-lists-exactly-linked-dests.{p}"] = o.eq(contains[p](o, s["order"]), linked, "b")
+        out[f"graceful-means-weight0-linked.{p}"] = o.or_(o.not_(s[f"g{p}"]), o.and_(linked, o.eq(
+            s[f"d{p}.w"], 0, "sm")))
+        out[f"weight0-linked-means-graceful.{p}"] = o.or_(
+            o.not_(o.and_(linked, o.eq(s[f"d{p}.w"], 0, "sm"))), s[f"g{p}"])
+        out[f"absent-dest-weight0.{p}"] = o.or_(o.ne(s[f"d{p}.status"], int(DestStatus.ABSENT), "sm"),
+                                                o.eq(s[f"d{p}.w"], 0, "sm"))
+        out[f"pod-timer-only-terminating.{p}"] = o.or_(
+            o.eq(s[f"p{p}.phase"], int(PodPhase.TERMINATING), "sm"), o.eq(s[f"p{p}.tmr"], 0, "tmr"))
+        out[f"absent-pod-unlisted.{p}"] = o.or_(o.ne(s[f"p{p}.phase"], int(PodPhase.ABSENT), "sm"),
+                                                o.not_(s[f"p{p}.listed"]))
+        out[f"absent-pod-absent-dest.{p}"] = o.or_(o.ne(s[f"p{p}.phase"], int(PodPhase.ABSENT), "sm"),
+                                                   o.eq(s[f"d{p}.status"], int(DestStatus.ABSENT), "sm"))
+    for f in range(enc.F):
+        est = o.eq(s[f"c{f}.sock"], int(Sock.ESTABLISHED), "sm")
+        out[f"conntrack-live-only-while-established.{f}"] = o.or_(o.not_(s[f"f{f}.ct"]), est)
+        out[f"client-pod-iff-established.{f}"] = o.eq(o.ne(s[f"c{f}.pod"], -1, "sm"), est, "b")
+        out[f"free-client-is-reset.{f}"] = o.or_(
+            o.ne(s[f"c{f}.sock"], int(Sock.FREE), "sm"),
+            o.and_(o.eq(s[f"c{f}.tmr"], 0, "tmr"), o.eq(s[f"c{f}.tries"], 0, "sm"), o.eq(s[f"c{f}.plan"], 0, "sm")))
+        out[f"established-has-entry-to-its-pod.{f}"] = o.or_(o.not_(est), o.or_(*[
+            o.and_(s[f"e{f}.{i}.on"], o.eq(s[f"e{f}.{i}.dest"], s[f"c{f}.pod"], "sm")) for i in range(enc.E)]))
+        for i in range(enc.E):
+            on = s[f"e{f}.{i}.on"]
+            if i > 0:
+                out[f"entries-are-a-prefix.{f}.{i}"] = o.or_(o.not_(on), s[f"e{f}.{i - 1}.on"])
+            out[f"empty-slot-is-zero.{f}.{i}"] = o.or_(on, o.and_(
+                o.eq(s[f"e{f}.{i}.st"], 0, "sm"), o.eq(s[f"e{f}.{i}.dest"], 0, "sm"), o.not_(s[f"e{f}.{i}.nfct"]),
+                o.not_(s[f"e{f}.{i}.own"]), o.eq(s[f"e{f}.{i}.tmr"], 0, "tmr")))
+            dest_st = enc.pod_field(s, s[f"e{f}.{i}.dest"], "d.status", "sm")
+            out[f"no-entry-to-a-deleted-dest.{f}.{i}"] = o.or_(o.not_(on), o.ne(dest_st, int(DestStatus.TRASH), "sm"))
+            out[f"no-entry-to-an-absent-dest.{f}.{i}"] = o.or_(o.not_(on), o.ne(dest_st, int(DestStatus.ABSENT), "sm"))
+            out[f"own-needs-live-conntrack.{f}.{i}"] = o.or_(o.not_(s[f"e{f}.{i}.own"]), s[f"f{f}.ct"])
+            out[f"entry-nfct-is-sysctl-conntrack.{f}.{i}"] = o.or_(
+                o.not_(on), o.eq(s[f"e{f}.{i}.nfct"], enc.config.sysctls.conntrack, "b"))
+    return out
+
+
+@dataclass
+class Proof:
+    prop_name: str
+    status: str  # "proved" | "violated" | "cti" | "unsupported" | "n/a"
+    k: int
+    detail: str = ""
+    cti: list[dict[str, Any]] = field(default_factory=list)  # states and actions of the counterexample to induction
+    seconds: float = 0.0
+
+
+@dataclass
+class InductionRun:
+    config: Config
+    lemmas: list[str]  # the inductive strengthening kept by Houdini
+    dropped: list[str]
+    proofs: list[Proof]
+    seconds: float
+    houdini_seconds: float
+    settings: dict[str, Any]
+
+
+def houdini(enc: Encoding, rel: Relation) -> tuple[dict[str, Val], list[str], dict[str, Val]]:
+    """(kept lemmas over rel.x, dropped names, kept lemmas over the next state)."""
+    o = enc.o
+    init = enc.initial()
+    cand_now = candidate_lemmas(enc, rel.x)
+    nxt = {k: rel.next[k] for k, _ in enc.schema}
+    cand_next = candidate_lemmas(enc, nxt)
+    at_init = candidate_lemmas(enc, init)  # concrete: folds to Python booleans
+    dropped = [k for k, v in at_init.items() if not v]
+    keep = [k for k in cand_now if k not in dropped]
+    solver = z3.SolverFor("QF_BV") if o.arith == "bv" else z3.SolverFor("QF_LIA")
+    solver.add(o.z(rel.trans, "b"))
+    lits = {k: z3.Bool(f"lemma:{k}") for k in cand_now}
+    for k in cand_now:
+        solver.add(z3.Implies(lits[k], o.z(cand_now[k], "b")))
+    changed = True
+    while changed:
+        changed = False
+        assumed = [lits[k] for k in keep]
+        if solver.check(*assumed, z3.Not(z3.And(*[o.z(cand_next[k], "b") for k in keep]))) != z3.sat:
+            break
+        m = solver.model()
+        for k in list(keep):
+            if z3.is_false(m.eval(o.z(cand_next[k], "b"), model_completion=True)):
+                keep.remove(k)
+                dropped.append(k)
+                changed = True
+    return {k: cand_now[k] for k in keep}, dropped, {k: cand_next[k] for k in keep}
+
+
+def run_induction(
+    config: Config,
+    properties: tuple[Property, ...],
+    max_k: int = 3,
+    max_entries: int = 2,
+    arith: str = "bv",
+    strengthen: bool = True,
+) -> InductionRun:
+    """Prove each property for every depth, or report why not. `strengthen=False` skips the lemmas."""
+    t0 = time.perf_counter()
+    enc = Encoding(config, "untimed", max_entries, arith)
+    rel = Relation(enc)
+    lemmas, dropped = ({}, []) if not strengthen else houdini(enc, rel)[:2]
+    t_h = time.perf_counter() - t0
+    proofs: list[Proof] = []
+    for prop in properties:
+        tp = time.perf_counter()
+        why = supported(prop, config.scope)
+        if why:
+            proofs.append(Proof(prop.name, "n/a" if why.startswith("n/a") else "unsupported", 0, why))
+            continue
+        proofs.append(_prove(enc, rel, lemmas, prop, max_k, max_entries, arith))
+        proofs[-1].seconds = time.perf_counter() - tp
+    return InductionRun(config, sorted(lemmas), sorted(dropped), proofs, time.perf_counter() - t0, t_h,
+                        {"timing": "untimed", "arith": arith, "max_k": max_k, "max_entries": max_entries,
+                         "candidates": len(lemmas) + len(dropped)})
+
+
+def _prove(enc: Encoding, rel: Relation, lemmas: dict[str, Val], prop: Property, max_k: int, max_entries: int,
+           arith: str) -> Proof:
+    o = enc.o
+    for k in range(1, max_k + 1):
+        # base case: no violation within k steps of the initial state (untimed BMC)
+        base = run_bmc(enc.config, (prop,), k, timing="untimed", max_entries=max_entries, arith=arith)
+        r = base.results[0]
+        if r.status == "violated":
+            return Proof(prop.name, "violated", r.depth,
+                         f"the untimed over-approximation violates it at depth {r.depth} (not a proof)")
+        solver = z3.SolverFor("QF_BV") if arith == "bv" else z3.SolverFor("QF_LIA")
+        states = [enc.variables(f"i{t}") for t in range(k + 1)]
+        acts = [o.var(f"act@i{t}", "act") for t in range(k)]
+        viol: list[Val] = []
+        for t in range(k):
+            pairs = [(rel.x[n], states[t][n]) for n, _ in enc.schema]
+            solver.add(*[z3.substitute(o.z(v, "b"), *pairs) for v in lemmas.values()])
+            cons, facts, props = rel.instantiate(states[t], acts[t], states[t + 1])
+            solver.add(*cons)
+            viol.append(props[prop.name])
+        pairs = [(rel.x[n], states[k][n]) for n, _ in enc.schema]
+        solver.add(*[z3.substitute(o.z(v, "b"), *pairs) for v in lemmas.values()])
+        solver.add(*[z3.Not(v) for v in viol[:-1]])
+        solver.add(viol[-1])
+        res = solver.check()
+        if res == z3.unsat:
+            return Proof(prop.name, "proved", k, f"{k}-induction with {len(lemmas)} inductive lemmas "
+                         f"(untimed over-approximation: every timing)")
+        if k == max_k:
+            m = solver.model()
+            cti = []
+            for t in range(k + 1):
+                vals = {n: _model_value(m, states[t][n], kind) for n, kind in enc.schema}
+                step: dict[str, Any] = {"state": {n: v for n, v in vals.items() if not n.startswith("e") or
+                                                  vals.get(n.rsplit(".", 1)[0] + ".on", True)}}
+                if t < k:
+                    a = enc.actions[_model_value(m, acts[t], "act")]
+                    step["action"] = [int(a[0]), int(a[1]), int(a[2])]
+                cti.append(step)
+            return Proof(prop.name, "cti", k, f"not {k}-inductive with {len(lemmas)} lemmas: counterexample to "
+                         "induction below (not a pass)", cti)
+    raise AssertionError("unreachable")

@@ -57,6 +57,8 @@ def matrix(
     modes: Annotated[str, typer.Option(help="conn_reuse_mode values")] = ",".join(map(str, DEFAULT_MODES)),
     kube_proxy: Annotated[str, typer.Option(help="kube-proxy releases")] = ",".join(DEFAULT_KUBE_PROXY),
     protocols: Annotated[str, typer.Option(help="service protocols: tcp, udp")] = "tcp",
+    persistence: Annotated[int, typer.Option(
+        help="sessionAffinity ClientIP: the persistent service's timeout in seconds (0: none)", min=0)] = 0,
     properties: Annotated[str, typer.Option(help="property names or numbers (default: all)")] = "",
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="worker processes (0: all cores)")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="where counterexamples are written")] = Path(
@@ -77,7 +79,7 @@ def matrix(
     bad = [p for p in protos if p not in PROTOCOLS]
     if bad or not protos:
         raise UserError(f"--protocols: expected a comma-separated list of {', '.join(PROTOCOLS)}, got '{protocols}'")
-    cells = default_cells(_split(variants), mode_values, _split(kube_proxy), protos)
+    cells = default_cells(_split(variants), mode_values, _split(kube_proxy), protos, persistence)
     for c in cells:
         c.config(DEFAULT_SCOPE)  # validate names before starting workers
     t0 = time.perf_counter()
@@ -214,6 +216,14 @@ def main() -> None:
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
+    except typer.TyperException as e:  # a usage error: unknown option, a value of the wrong type or range
+        if debug:
+            raise
+        fmt = getattr(e, "format_message", None)
+        message = fmt() if fmt else str(e)
+        if message:  # empty when the command alone printed its help
+            print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
     except Exception as e:  # click usage errors
         import click
 

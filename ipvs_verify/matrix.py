@@ -34,15 +34,18 @@ class CellSpec:
     kube_proxy: str
     overrides: tuple[tuple[str, int], ...]
     protocol: str = "tcp"  # the service's protocol (the scope's, for this cell)
+    persistence: int = 0  # sessionAffinity ClientIP timeout (s), 0 for none (the scope's, for this cell)
 
     def config(self, scope: Scope) -> Config:
-        return make_config(self.variant, self.kube_proxy, dict(self.overrides), replace(scope, protocol=self.protocol))
+        scope = replace(scope, protocol=self.protocol, persistence=self.persistence)
+        return make_config(self.variant, self.kube_proxy, dict(self.overrides), scope)
 
     @property
     def slug(self) -> str:
         over = "-".join(f"{k.replace('conn_reuse_mode', 'mode').replace('_', '')}{v}" for k, v in self.overrides)
         proto = "" if self.protocol == "tcp" else f"-{self.protocol}"
-        return f"{self.variant}-kp{self.kube_proxy}" + (f"-{over}" if over else "") + proto
+        persist = f"-persist{self.persistence}" if self.persistence else ""
+        return f"{self.variant}-kp{self.kube_proxy}" + (f"-{over}" if over else "") + proto + persist
 
 
 def default_cells(
@@ -50,8 +53,9 @@ def default_cells(
     modes: tuple[int, ...] = DEFAULT_MODES,
     kube_proxies: tuple[str, ...] = DEFAULT_KUBE_PROXY,
     protocols: tuple[str, ...] = ("tcp",),
+    persistence: int = 0,
 ) -> list[CellSpec]:
-    return [CellSpec(v, kp, (("conn_reuse_mode", m),), proto)
+    return [CellSpec(v, kp, (("conn_reuse_mode", m),), proto, persistence)
             for proto in protocols for v in variants for kp in kube_proxies for m in modes]
 
 

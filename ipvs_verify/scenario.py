@@ -49,6 +49,7 @@ class ScenarioConfig(Strict):
     grace_period: int = Field(30, ge=0)
     nf_conntrack: bool = True
     protocol: Literal["tcp", "udp"] = "tcp"  # the service's protocol; udp clients use `datagram` steps
+    persistence: int = Field(0, ge=0)  # sessionAffinity ClientIP: the persistent service's timeout (s)
 
 
 class Expect(Strict):
@@ -175,7 +176,7 @@ def scenario_config(sc: Scenario, variant: str) -> Config:
         return make_config(
             variant, c.kube_proxy, {str(k): v for k, v in c.sysctls.items()},
             Scope(clients=c.clients, ports=c.ports, pods=tuple(c.pods), spare_pods=tuple(c.spare_pods),
-                  changes=0, crashes=False, long_lived=True, protocol=c.protocol),
+                  changes=0, crashes=False, long_lived=True, protocol=c.protocol, persistence=c.persistence),
             Timing(grace_period=c.grace_period), kernel=c.kernel if variant == sc.variant else None,
             nf_conntrack=c.nf_conntrack,
         )
@@ -183,7 +184,7 @@ def scenario_config(sc: Scenario, variant: str) -> Config:
         raise UserError(f"{sc.path}: config: {e}") from None
 
 
-_DUE_ORDER = (Act.FLUSH, Act.EXPIRE, Act.SYNC, Act.CHECK, Act.GRACE_END, Act.CLIENT_TIMER)
+_DUE_ORDER = (Act.FLUSH, Act.EXPIRE, Act.TEMPLATE_EXPIRE, Act.SYNC, Act.CHECK, Act.GRACE_END, Act.CLIENT_TIMER)
 
 
 def _fire_due(sys: System, st: State, now: int, log: list[Event]) -> State:

@@ -76,6 +76,8 @@ def action_to_json(sys: System, a: Action) -> tuple[str, str, dict[str, Any]]:
             actor = sys.flow_name(x).split(":")[0]
     if kind in (Act.REQUEST, Act.CLOSE):
         params["closer"] = CLOSERS[Plan(y)]
+    if kind == Act.TEMPLATE_EXPIRE:
+        params["client"] = f"client-{x + 1}"
     if kind == Act.EXPIRE:
         params["entry"] = y
     if kind == Act.WAIT:
@@ -119,6 +121,11 @@ def action_from_json(sys: System, name: str, params: dict[str, Any]) -> Action:
         return (kind, flow(), int(params.get("entry", 0)))
     if kind == Act.WAIT:
         return (kind, int(params["seconds"]), 0)
+    if kind == Act.TEMPLATE_EXPIRE:
+        clients = {f"client-{c + 1}": c for c in range(sys.scope.clients)}
+        if params.get("client") not in clients:
+            raise ValueError(f"unknown client {params.get('client')!r} (expected one of: {', '.join(clients)})")
+        return (kind, clients[params["client"]], 0)
     if kind in (Act.SET_WEIGHT, Act.ADD_DEST):
         return (kind, pod(), int(params.get("weight", 1)))
     if kind in (Act.GRACE_END, Act.DELETE_POD, Act.ADD_POD, Act.CRASH_POD, Act.ENDPOINT_GONE, Act.DELETE_DEST):
@@ -139,7 +146,7 @@ def state_view(sys: System, st: State, now: int) -> dict[str, Any]:
             entries.append({
                 "flow": sys.flow_name(f), "state": SHORT[TcpState(e.state)], "dest": sys.pod_name(e.dest),
                 "expires_at": at(e.timer), "nfct": e.nfct,
-            })
+            } | ({"controlled": True} if e.control else {}))
     dests = {}
     for p, d in enumerate(st.dests):
         if d.status == DestStatus.ABSENT:
@@ -168,7 +175,7 @@ def state_view(sys: System, st: State, now: int) -> dict[str, Any]:
         phase = {PodPhase.RUNNING: "running", PodPhase.TERMINATING: f"terminating, destroyed at {at(pod.timer)}",
                  PodPhase.DESTROYED: "destroyed"}[PodPhase(pod.phase)]
         pods[sys.pod_name(p)] = phase + (", endpoint listed" if pod.listed else "")
-    return {
+    view: dict[str, Any] = {
         "ipvs": {
             "entries": entries, "dests": dests,
             "rr_cursor": sys.pod_name(st.cursor) if st.cursor >= 0 else "head",
@@ -184,6 +191,12 @@ def state_view(sys: System, st: State, now: int) -> dict[str, Any]:
         },
         "changes_left": st.budget,
     }
+    if sys.persistent:
+        view["ipvs"]["templates"] = {
+            f"client-{c + 1}": f"{sys.pod_name(t.dest)}, expires at {at(t.timer)}"
+            for c, t in enumerate(st.templates) if t is not None
+        }
+    return view
 
 
 # ---------------------------------------------------------------------- outcome sentences
@@ -252,6 +265,13 @@ def outcome(sys: System, events: tuple[Event, ...]) -> str:
             parts.append("datagram dropped by the server-status block: lost, the application must retry")
         elif kind == Ev.ANSWERED:
             parts.append(f"{sys.pod_name(a)} answers")
+        elif kind == Ev.TEMPLATE_CREATED:
+            parts.append(f"persistence template client-{x + 1} -> {sys.pod_name(a)} created")
+        elif kind == Ev.TEMPLATE_INVALIDATED:
+            parts.append(f"template client-{x + 1} -> {sys.pod_name(a)} invalidated (dest deleted or quiescent)")
+        elif kind == Ev.TEMPLATE_EXPIRED:
+            parts.append(f"template client-{x + 1} -> {sys.pod_name(a)} "
+                         + ("still controls connections: re-armed for 60 s" if b else "expired"))
     return "; ".join(parts) if parts else "nothing changes"
 
 

@@ -43,6 +43,7 @@ class Scope:
     short_requests: bool = True  # connect + close in one step, either side closing first
     long_lived: bool = False  # separate connect / send / close actions
     protocol: str = "tcp"  # the service's protocol: "tcp", or "udp" (clients send datagrams, each answered)
+    persistence: int = 0  # sessionAffinity ClientIP: the persistent service's timeout in seconds (0: none)
 
     @property
     def all_pods(self) -> tuple[str, ...]:
@@ -60,6 +61,8 @@ class Scope:
         conns = "+".join(k for k, on in (("short", self.short_requests), ("long", self.long_lived)) if on)
         if self.protocol == "udp":
             conns = "UDP datagram"
+        if self.persistence:
+            conns += f", persistence {self.persistence} s"
         return (
             f"{self.clients} client x {self.ports} port, pods {','.join(self.pods)}"
             f"{' +' + ','.join(self.spare_pods) if self.spare_pods else ''}, {self.changes} changes, "

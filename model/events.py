@@ -40,6 +40,9 @@ class Ev(IntEnum):
     DGRAM_FORWARDED = 27  # (flow, pod, flags SF_*): a UDP datagram forwarded to a real server
     DGRAM_DROPPED = 28  # (flow, DropWhy): a UDP datagram dropped by IPVS (the application must retry)
     ANSWERED = 29  # (flow, pod): the pod's reply reached the client
+    TEMPLATE_CREATED = 30  # (client, pod): a persistence template pins the client to this pod
+    TEMPLATE_INVALIDATED = 31  # (client, pod): ip_vs_check_template found its dest deleted or quiescent
+    TEMPLATE_EXPIRED = 32  # (client, pod, 1 if it still controls connections: re-armed for 60 s)
 
 
 # SYN_FORWARDED / DGRAM_FORWARDED flags

@@ -22,6 +22,19 @@ class Entry(NamedTuple):
     nfct: bool  # IP_VS_CONN_F_NFCT
     owns_ct: bool  # the flow's live conntrack entry was made by a packet this entry forwarded
     timer: int  # seconds until the expiry timer fires (0: fires at this instant)
+    control: int = 0  # cp->control: 0 none, CONTROLLED by its client's template, OLD_TEMPLATE by an invalidated one
+
+
+CONTROLLED = 1  # linked to the client's current persistence template (ip_vs_control_add)
+OLD_TEMPLATE = 2  # linked to a template that was invalidated since (unhashed, waiting for its timer)
+
+
+class Template(NamedTuple):
+    """A persistence template (IP_VS_CONN_F_TEMPLATE) of one client address: which dest it pins."""
+
+    dest: int
+    timer: int
+    timeout: int  # svc->timeout; 60 s once it expired while still controlling connections (expire_later)
 
 
 class Sock(IntEnum):
@@ -91,6 +104,7 @@ class State(NamedTuple):
     graceful: tuple[bool, ...]  # per pod: its real server is in the graceful-deletion list
     flush_pending: bool  # 5.9+: expire_nodest_conn work queued (runs one jiffy after the delete)
     budget: int  # environment changes (pod delete / add / crash) still allowed in this scope
+    templates: tuple[Template | None, ...] = ()  # persistent service: per client, its hashed template
 
 
 def counters(state: State, dest: int) -> tuple[int, int]:

@@ -30,7 +30,9 @@ from model.events import (
 from model.ip_vs_in import SkbCt, reuse_block, status_block
 from model.scheduler import HEAD, SCHEDULERS
 from model.state import (
+    CONTROLLED,
     FREE_CLIENT,
+    OLD_TEMPLATE,
     Client,
     Dest,
     DestStatus,
@@ -41,6 +43,7 @@ from model.state import (
     PodPhase,
     Sock,
     State,
+    Template,
     counters,
 )
 from model.tcp_states import Dir, Seg, TcpState, tcp_transition
@@ -72,6 +75,8 @@ class Act(IntEnum):
     ADD_DEST = 17  # (pod, weight)
     # UDP clients
     DATAGRAM = 18  # (flow): a datagram to the service, answered by the pod (a DNS query, say)
+    # persistence (sessionAffinity: ClientIP)
+    TEMPLATE_EXPIRE = 19  # (client): a persistence template's timer fires
 
 
 Action = tuple[int, int, int]
@@ -82,6 +87,7 @@ ACTORS = {
     Act.SYNC: "kube-proxy", Act.CHECK: "kube-proxy", Act.FLUSH: "ipvs", Act.DELETE_POD: "user",
     Act.ADD_POD: "user", Act.CRASH_POD: "kubelet", Act.ENDPOINT_GONE: "endpoints-controller",
     Act.SET_WEIGHT: "operator", Act.DELETE_DEST: "operator", Act.ADD_DEST: "operator", Act.DATAGRAM: "client",
+    Act.TEMPLATE_EXPIRE: "ipvs",
 }
 
 NO_EVENTS: tuple[Event, ...] = ()
@@ -103,7 +109,7 @@ def _disown(entries: tuple[Entry, ...]) -> tuple[Entry, ...]:
     """The flow's conntrack entry is gone or closed: no IPVS entry owns a live one any more."""
     if not any(e.owns_ct for e in entries):
         return entries
-    return tuple(Entry(e.state, e.dest, e.nfct, False, e.timer) if e.owns_ct else e for e in entries)
+    return tuple(Entry(e.state, e.dest, e.nfct, False, e.timer, e.control) if e.owns_ct else e for e in entries)
 
 
 class System:
@@ -126,10 +132,12 @@ class System:
         self._timeout = dict(config.timing.ipvs_timeouts)
         v, s = self.v, self.s
         # the variant's decisions, memoised over their finite domains
-        self.reuse = lru_cache(maxsize=None)(lambda st, w0, nfct, ct: reuse_block(v, s, st, False, False, nfct, w0, ct))
+        self.reuse = lru_cache(maxsize=None)(
+            lambda st, w0, nfct, ct, controlled=False: reuse_block(v, s, st, controlled, False, nfct, w0, ct))
         self.status = lru_cache(maxsize=None)(lambda ct: status_block(v, s, ct))
         self.nodest_work = v.has(Feature.NODEST_WORK) and s.expire_nodest_conn
         self.udp = config.scope.protocol == "udp"
+        self.persistent = config.scope.persistence > 0
         plans = []
         if config.scope.short_requests:
             plans += [Plan.CLIENT_CLOSES, Plan.SERVER_CLOSES]
@@ -165,6 +173,7 @@ class System:
             flows=flows, dests=dests, order=tuple(reversed(range(running))), cursor=HEAD, pods=pods,
             sync_timer=-1, check_timer=self.timing.check_interval, graceful=(False,) * n,
             flush_pending=False, budget=self.scope.changes,
+            templates=(None,) * self.scope.clients if self.persistent else (),
         )
         return [self._forget_time(st) if self.untimed else st]
 
@@ -186,6 +195,10 @@ class System:
         for p, pod in enumerate(st.pods):
             if pod.phase == PodPhase.TERMINATING and pod.timer <= fires:
                 acts.append((Act.GRACE_END, p, 0))
+                due = True
+        for ci, tpl in enumerate(st.templates):
+            if tpl is not None and tpl.timer <= fires:
+                acts.append((Act.TEMPLATE_EXPIRE, ci, 0))
                 due = True
         if st.flush_pending:
             acts.append((Act.FLUSH, 0, 0))
@@ -251,6 +264,8 @@ class System:
                 return True
             if flow.client.sock in (Sock.SYN_SENT, Sock.TIME_WAIT) and flow.client.timer == 0:
                 return True
+        if any(t is not None and t.timer <= 0 for t in st.templates):
+            return True
         return any(p.phase == PodPhase.TERMINATING and p.timer == 0 for p in st.pods)
 
     def _next_deadline(self, st: State) -> int:
@@ -266,6 +281,9 @@ class System:
         for pod in st.pods:
             if pod.phase == PodPhase.TERMINATING:
                 t = min(t, pod.timer)
+        for tpl in st.templates:
+            if tpl is not None:
+                t = min(t, tpl.timer)
         return t
 
     def successors(self, st: State) -> Iterator[tuple[Action, State, tuple[Event, ...]]]:
@@ -282,6 +300,8 @@ class System:
             st = self._send_syn(st, x, 0, plan, ev)
         elif kind == Act.DATAGRAM:
             st = self._send_datagram(st, x, ev)
+        elif kind == Act.TEMPLATE_EXPIRE:
+            st = self._template_expire(st, x, ev)
         elif kind == Act.WAIT:
             st = self._advance(st, x)
             ev.append((Ev.TIME, 0, x, 0))
@@ -343,9 +363,10 @@ class System:
             for fl in st.flows
         )
         pods = tuple(p._replace(timer=1) if p.timer > 1 else p for p in st.pods)
+        templates = tuple(t._replace(timer=1) if t is not None and t.timer > 1 else t for t in st.templates)
         return st._replace(
             flows=flows, pods=pods, check_timer=min(st.check_timer, 1),
-            sync_timer=min(st.sync_timer, 1),
+            sync_timer=min(st.sync_timer, 1), templates=templates,
         )
 
     # ------------------------------------------------------------------ small helpers
@@ -380,6 +401,63 @@ class System:
         # seen closing (CLOSE_INIT or RST) is killed and the SYN gets a new, unconfirmed entry
         return SkbCt.CONFIRMED if flow.ct_live else SkbCt.NEW
 
+    # ------------------------------------------------------------------ scheduling (ip_vs_schedule)
+    def _schedule(self, st: State, f: int, ev: list[Event]) -> tuple[State, int, int]:
+        """A new entry's dest: (state, dest or -1 for none, the entry's control)."""
+        c = f // self.scope.ports
+        tpl = st.templates[c] if self.persistent else None
+        if tpl is not None and not self._template_valid(st, tpl):
+            # ip_vs_check_template(): dest deleted, or quiescent with expire_quiescent_template -> invalidate
+            # (unhashed under ports 0xffff, timer not refreshed: no lookup finds it again)
+            ev.append((Ev.TEMPLATE_INVALIDATED, c, tpl.dest, 0))
+            st = self._drop_template(st, c)
+            tpl = None
+        if tpl is None:
+            # the scheduler picks among usable dests (weight > 0; rr: ip_vs_rr_schedule)
+            usable = tuple(st.dests[d].weight > 0 for d in st.order)
+            dest, cursor = self.sched.schedule(st.order, usable, st.cursor)
+            if cursor != st.cursor:
+                st = st._replace(cursor=cursor)
+            if dest < 0 or not self.persistent:
+                return st, dest, 0
+            # ip_vs_sched_persist(): a new template, ct->timeout = svc->timeout
+            tpl = Template(dest, self.scope.persistence, self.scope.persistence)
+            ev.append((Ev.TEMPLATE_CREATED, c, dest, 0))
+        # ip_vs_control_add(cp, ct), then ip_vs_conn_put(ct) re-arms the template's timer
+        templates = list(st.templates)
+        templates[c] = Template(tpl.dest, tpl.timeout, tpl.timeout)
+        return st._replace(templates=tuple(templates)), tpl.dest, CONTROLLED
+
+    def _template_valid(self, st: State, tpl: Template) -> bool:
+        # ip_vs_conn.c ip_vs_check_template(): dest AVAILABLE, and not (expire_quiescent_template and weight 0)
+        d = st.dests[tpl.dest]
+        return d.status == DestStatus.LINKED and not (self.s.expire_quiescent_template and d.weight == 0)
+
+    def _drop_template(self, st: State, c: int) -> State:
+        """The client's template leaves the table (or the lookup); its connections keep their `control`."""
+        templates = list(st.templates)
+        templates[c] = None
+        flows = list(st.flows)
+        for f in range(c * self.scope.ports, (c + 1) * self.scope.ports):
+            fl = flows[f]
+            if any(e.control == CONTROLLED for e in fl.entries):
+                flows[f] = fl._replace(entries=tuple(
+                    e._replace(control=OLD_TEMPLATE) if e.control == CONTROLLED else e for e in fl.entries))
+        return st._replace(templates=tuple(templates), flows=tuple(flows))
+
+    def _template_expire(self, st: State, c: int, ev: list[Event]) -> State:
+        # ip_vs_conn_expire() on a template: "do I control anybody?" -> expire_later, timeout = 60 s
+        tpl = st.templates[c]
+        assert tpl is not None
+        flows = st.flows[c * self.scope.ports:(c + 1) * self.scope.ports]
+        if any(e.control == CONTROLLED for fl in flows for e in fl.entries):
+            ev.append((Ev.TEMPLATE_EXPIRED, c, tpl.dest, 1))
+            templates = list(st.templates)
+            templates[c] = Template(tpl.dest, 60, 60)
+            return st._replace(templates=tuple(templates))
+        ev.append((Ev.TEMPLATE_EXPIRED, c, tpl.dest, 0))
+        return self._drop_template(st, c)
+
     # ------------------------------------------------------------------ the SYN path (ip_vs_in)
     def _send_syn(self, st: State, f: int, tries: int, plan: Plan, ev: list[Event]) -> State:
         flow = st.flows[f]
@@ -392,10 +470,10 @@ class System:
             ev.append((Ev.REUSE_HIT, f, int(cp.state), cp.dest))
             # ip_vs_core.c ip_vs_in(): the port-reuse block (SYN, entry found)
             d = st.dests[cp.dest]
-            r = self.reuse(cp.state, d.weight == 0, cp.nfct, skb_ct)
+            r = self.reuse(cp.state, d.weight == 0, cp.nfct, skb_ct, cp.control != 0)
             if r.resched:
                 entries[0] = cp = Entry(cp.state, cp.dest, cp.nfct and not r.clear_nfct, cp.owns_ct,
-                                        EXPIRE_NOW if r.expire_old else cp.timer)
+                                        EXPIRE_NOW if r.expire_old else cp.timer, cp.control)
                 ev.append((Ev.RESCHEDULED, f, cp.dest, 0))
                 if r.drop:
                     ev.append((Ev.SYN_DROPPED, f, DropWhy.REUSE, 0))
@@ -405,7 +483,7 @@ class System:
             # the server-status block: the entry's dest was deleted (not AVAILABLE)
             sv = self.status(skb_ct)
             entries[0] = cp = Entry(cp.state, cp.dest, cp.nfct and not sv.clear_nfct, cp.owns_ct,
-                                    EXPIRE_NOW if sv.expire else cp.timer)
+                                    EXPIRE_NOW if sv.expire else cp.timer, cp.control)
             if sv.drop:
                 ev.append((Ev.SYN_DROPPED, f, DropWhy.NODEST, 0))
                 return self._syn_dropped(st, f, entries, flow, tries, plan)
@@ -414,17 +492,14 @@ class System:
             reused = False
         if cp is None:
             reused = False
-            # tcp_conn_schedule -> ip_vs_schedule: the scheduler picks among usable dests (weight > 0)
-            usable = tuple(st.dests[d].weight > 0 for d in st.order)
-            dest, cursor = self.sched.schedule(st.order, usable, st.cursor)
-            if cursor != st.cursor:
-                st = st._replace(cursor=cursor)
+            # tcp_conn_schedule -> ip_vs_schedule
+            st, dest, control = self._schedule(st, f, ev)
             if dest < 0:
                 # ip_vs_leave(): ICMP port unreachable -> ECONNREFUSED; the SYN's conntrack is never confirmed
                 ev.append((Ev.REFUSED, f, 0, 0))
                 return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, FREE_CLIENT))
             # ip_vs_conn_new(): NFCT iff sysctl conntrack; hashed at the head of its chain
-            cp = Entry(TcpState.NONE, dest, self.s.conntrack, False, 0)
+            cp = Entry(TcpState.NONE, dest, self.s.conntrack, False, 0, control)
             entries.insert(0, cp)
         d = st.dests[cp.dest]
         pod = st.pods[cp.dest]
@@ -441,7 +516,7 @@ class System:
         if pod.phase == PodPhase.DESTROYED:
             # ip_vs_nat_xmit: no route to the pod's IP -> ICMP host unreachable, translated back to the VIP;
             # the SYN's new conntrack entry is never confirmed (routed /32 pod network)
-            entries[0] = Entry(state, cp.dest, cp.nfct, cp.owns_ct, self._timeout[state])
+            entries[0] = Entry(state, cp.dest, cp.nfct, cp.owns_ct, self._timeout[state], cp.control)
             ev.append((Ev.NO_ROUTE, f, cp.dest, 0))
             return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, FREE_CLIENT))
         # SYN-ACK (OUTPUT), ACK (INPUT): the handshake completes through the same entry
@@ -449,7 +524,7 @@ class System:
         entries = list(_disown(tuple(entries)))
         # ip_vs_nat_xmit: an entry without NFCT calls ip_vs_notrack(): its flow's new conntrack is never confirmed
         ct_live = skb_ct == SkbCt.CONFIRMED or (skb_ct == SkbCt.NEW and cp.nfct)
-        entries[0] = Entry(state, cp.dest, cp.nfct, ct_live, self._timeout[state])
+        entries[0] = Entry(state, cp.dest, cp.nfct, ct_live, self._timeout[state], cp.control)
         ev.append((Ev.CONNECTED, f, cp.dest, 0))
         client = Client(Sock.ESTABLISHED, cp.dest, 0, 0, plan)
         st = self._set_flow(st, f, Flow(tuple(entries), ct_live, client))
@@ -476,7 +551,7 @@ class System:
             # the server-status block (the same decision as for TCP: ip_vs_in / 5.9+ ip_vs_in_hook)
             sv = self.status(skb_ct)
             entries[0] = cp = Entry(cp.state, cp.dest, cp.nfct and not sv.clear_nfct, cp.owns_ct,
-                                    EXPIRE_NOW if sv.expire else cp.timer)
+                                    EXPIRE_NOW if sv.expire else cp.timer, cp.control)
             if sv.drop:
                 # __ip_vs_conn_put: dropped without re-arming the timer; the application must retry
                 ev.append((Ev.DGRAM_DROPPED, f, DropWhy.NODEST, 0))
@@ -486,15 +561,12 @@ class System:
             reused = False
         if cp is None:
             # udp_conn_schedule(): any datagram without an entry is scheduled (no SYN test)
-            usable = tuple(st.dests[d].weight > 0 for d in st.order)
-            dest, cursor = self.sched.schedule(st.order, usable, st.cursor)
-            if cursor != st.cursor:
-                st = st._replace(cursor=cursor)
+            st, dest, control = self._schedule(st, f, ev)
             if dest < 0:
                 ev.append((Ev.REFUSED, f, 0, 0))  # ip_vs_leave(): ICMP port unreachable
                 return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client))
             # ip_vs_conn_new(): NFCT iff sysctl conntrack; UDP entries stay INACTIVE (udp_state_transition)
-            cp = Entry(TcpState.NORMAL, dest, self.s.conntrack, False, 0)
+            cp = Entry(TcpState.NORMAL, dest, self.s.conntrack, False, 0, control)
             entries.insert(0, cp)
         d = st.dests[cp.dest]
         pod = st.pods[cp.dest]
@@ -510,7 +582,7 @@ class System:
         timer = self._timeout[TcpState.NORMAL]
         if pod.phase == PodPhase.DESTROYED:
             # no route to the pod's IP: ICMP host unreachable; the datagram's new conntrack is never confirmed
-            entries[0] = Entry(cp.state, cp.dest, cp.nfct, cp.owns_ct, timer)
+            entries[0] = Entry(cp.state, cp.dest, cp.nfct, cp.owns_ct, timer, cp.control)
             ev.append((Ev.NO_ROUTE, f, cp.dest, 0))
             return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client))
         # the reply (handle_response) refreshes the same entry; the conntrack entry is now confirmed
@@ -518,7 +590,7 @@ class System:
         owns = cp.owns_ct if flow.ct_live else ct_live
         if owns and not cp.owns_ct:
             entries = list(_disown(tuple(entries)))
-        entries[0] = Entry(cp.state, cp.dest, cp.nfct, owns, timer)
+        entries[0] = Entry(cp.state, cp.dest, cp.nfct, owns, timer, cp.control)
         ev.append((Ev.ANSWERED, f, cp.dest, 0))
         return self._set_flow(st, f, Flow(tuple(entries), ct_live, flow.client))
 
@@ -555,7 +627,7 @@ class System:
             if st.dests[cp.dest].status == DestStatus.TRASH:
                 sv = self.status(SkbCt.CONFIRMED if flow.ct_live else SkbCt.NEW)
                 cp = Entry(cp.state, cp.dest, cp.nfct and not sv.clear_nfct, cp.owns_ct,
-                           EXPIRE_NOW if sv.expire else cp.timer)
+                           EXPIRE_NOW if sv.expire else cp.timer, cp.control)
                 # dropped (pre-5.9, or confirmed conntrack) or rescheduled as a non-SYN -> RST
                 return (Flow((cp,) + entries[1:], flow.ct_live, flow.client),
                         BrokenWhy.DEST_DELETED if sv.drop else BrokenWhy.RESET)
@@ -563,7 +635,7 @@ class System:
         state = tcp_transition(cp.state, direction, seg)
         ct_live = flow.ct_live or (self.config.nf_conntrack and cp.nfct)  # no NFCT: ip_vs_notrack()
         owns = cp.owns_ct if flow.ct_live else ct_live
-        cp = Entry(state, cp.dest, cp.nfct, owns, self._timeout[state])
+        cp = Entry(state, cp.dest, cp.nfct, owns, self._timeout[state], cp.control)
         flow = Flow(entries[:idx] + (cp,) + entries[idx + 1:], ct_live, flow.client)
         if direction == Dir.INPUT:
             ev.append((Ev.PKT_FORWARDED, f, cp.dest, pod_of_conn))
@@ -631,6 +703,9 @@ class System:
                     removed += 1
                 else:
                     i += 1
+        for c, tpl in enumerate(st.templates):
+            if tpl is not None and st.dests[tpl.dest].status == DestStatus.TRASH:
+                st = self._drop_template(st, c)  # "del controlling connection" once it controls none
         ev.append((Ev.FLUSHED, removed, 0, 0))
         return st
 
@@ -645,9 +720,10 @@ class System:
             for fl in st.flows
         )
         pods = tuple(p._replace(timer=p.timer - d) if p.phase == PodPhase.TERMINATING else p for p in st.pods)
+        templates = tuple(t._replace(timer=t.timer - d) if t is not None else t for t in st.templates)
         return st._replace(
             flows=flows, pods=pods, check_timer=st.check_timer - d,
-            sync_timer=st.sync_timer - d if st.sync_timer >= 0 else -1,
+            sync_timer=st.sync_timer - d if st.sync_timer >= 0 else -1, templates=templates,
         )
 
     # ------------------------------------------------------------------ destinations (ip_vs_ctl.c)

@@ -25,7 +25,7 @@ StatePred = Callable[[System, State, int], bool]  # (system, state, pod) -> bool
 
 # Trigger masks: a predicate is evaluated only on transitions carrying one of its trigger events
 # (bit = 1 << Ev kind). ALWAYS, set on every transition, is for predicates over states or actions.
-ALWAYS = 1 << 31
+ALWAYS = 1 << 62
 
 
 def triggers(*kinds: Ev) -> int:

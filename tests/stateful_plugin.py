@@ -19,17 +19,11 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from ipvs_verify.engines.stateful import CI, THOROUGH
 from model.variants import DEFAULT_MATRIX_VARIANTS
 
-# one rule step walks to the next timer deadline at most, so 50 steps cover the 30 s grace period, the
-# 60 s check and client TIME_WAIT, and the 120 s TIME_WAIT entry several times over
-settings.register_profile(
-    "ci", max_examples=60, stateful_step_count=50, derandomize=True, database=None, deadline=None,
-    print_blob=False,
-)
-settings.register_profile(
-    "thorough", max_examples=2000, stateful_step_count=1000, derandomize=False, deadline=None,
-)
+settings.register_profile("ci", CI)  # budgets and their reasons: ipvs_verify/engines/stateful.py
+settings.register_profile("thorough", THOROUGH)
 settings.load_profile("ci")  # the default under pytest; --hypothesis-profile loads another one after this
 
 DEFAULT_TRACE_DIR = Path(".traces/hypothesis")

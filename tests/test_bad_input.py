@@ -57,3 +57,15 @@ def test_bad_matrix_options() -> None:
     assert r.returncode == 2 and "0..3" in r.stderr
     r = cli("matrix", "--properties", "no-such-property")
     assert r.returncode == 2 and "unknown property" in r.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("matrix", "-j", "x"), "'-j' / '--jobs'"),
+    (("matrix", "--frob"), "No such option: --frob"),
+    (("matrix", "--persistence", "-1"), "'--persistence'"),
+    (("matrix", "--protocols", "sctp"), "--protocols: expected"),
+])
+def test_bad_command_line(args: tuple[str, ...], expected: str) -> None:
+    r = cli(*args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert expected in r.stderr and "Traceback" not in r.stderr

@@ -10,6 +10,8 @@ import pytest
 from ipvs_verify.trace import TraceError, load_trace, replay_trace
 
 FILES = sorted((Path(__file__).parent.parent / "counterexamples").glob("*.json"))
+# the Hypothesis engine's traces of the known bugs (tests/test_stateful.py, IPVS_VERIFY_TRACES)
+FILES += sorted((Path(__file__).parent.parent / "counterexamples" / "hypothesis").glob("*.json"))
 
 
 def test_known_bugs_are_committed() -> None:
@@ -19,7 +21,7 @@ def test_known_bugs_are_committed() -> None:
     assert "K41-kp1.30-mode1--live-conntrack-never-killed.json" in names
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem if p.parent.name != "hypothesis" else f"hyp/{p.stem}")
 def test_counterexample_still_violates(path: Path) -> None:
     result = replay_trace(load_trace(path), path)
     assert result.violated, f"{path.name} no longer violates {result.prop.name if result.prop else '?'}"

@@ -16,7 +16,8 @@ from properties.catalog import ALWAYS, PROPERTIES
 
 CELLS = [("K41", 1, "untimed", "1.30", "tcp"), ("K46", 0, "untimed", "1.30", "tcp"),
          ("K46", 1, "untimed", "1.30", "tcp"), ("K516", 0, "untimed", "1.30", "tcp"),
-         ("K59", 0, "event", "1.30", "tcp"), ("K46", 0, "event", "1.14.0", "udp"), ("K59", 1, "event", "1.30", "udp")]
+         ("K59", 0, "event", "1.30", "tcp"), ("K46", 0, "event", "1.14.0", "udp"), ("K59", 1, "event", "1.30", "udp"),
+         ("K516", 0, "untimed", "1.30", "tcp-persistent")]
 
 
 def _mask(ev: tuple) -> int:
@@ -29,7 +30,9 @@ def _mask(ev: tuple) -> int:
 @pytest.mark.parametrize("variant, mode, timing, kube_proxy, protocol", CELLS)
 def test_trigger_masks_cover_every_true_predicate(variant: str, mode: int, timing: str, kube_proxy: str,
                                                   protocol: str) -> None:
-    cfg = CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),), protocol).config(DEFAULT_SCOPE)
+    proto, _, persistent = protocol.partition("-")
+    spec = CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),), proto, 10800 if persistent else 0)
+    cfg = spec.config(DEFAULT_SCOPE)
     sys = System(cfg, timing)
     ex = explore(sys, (), max_states=60_000)
     assert ex.complete

@@ -46,15 +46,22 @@ def _armed(st: State) -> set[tuple[str, int]]:
         slots.add(("sync", 0))
     if st.flush_pending:
         slots.add(("flush", 0))
+    for c, tpl in enumerate(st.templates):
+        if tpl is not None:
+            slots.add(("template", c))
     return slots
 
 
-def _services(a: Action) -> set[tuple[str, int]]:
+def _services(sys: System, a: Action) -> set[tuple[str, int]]:
     kind = a[0]
+    # a client's packets may re-arm its persistence template (ip_vs_sched_persist): counting every one of
+    # them weakens fairness, so that no real cycle is ever ruled out as unfair
     if kind in (Act.EXPIRE, Act.REQUEST, Act.CONNECT, Act.SEND, Act.CLOSE, Act.DATAGRAM):
-        return {("entries", a[1])}  # fires, or re-arms by processing a packet
+        return {("entries", a[1]), ("template", a[1] // sys.scope.ports)}  # fires, or re-armed by a packet
     if kind == Act.CLIENT_TIMER:
-        return {("client", a[1]), ("entries", a[1])}
+        return {("client", a[1]), ("entries", a[1]), ("template", a[1] // sys.scope.ports)}
+    if kind == Act.TEMPLATE_EXPIRE:
+        return {("template", a[1])}
     if kind == Act.GRACE_END:
         return {("pod", a[1])}
     if kind == Act.SYNC:
@@ -134,7 +141,7 @@ def _fair_lasso(
     # weak fairness of timers: a slot armed in every state of the cycle must fire (or be re-armed) on it
     always = set.intersection(*(_armed(ex.states[i]) for i in comp))
     for slot in sorted(always):
-        hit = next((e for e in inner if slot in _services(ex.edge_act[e[2]])), None)
+        hit = next((e for e in inner if slot in _services(sys, ex.edge_act[e[2]])), None)
         if hit is None:
             return None
         witness_edges.append(hit[:3])

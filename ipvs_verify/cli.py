@@ -195,6 +195,19 @@ def replay(
 
 
 @app.command()
+def conformance(
+    scenarios: Annotated[list[Path] | None, typer.Argument(
+        help="scenario YAML files (default: scenarios/conformance/ and scenarios/, the fast ones)")] = None,
+    slow: Annotated[bool, typer.Option("--slow", help="include the slow scenarios (long real waits)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per scenario")] = False,
+) -> None:
+    """Run scenarios on a real Linux IPVS kernel (User-Mode Linux) and through the model; compare each step."""
+    from ipvs_verify.conformance.cli import conformance_command
+
+    raise typer.Exit(conformance_command(list(scenarios or []), slow, as_json, out, err))
+
+
+@app.command()
 def properties() -> None:
     """List the properties with what they mean."""
     for p in PROPERTIES:

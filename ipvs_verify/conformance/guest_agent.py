@@ -1,0 +1,527 @@
+"""The agent that runs inside the UML guest, as its init's last process (python3 -I -S, stdlib only).
+
+It reads one JSON command per line from the console and answers each with one line `@@R <json>`.
+It builds a kube-proxy-like topology in network namespaces of the guest kernel and drives traffic:
+a namespace is entered with setns() (ctypes) only to create a socket, or to fork a tool (ip, ipvsadm,
+iptables) or open a /proc/sys file, which then belong to that namespace. Servers are one thread per pod.
+Nothing here touches the host: the guest has no network device; every address lives in its namespaces.
+
+Addresses: client N is 10.0.0.(N+1) (port P is source port 40000+P-1), the node is 10.0.0.1, the VIP
+10.96.0.10:80 sits on the dummy kube-ipvs0 (as kube-proxy does), pod i is 10.244.0.(i+2)/32 on its own
+veth with a /32 route in the node (routed pod network, as several CNIs do).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tty
+from typing import Any
+
+CLONE_NEWNET = 0x40000000
+VIP = "10.96.0.10"
+TCP_REPAIR = 19
+TCP_CLOSE = 7
+IP_RECVERR = 11  # linux/in.h
+_libc = ctypes.CDLL(None, use_errno=True)
+_HOME = os.open("/proc/self/ns/net", os.O_RDONLY)
+OUT = sys.stdout.fileno()
+
+
+def reply(obj: dict[str, Any]) -> None:
+    data = ("@@R " + json.dumps(obj) + "\n").encode()
+    while data:
+        n = os.write(OUT, data)
+        data = data[n:]
+
+
+def setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+class netns:  # noqa: N801 - used as `with netns(name):`
+    """Run the block in the named namespace (this thread only), then come back."""
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        if self.name:
+            fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+            try:
+                setns(fd)
+            finally:
+                os.close(fd)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.name:
+            setns(_HOME)
+
+
+def run(argv: list[str], ns: str | None = None, stdin: str | None = None, check: bool = True) -> str:
+    # a forked child inherits the network namespace of the thread that forks it
+    with netns(ns):
+        p = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: exit {p.returncode}: {p.stderr.strip()[:300]}")
+    return p.stdout
+
+
+def write_sysctl(ns: str | None, key: str, value: int | str) -> None:
+    with netns(ns):
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(f"{value}\n")
+
+
+def tcp_state(s: socket.socket) -> int:
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    return info[0]
+
+
+def silent_close(s: socket.socket) -> None:
+    """Drop a socket without sending anything (TCP_REPAIR: no FIN, no RST), so IPVS sees nothing."""
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+    except OSError:
+        pass
+    s.close()
+
+
+# ------------------------------------------------------------------ pods: one server thread each
+class PodServer:
+    """Serves VIP:80 traffic DNATed to the pod. Protocol: the client sends one byte, the plan:
+    'S' the server answers its name and closes first; 'C' it answers and waits for the client's close;
+    'H' it answers and holds: 'x' is echoed as 'y', 'S' makes it close first, EOF makes it close."""
+
+    def __init__(self, ns: str, name: str) -> None:
+        self.name = name
+        self.stop = False
+        with netns(ns):
+            self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("0.0.0.0", 80))
+        self.ls.listen(64)
+        self.ls.setblocking(False)
+        with netns(ns):
+            self.us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # UDP: each datagram gets the name back
+        self.us.bind(("0.0.0.0", 80))
+        self.us.setblocking(False)
+        self.conns: dict[socket.socket, str] = {}  # socket -> plan ('' until read)
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self) -> None:
+        while not self.stop:
+            socks = [self.ls, self.us, *self.conns]
+            try:
+                ready, _, _ = select.select(socks, [], [], 0.05)
+            except (OSError, ValueError):
+                continue
+            for s in ready:
+                if self.stop:
+                    break
+                if s is self.us:
+                    try:
+                        _, peer = self.us.recvfrom(64)
+                        self.us.sendto(self.name.encode() + b"\n", peer)
+                    except OSError:
+                        pass
+                    continue
+                if s is self.ls:
+                    try:
+                        c, _ = self.ls.accept()
+                        c.setblocking(True)
+                        self.conns[c] = ""
+                    except OSError:
+                        pass
+                    continue
+                self.serve(s)
+
+    def serve(self, s: socket.socket) -> None:
+        try:
+            data = s.recv(64)
+        except OSError:
+            data = b""
+        if not data:  # EOF (the client closed first) or an error: close our side
+            self.conns.pop(s, None)
+            s.close()
+            return
+        for ch in data.decode(errors="replace"):
+            plan = self.conns.get(s, "")
+            if plan == "":
+                self.conns[s] = ch
+                s.sendall(self.name.encode() + b"\n")
+                if ch == "S":
+                    self.conns.pop(s, None)
+                    s.close()
+                    return
+            elif ch == "x":
+                s.sendall(b"y")
+            elif ch == "S":
+                self.conns.pop(s, None)
+                s.close()
+                return
+
+    def kill(self) -> None:
+        """The pod's containers are gone: drop every socket without a packet (its link is already gone)."""
+        self.stop = True
+        self.thread.join(1.0)
+        for s in list(self.conns):
+            silent_close(s)
+        self.conns.clear()
+        silent_close(self.ls)
+        self.us.close()
+
+
+# ------------------------------------------------------------------ one scenario's world
+class World:
+    def __init__(self, tag: str, pods: list[str], clients: int, ports: int, proto: str) -> None:
+        self.tag = tag
+        self.proto = proto  # "tcp" or "udp": the service's protocol
+        self.pods = pods  # every pod name the scenario may use, in order (its IP is fixed by its index)
+        self.clients = clients
+        self.ports = ports
+        self.client_ns = f"{tag}-c"
+        self.node_ns = f"{tag}-n"
+        self.servers: dict[str, PodServer] = {}
+        self.socks: dict[str, socket.socket] = {}  # established client connections by flow
+        self.pending: dict[str, list[Any]] = {}  # SYN_SENT by flow: [sock, plan, t0, retransmissions seen]
+
+    def pod_ip(self, pod: str) -> str:
+        return f"10.244.0.{self.pods.index(pod) + 2}"
+
+    def pod_ns(self, pod: str) -> str:
+        return f"{self.tag}-p{pod}"
+
+    def flow_addr(self, flow: str) -> tuple[str, int]:
+        c, p = flow.split(":")
+        return f"10.0.0.{int(c.split('-')[1]) + 1}", 40000 + int(p.split("-")[1]) - 1
+
+    def setup(self, sysctls: dict[str, int], nf_conntrack: bool, up: list[str], dests: list[list[Any]],
+              persistence: int | None) -> None:
+        """The whole world in few processes: namespaces and veths, addresses and routes (one `ip -batch`
+        per namespace), the nat rule, then the service and its real servers in one `ipvsadm -R`."""
+        c, n = self.client_ns, self.node_ns
+        root = f"netns add {c}\nnetns add {n}\nlink add eth0 netns {c} type veth peer name n-c netns {n}\n"
+        root += "".join(f"netns add {self.pod_ns(p)}\nlink add eth0 netns {self.pod_ns(p)} type veth peer name n-{p} "
+                        f"netns {n}\n" for p in up)
+        run(["ip", "-batch", "-"], stdin=root)
+        client_ips = "".join(f"addr add 10.0.0.{i + 1}/24 dev eth0\n" for i in range(1, self.clients + 1))
+        run(["ip", "-n", c, "-batch", "-"], stdin="link set lo up\nlink set eth0 up\n" + client_ips
+            + "route add default via 10.0.0.1\n")
+        run(["ip", "-n", n, "-batch", "-"], stdin="link set lo up\nlink set n-c up\n"
+            "addr add 10.0.0.1/24 dev n-c\nlink add kube-ipvs0 type dummy\n"
+            f"addr add {VIP}/32 dev kube-ipvs0\n" + "".join(self._node_side(p) for p in up))
+        for p in up:
+            self._pod_side(p)
+        write_sysctl(n, "net.ipv4.ip_forward", 1)
+        # proxier.go NewProxier: the IPVS sysctls kube-proxy ensures (values chosen by the scenario's config)
+        for key, val in sysctls.items():
+            write_sysctl(n, f"net.ipv4.vs.{key}", val)
+        if nf_conntrack:
+            # kube-proxy always installs nat rules (KUBE-POSTROUTING: masquerade marked packets); a rule
+            # with a conntrack user makes the netns track connections (nf_ct_netns_get), as on a real node
+            # (Debian's UML kernel has no nf_tables ip family: iptables-legacy)
+            run(["iptables-legacy", "-w", "-t", "nat", "-A", "POSTROUTING", "-m", "mark", "--mark", "0x4000/0x4000",
+                 "-j", "MASQUERADE"], ns=n)
+        proto = "-u" if self.proto == "udp" else "-t"
+        rules = f"-A {proto} {VIP}:80 -s rr" + (f" -p {persistence}" if persistence else "") + "\n"
+        rules += "".join(f"-a {proto} {VIP}:80 -r {ip}:80 -m -w {w}\n" for ip, w in dests)
+        run(["ipvsadm", "-R"], ns=n, stdin=rules)
+        for p in up:
+            self.servers[p] = PodServer(self.pod_ns(p), p)
+
+    def _node_side(self, pod: str) -> str:
+        return f"link set n-{pod} up\naddr add 10.244.0.1/32 dev n-{pod}\nroute add {self.pod_ip(pod)}/32 dev n-{pod}\n"
+
+    def _pod_side(self, pod: str) -> None:
+        run(["ip", "-n", self.pod_ns(pod), "-batch", "-"], stdin=f"link set lo up\nlink set eth0 up\n"
+            f"addr add {self.pod_ip(pod)}/32 dev eth0\nroute add 10.244.0.1 dev eth0 scope link\n"
+            "route add default via 10.244.0.1 dev eth0\n")
+
+    def pod_up(self, pod: str) -> None:
+        ns, n = self.pod_ns(pod), self.node_ns
+        run(["ip", "-batch", "-"], stdin=f"netns add {ns}\nlink add eth0 netns {ns} type veth peer name n-{pod} "
+            f"netns {n}\n")
+        self._pod_side(pod)
+        run(["ip", "-n", n, "-batch", "-"], stdin=self._node_side(pod))
+        self.servers[pod] = PodServer(ns, pod)
+
+    def pod_down(self, pod: str) -> None:
+        # link first, so the pod's sockets can send nothing; then the sockets; then the namespace
+        run(["ip", "-n", self.node_ns, "link", "del", f"n-{pod}"])
+        srv = self.servers.pop(pod, None)
+        if srv is not None:
+            srv.kill()
+        run(["ip", "netns", "del", self.pod_ns(pod)])
+
+    # -------------------------------------------------------------- client side
+    def connect(self, flow: str, plan: str, window: float) -> dict[str, Any]:
+        ip, port = self.flow_addr(flow)
+        with netns(self.client_ns):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((ip, port))
+        s.setblocking(False)
+        t0 = time.monotonic()
+        rc = s.connect_ex((VIP, 80))
+        if rc not in (0, errno.EINPROGRESS):
+            s.close()
+            return {"result": _err_name(rc), "errno": rc}
+        self.pending[flow] = [s, plan, t0, 0]
+        done = self.poll(window, only=flow)
+        if flow in done:
+            return done[flow]
+        return {"result": "pending"}
+
+    def poll(self, window: float, only: str | None = None) -> dict[str, dict[str, Any]]:
+        """Finish the connects that completed (within `window` seconds); the rest stay pending."""
+        out: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + window
+        while True:
+            for flow in [f for f in self.pending if only is None or f == only]:
+                s, plan, t0, _ = self.pending[flow]
+                _, w, _ = select.select([], [s], [], 0)
+                if not w:
+                    continue
+                del self.pending[flow]
+                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                took = round(time.monotonic() - t0, 3)
+                if err:
+                    s.close()
+                    out[flow] = {"result": _err_name(err), "errno": err, "took": took}
+                else:
+                    out[flow] = self._talk(flow, s, plan) | {"took": took}
+            left = deadline - time.monotonic()
+            if not self.pending or left <= 0 or (only is not None and only not in self.pending):
+                return out | self._redropped()
+            time.sleep(min(0.01, left))
+
+    def _redropped(self) -> dict[str, dict[str, Any]]:
+        """Connects still pending after another SYN retransmission (1, 3, 7, 15 .. s after the first SYN,
+        TCP_TIMEOUT_INIT doubling) was due: that retransmission was dropped too."""
+        out = {}
+        for flow, p in self.pending.items():
+            age = time.monotonic() - p[2]
+            n = sum(1 for k in range(1, 7) if (1 << k) - 1 < age - 0.15)
+            if n > p[3]:
+                p[3] = n
+                out[flow] = {"result": "pending", "retransmissions": n}
+        return out
+
+    def _talk(self, flow: str, s: socket.socket, plan: str) -> dict[str, Any]:
+        s.setblocking(True)
+        s.settimeout(2.0)
+        s.sendall(plan.encode())
+        buf = b""
+        try:
+            while b"\n" not in buf:
+                chunk = s.recv(64)
+                if not chunk:
+                    break
+                buf += chunk
+        except OSError as e:
+            silent_close(s)
+            return {"result": "broken", "detail": str(e)}
+        pod = buf.split(b"\n")[0].decode(errors="replace")
+        if plan == "H":
+            self.socks[flow] = s
+            return {"result": "connected", "pod": pod}
+        self._finish(s, server_first=plan == "S")
+        return {"result": "connected", "pod": pod, "closed": True}
+
+    def _finish(self, s: socket.socket, server_first: bool) -> None:
+        """Close and wait until the last packet of the close went through IPVS (the socket is CLOSED)."""
+        try:
+            if server_first:  # the server's FIN: read to EOF
+                while s.recv(64):
+                    pass
+            s.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                if not server_first:
+                    try:
+                        s.setblocking(False)
+                        while s.recv(64):
+                            pass
+                    except (BlockingIOError, OSError):
+                        pass
+                if tcp_state(s) == TCP_CLOSE:
+                    break
+                time.sleep(0.005)
+        except OSError:
+            pass
+        s.close()
+        time.sleep(0.01)
+
+    def datagram(self, flow: str, timeout: float) -> dict[str, Any]:
+        """One UDP datagram from the flow's port to VIP:80; the pod answers its name. IP_RECVERR makes an
+        ICMP host unreachable (a non-fatal error for UDP otherwise) visible on the connected socket."""
+        ip, port = self.flow_addr(flow)
+        with netns(self.client_ns):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+            s.bind((ip, port))
+            s.connect((VIP, 80))
+            s.settimeout(timeout)
+            t0 = time.monotonic()
+            s.send(b"q")
+            try:
+                data = s.recv(64)
+            except TimeoutError:
+                return {"result": "lost", "detail": f"no answer within {timeout} s"}
+            except OSError as e:
+                return {"result": _err_name(e.errno or 0), "errno": e.errno, "took": round(time.monotonic() - t0, 3)}
+            return {"result": "answered", "pod": data.split(b"\n")[0].decode(errors="replace"),
+                    "took": round(time.monotonic() - t0, 3)}
+        finally:
+            s.close()
+
+    def send(self, flow: str) -> dict[str, Any]:
+        s = self.socks.get(flow)
+        if s is None:
+            return {"result": "error", "detail": "no connection"}
+        try:
+            s.settimeout(0.6)
+            s.sendall(b"x")
+            if s.recv(1) == b"y":
+                return {"result": "none"}
+            detail = "eof"
+        except OSError as e:
+            detail = str(e)
+        del self.socks[flow]
+        silent_close(s)  # the client gives up on it without a packet (the model's "broken")
+        return {"result": "broken", "detail": detail}
+
+    def close(self, flow: str, closer: str) -> dict[str, Any]:
+        s = self.socks.pop(flow, None)
+        if s is None:
+            return {"result": "error", "detail": "no connection"}
+        try:
+            s.settimeout(2.0)
+            if closer == "server":
+                s.sendall(b"S")
+        except OSError as e:
+            silent_close(s)
+            return {"result": "broken", "detail": str(e)}
+        self._finish(s, server_first=closer == "server")
+        return {"result": "closed"}
+
+    def state(self) -> dict[str, str]:
+        """The node's IPVS tables as the kernel prints them: /proc/net/ip_vs_conn is the file `ipvsadm -lnc`
+        reformats; /proc/net/ip_vs carries the same live weight, ActiveConn and InActConn as `ipvsadm -ln`
+        (ip_vs_ctl.c ip_vs_info_seq_show; not the lagging --stats estimator). Read in-process: no fork."""
+        out = {}
+        with netns(self.node_ns):
+            for key, name in (("conns", "ip_vs_conn"), ("dests", "ip_vs")):
+                with open(f"/proc/thread-self/net/{name}") as f:
+                    out[key] = f.read()
+        return out
+
+    def teardown(self) -> None:
+        for srv in self.servers.values():
+            srv.kill()
+        for s in list(self.socks.values()) + [p[0] for p in self.pending.values()]:  # type: ignore[operator]
+            silent_close(s)
+        names = [self.client_ns, self.node_ns] + [self.pod_ns(p) for p in self.servers]
+        run(["ip", "-batch", "-"], stdin="".join(f"netns del {x}\n" for x in names), check=False)
+
+
+def _err_name(e: int) -> str:
+    return {errno.ECONNREFUSED: "refused", errno.EHOSTUNREACH: "no-route", errno.ENETUNREACH: "no-route",
+            errno.ETIMEDOUT: "timed-out", errno.ECONNRESET: "reset"}.get(e, f"errno-{e}")
+
+
+# ------------------------------------------------------------------ the command loop
+def main() -> None:
+    tty.setraw(0)  # no echo, no CR/LF translation: the console is a clean byte channel
+    moddir = sys.argv[1] + "/mods"
+    # the kernel's own module requests would run modprobe without the AVX workaround's environment: load up front
+    mods = ["ip_vs", "ip_vs_rr", "nf_conntrack", "veth", "dummy", "ip_tables", "iptable_nat", "nf_nat", "xt_mark",
+            "xt_MASQUERADE"]
+    p = subprocess.run(["modprobe", "-a", "-d", moddir, *mods], capture_output=True, text=True)
+    loaded = [] if p.returncode == 0 else [["modprobe -a " + " ".join(mods), p.returncode, p.stderr.strip()]]
+    reply({"ready": True, "uname": os.uname().release, "modules": loaded})
+    worlds: dict[str, World] = {}
+    buf = b""
+    while True:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            time.sleep(0.05)
+            continue
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                cmd = json.loads(line)
+            except ValueError:
+                reply({"ok": False, "error": f"bad command {line[:80]!r}"})
+                continue
+            if cmd.get("op") == "halt":
+                reply({"ok": True, "id": cmd.get("id")})
+                os.sync()
+                _libc.reboot(0x4321FEDC)  # LINUX_REBOOT_CMD_POWER_OFF
+                return
+            try:
+                res = handle(worlds, cmd)
+                reply({"ok": True, "id": cmd.get("id"), **res})
+            except Exception as e:  # noqa: BLE001 - every failure goes back to the host as one line
+                reply({"ok": False, "id": cmd.get("id"), "error": f"{type(e).__name__}: {e}"})
+
+
+def handle(worlds: dict[str, World], cmd: dict[str, Any]) -> dict[str, Any]:
+    op = cmd["op"]
+    if op == "exec":  # diagnostics: run a tool in a namespace
+        with netns(cmd.get("ns")):
+            p = subprocess.run(cmd["argv"], capture_output=True, text=True)
+        return {"rc": p.returncode, "out": p.stdout, "err": p.stderr}
+    if op == "setup":
+        w = World(cmd["tag"], cmd["pods"], cmd["clients"], cmd["ports"], cmd.get("proto", "tcp"))
+        worlds[w.tag] = w
+        w.setup(cmd["sysctls"], cmd["nf_conntrack"], cmd["up"], cmd["dests"], cmd.get("persistence"))
+        return {}
+    w = worlds[cmd["tag"]]
+    if op == "pod-up":
+        w.pod_up(cmd["pod"])
+        return {}
+    if op == "pod-down":
+        w.pod_down(cmd["pod"])
+        return {}
+    if op == "ipvsadm":
+        return {"out": run(["ipvsadm", *cmd["args"]], ns=w.node_ns)}
+    if op == "connect":
+        return w.connect(cmd["flow"], cmd["plan"], cmd["window"])
+    if op == "poll":
+        return {"done": w.poll(cmd.get("window", 0.0))}
+    if op == "send":
+        return w.send(cmd["flow"])
+    if op == "datagram":
+        return w.datagram(cmd["flow"], cmd.get("wait", 0.5))
+    if op == "close":
+        return w.close(cmd["flow"], cmd["closer"])
+    if op == "state":
+        return w.state()
+    if op == "teardown":
+        w.teardown()
+        del worlds[w.tag]
+        return {}
+    raise ValueError(f"unknown op {op}")
+
+
+if __name__ == "__main__":
+    main()

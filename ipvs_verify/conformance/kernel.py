@@ -1,0 +1,368 @@
+"""Run one scenario on the real kernel in the guest, step by step, and record what it did.
+
+The scenario's clock is virtual whole seconds, as in the model; it is tied to real time: `wait: N`
+really sleeps until N seconds later (plus a small slack, so a kernel timer due at that instant has
+fired). What the model calls the environment runs here on the virtual clock: kube-proxy (a sync 1 s
+after an endpoint change, the graceful-deletion check every 60 s from time 0), and the kubelet (a
+deleted pod is destroyed when its grace period ends). kube-proxy's decisions read the kernel's own
+counters (`ipvsadm -ln`), and use the model's release table only for its deletion criterion.
+
+Client outcomes, from the client's socket: `connected` (the pod answered its name), `refused`
+(ECONNREFUSED), `no-route` (EHOSTUNREACH), `dropped` (connect() not complete within 0.6 s: the first
+SYN was dropped and the client waits for its 1 s retransmission), `timed-out`, `broken` (no answer
+on an established connection), `closed`; for UDP `answered` (the pod's name came back), `lost` (no
+answer within 0.5 s), or the ICMP error. Client ports are bound explicitly (SO_REUSEADDR) so a
+scenario's flow always uses the same source port.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ipvs_verify.conformance.uml import Guest
+from ipvs_verify.scenario import Scenario
+from model.config import Config
+
+VIP = "10.96.0.10"
+SYN_WINDOW = 0.6  # seconds: a connect() still pending after this had its SYN dropped (RTO is 1 s)
+DGRAM_WAIT = 0.5  # seconds a UDP client waits for the answer before calling the datagram lost
+HARNESS_STEPS = {"request", "connect", "send", "close", "datagram", "wait", "delete_pod", "add_pod", "destroy_pod",
+                 "crash_pod", "endpoint_gone", "sync", "check", "set_weight", "delete_dest", "add_dest"}
+PACKET_STEPS = ("request", "connect", "send", "close", "datagram", "set_weight")
+JIFFY_WAIT = 0.03  # seconds: 3 jiffies at HZ=100 (Debian's UML config)
+FLUSH_WAIT = 0.05  # seconds for the 5.9+ expire_nodest_conn work after a dest deletion (1 jiffy + scheduling)
+SLACK = 0.25  # seconds past each virtual instant before it is observed
+SYNC_DELAY = 1  # kube-proxy --ipvs-min-sync-period default (the model's Timing.sync_delay)
+CHECK_INTERVAL = 60  # graceful_termination.go rsCheckDeleteInterval
+
+
+@dataclass
+class KernelStep:
+    index: int
+    line: int
+    time: int
+    what: str
+    summary: str
+    pod: str | None
+    entry: dict[str, Any] | None
+    dests: dict[str, dict[str, Any]]
+    detail: str = ""
+    events: list[str] = field(default_factory=list)  # what the harness did on the virtual clock
+
+
+@dataclass
+class KernelRun:
+    steps: list[KernelStep]
+    seconds: float
+
+
+# ------------------------------------------------------------------ parsing the kernel's IPVS tables
+_CONN = re.compile(r"^(TCP|UDP)\s+([0-9A-F]{8})\s+([0-9A-F]{4})\s+([0-9A-F]{8})\s+([0-9A-F]{4})\s+([0-9A-F]{8})\s+"
+                   r"([0-9A-F]{4})\s+(\S+)\s+(\d+)")
+_DEST = re.compile(r"^\s+->\s+([0-9A-F]{8}):([0-9A-F]{4})\s+(\S+)\s+(\d+)\s+(\d+)\s+(\d+)")
+# ip_vs_proto_udp.c udp_state_name_table: IP_VS_UDP_S_NORMAL prints as "UDP"; the model calls it NORMAL
+_STATE_NAMES = {("UDP", "UDP"): "NORMAL"}
+
+
+def _ip(hexaddr: str) -> str:
+    return ".".join(str(b) for b in bytes.fromhex(hexaddr))
+
+
+def parse_conns(text: str) -> list[dict[str, Any]]:
+    """/proc/net/ip_vs_conn (what `ipvsadm -lnc` prints), in table order: within a hash chain newest first."""
+    out = []
+    for line in text.splitlines():
+        m = _CONN.match(line.strip())
+        if m:
+            out.append({"proto": m[1], "client": (_ip(m[2]), int(m[3], 16)), "vip": (_ip(m[4]), int(m[5], 16)),
+                        "dest": _ip(m[6]), "state": _STATE_NAMES.get((m[1], m[8]), m[8]), "expires": int(m[9])})
+    return out
+
+
+def parse_dests(text: str) -> dict[str, dict[str, int]]:
+    """/proc/net/ip_vs real servers (the `ipvsadm -ln` columns): ip -> weight, active, inactive."""
+    out = {}
+    for line in text.splitlines():
+        m = _DEST.match(line)
+        if m:
+            out[_ip(m[1])] = {"weight": int(m[4]), "active": int(m[5]), "inactive": int(m[6])}
+    return out
+
+
+# ------------------------------------------------------------------ the run
+class KernelScenario:
+    def __init__(self, guest: Guest, sc: Scenario, cfg: Config, tag: str) -> None:
+        self.g = guest
+        self.sc = sc
+        self.cfg = cfg
+        self.tag = tag
+        scope = cfg.scope
+        self.pods = list(scope.all_pods)
+        self.listed = {p: p in scope.pods for p in self.pods}
+        self.running = {p: p in scope.pods for p in self.pods}
+        self.graceful = {p: False for p in self.pods}
+        self.flows = [f"client-{c + 1}:port-{p + 1}" for c in range(scope.clients) for p in range(scope.ports)]
+        self.now = 0
+        self.t0 = 0.0
+        self.sync_at: int | None = None
+        self.check_at = CHECK_INTERVAL
+        self.grace_at: dict[str, int] = {}
+        self.kp = cfg.kube_proxy
+        self.proto = getattr(scope, "protocol", "tcp")  # the service's protocol (config.protocol)
+        self.persistence: int = getattr(scope, "persistence", 0)  # sessionAffinity ClientIP: ipvsadm -p
+        self.events: list[str] = []
+
+    def ip(self, pod: str) -> str:
+        return f"10.244.0.{self.pods.index(pod) + 2}"
+
+    def pod_of(self, ip: str) -> str:
+        m = re.fullmatch(r"10\.244\.0\.(\d+)", ip)
+        i = int(m[1]) - 2 if m else -1
+        return self.pods[i] if 0 <= i < len(self.pods) else ip
+
+    def call(self, op: str, **kw: Any) -> dict[str, Any]:
+        return self.g.call(op, tag=self.tag, **kw)
+
+    def ipvsadm(self, *args: str) -> None:
+        self.call("ipvsadm", args=list(args))
+        if args[0] == "-d" and self.cfg.sysctls.expire_nodest_conn:
+            # ip_vs_ctl.c __ip_vs_del_dest -> ip_vs_enqueue_expire_nodest_conns(): the flush runs from a
+            # delayed work 1 jiffy later. The model fires that due flush before the next step (its fixed
+            # due order); so does the harness, by letting a few jiffies pass (HZ=100 in Debian's UML).
+            time.sleep(FLUSH_WAIT)
+
+    def rs(self, pod: str) -> list[str]:
+        return ["-u" if self.proto == "udp" else "-t", f"{VIP}:80", "-r", f"{self.ip(pod)}:80"]
+
+    # -------------------------------------------------------------- setup and teardown
+    def setup(self) -> None:
+        sysctls = {k: v for k, v in self.cfg.sysctls.as_dict().items() if k != "conn_reuse_old_conntrack"}
+        c = self.cfg.scope
+        # kube-proxy's first sync adds the real servers in pod order (each at the list head: rr picks the last)
+        self.call("setup", pods=self.pods, clients=c.clients, ports=c.ports, proto=self.proto, sysctls=sysctls,
+                  nf_conntrack=self.cfg.nf_conntrack, up=list(c.pods), dests=[[self.ip(p), 1] for p in c.pods],
+                  persistence=self.persistence)
+        self.t0 = time.monotonic()
+
+    def teardown(self) -> None:
+        self.call("teardown")
+
+    # -------------------------------------------------------------- observation
+    def observe(self, flow: str | None) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+        st = self.call("state")
+        entry = None
+        if flow is not None:
+            addr = self.flow_addr(flow)
+            for e in parse_conns(st["conns"]):
+                if e["client"] == addr:
+                    entry = {"state": e["state"], "dest": self.pod_of(e["dest"]), "expires_in": e["expires"]}
+                    break  # the first of its chain is the newest (ip_vs_conn_hash: hlist_add_head_rcu)
+        linked = parse_dests(st["dests"])
+        dests = {}
+        for p in self.pods:
+            d = linked.get(self.ip(p))
+            if d is not None:
+                dests[p] = {**d, "deleted": False}
+        return entry, dests
+
+    def linked(self) -> dict[str, dict[str, int]]:
+        d = parse_dests(self.call("state")["dests"])
+        return {p: d[self.ip(p)] for p in self.pods if self.ip(p) in d}
+
+    @staticmethod
+    def flow_addr(flow: str) -> tuple[str, int]:
+        c, p = flow.split(":")
+        return f"10.0.0.{int(c.split('-')[1]) + 1}", 40000 + int(p.split("-")[1]) - 1
+
+    # -------------------------------------------------------------- kube-proxy and kubelet on the virtual clock
+    def endpoints_changed(self) -> None:
+        # informer event -> BoundedFrequencyRunner: syncProxyRules within --ipvs-min-sync-period
+        if self.sync_at is None:
+            self.sync_at = self.now + SYNC_DELAY
+
+    def kp_sync(self) -> None:
+        """proxier.go syncEndpoint(): add desired real servers first, then GracefulDeleteRS the rest."""
+        self.sync_at = None
+        self.events.append("kube-proxy sync")
+        linked = self.linked()
+        for p in self.pods:
+            if not self.listed[p]:
+                continue
+            if self.graceful[p]:  # graceful_termination.go MoveRSOutofGracefulDeleteList: delete, re-add
+                self.graceful[p] = False
+                self.ipvsadm("-d", *self.rs(p))
+                linked.pop(p, None)
+            if p not in linked:
+                self.ipvsadm("-a", *self.rs(p), "-m", "-w", "1")
+                self.events.append(f"added {p}")
+        linked = self.linked()
+        for p in self.pods:
+            if not self.listed[p] and p in linked and not self.graceful[p]:
+                d = linked[p]
+                if self.kp.rs_deletable(self.proto == "udp", d["active"], d["inactive"]):
+                    self.ipvsadm("-d", *self.rs(p))
+                    self.events.append(f"deleted {p}")
+                else:  # GracefulDeleteRS: weight 0 and queue for the periodic check
+                    self.ipvsadm("-e", *self.rs(p), "-m", "-w", "0")
+                    self.graceful[p] = True
+                    self.events.append(f"quiesced {p}")
+
+    def kp_check(self) -> None:
+        """graceful_termination.go tryDeleteRs, every rsCheckDeleteInterval."""
+        self.check_at += CHECK_INTERVAL
+        self.events.append("kube-proxy check")
+        linked = self.linked()
+        for p in self.pods:
+            if self.graceful[p] and p in linked:
+                d = linked[p]
+                if self.kp.rs_deletable(self.proto == "udp", d["active"], d["inactive"]):
+                    self.graceful[p] = False
+                    self.ipvsadm("-d", *self.rs(p))
+                    self.events.append(f"deleted {p}")
+
+    def destroy(self, pod: str) -> None:
+        self.grace_at.pop(pod, None)
+        self.running[pod] = False
+        self.call("pod-down", pod=pod)
+        self.events.append(f"destroyed {pod}")
+
+    def _next_timer(self) -> tuple[int, int, str] | None:
+        # the model's due order: SYNC, CHECK, GRACE_END (scenario._DUE_ORDER)
+        cands: list[tuple[int, int, str]] = []
+        if self.sync_at is not None:
+            cands.append((self.sync_at, 0, "sync"))
+        cands.append((self.check_at, 1, "check"))
+        cands += [(t, 2, p) for p, t in sorted(self.grace_at.items())]
+        return min(cands) if cands else None
+
+    def fire_due(self) -> None:
+        while True:
+            nxt = self._next_timer()
+            if nxt is None or nxt[0] > self.now:
+                return
+            self._fire(nxt)
+
+    def _fire(self, timer: tuple[int, int, str]) -> None:
+        _, kind, what = timer
+        if kind == 0:
+            self.kp_sync()
+        elif kind == 1:
+            self.kp_check()
+        else:
+            self.destroy(what)
+
+    def sleep_until(self, v: int) -> None:
+        left = self.t0 + v + SLACK - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+
+    def advance(self, seconds: int) -> None:
+        target = self.now + seconds
+        while True:
+            nxt = self._next_timer()
+            if nxt is not None and nxt[0] <= target:
+                self.now = max(self.now, nxt[0])
+                self.sleep_until(self.now)
+                self._fire(nxt)
+                continue
+            self.now = target
+            self.sleep_until(target)
+            return
+
+    # -------------------------------------------------------------- steps
+    def run(self) -> KernelRun:
+        start = time.monotonic()
+        steps = []
+        self.setup()
+        try:
+            for i, (step, line) in enumerate(zip(self.sc.data.steps, self.sc.lines, strict=True), 1):
+                steps.append(self.run_step(i, line, step))
+        finally:
+            self.teardown()
+        return KernelRun(steps, time.monotonic() - start)
+
+    def run_step(self, i: int, line: int, step: Any) -> KernelStep:
+        self.events = []
+        what = next(k for k, v in step.model_dump(exclude={"expect", "closer", "weight"}).items() if v is not None)
+        summary, pod, detail = "none", None, ""
+        flow: str | None = None
+        if step.request or step.connect:
+            flow = step.request or step.connect
+            plan = "H" if step.connect else ("C" if step.closer == "client" else "S")
+            r = self.call("connect", flow=flow, plan=plan, window=SYN_WINDOW)
+            summary, pod, detail = self._outcome(r)
+        elif getattr(step, "datagram", None):
+            flow = step.datagram
+            r = self.call("datagram", flow=flow, wait=DGRAM_WAIT)
+            summary, pod = r["result"], r.get("pod")
+            detail = f"answered in {r['took']:.3f} s" if "took" in r else r.get("detail", "")
+        elif step.send:
+            flow = step.send
+            r = self.call("send", flow=flow)
+            summary, detail = r["result"], r.get("detail", "")
+        elif step.close:
+            flow = step.close
+            r = self.call("close", flow=flow, closer=step.closer)
+            summary, detail = r["result"], r.get("detail", "")
+        elif step.delete_pod:
+            p = step.delete_pod
+            self.listed[p] = False
+            self.grace_at[p] = self.now + self.cfg.timing.grace_period
+            self.endpoints_changed()
+        elif step.add_pod:
+            p = step.add_pod
+            self.call("pod-up", pod=p)
+            self.running[p] = self.listed[p] = True
+            self.endpoints_changed()
+        elif step.destroy_pod:
+            self.destroy(step.destroy_pod)
+        elif step.crash_pod:
+            self.destroy(step.crash_pod)
+        elif step.endpoint_gone:
+            self.listed[step.endpoint_gone] = False
+            self.endpoints_changed()
+        elif step.set_weight:
+            self.ipvsadm("-e", *self.rs(step.set_weight), "-m", "-w", str(step.weight or 0))
+        elif step.delete_dest:
+            self.ipvsadm("-d", *self.rs(step.delete_dest))
+        elif step.add_dest:
+            self.ipvsadm("-a", *self.rs(step.add_dest), "-m", "-w", str(1 if step.weight is None else step.weight))
+        elif step.wait is not None:
+            self.advance(step.wait)
+        elif step.sync:
+            self.kp_sync()
+        elif step.check:
+            self.advance(self.check_at - self.now)
+        if what not in ("wait", "check"):
+            self.fire_due()
+        # connects whose SYN was dropped earlier may have completed by now (retransmission)
+        done = self.call("poll", window=0.0)["done"]
+        for _f, r in sorted(done.items()):
+            s, p, d = self._outcome(r)
+            if summary in ("none", "closed") or s == "connected":
+                summary, pod, detail = s, p, d
+        if what in PACKET_STEPS:
+            # an entry expired "now" (ip_vs_conn_expire_now) goes at the next jiffy; the model has fired it
+            time.sleep(JIFFY_WAIT)
+        entry, dests = self.observe(flow)
+        return KernelStep(i, line, self.now, what, summary, pod, entry, dests, detail, self.events)
+
+    @staticmethod
+    def _outcome(r: dict[str, Any]) -> tuple[str, str | None, str]:
+        res = r["result"]
+        took = r.get("took")
+        detail = f"connect took {took:.3f} s" if isinstance(took, float) else r.get("detail", "")
+        if res == "pending":
+            n = r.get("retransmissions")
+            why = f"{n} SYN retransmission(s) unanswered" if n else f"connect() not done after {SYN_WINDOW} s"
+            return "dropped", None, why
+        if res == "connected":
+            return "connected", r.get("pod"), detail
+        return res, None, detail
+
+
+def run_on_kernel(guest: Guest, sc: Scenario, cfg: Config, tag: str) -> KernelRun:
+    return KernelScenario(guest, sc, cfg, tag).run()

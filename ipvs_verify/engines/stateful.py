@@ -37,9 +37,10 @@ from model.config import Config, Scope
 from model.events import Ev, Event
 from model.state import DestStatus, PodPhase, Sock, State
 from model.system import Act, Action, System
-from properties.catalog import PROPERTIES, Property
+from properties.catalog import ALWAYS, PROPERTIES, Property
 
 ENGINE = "hypothesis"
+_WAIT = int(Act.WAIT)
 SAFETY: tuple[Property, ...] = tuple(p for p in PROPERTIES if p.kind == "safety")
 
 class PropertyViolated(AssertionError):
@@ -60,14 +61,12 @@ class Coverage:
     steps: int = 0
     seconds: float = 0.0
     max_time: int = 0  # the longest run, in simulated seconds
-    actions: Counter[str] = field(default_factory=Counter)
+    actions: Counter[int] = field(default_factory=Counter)  # Act -> steps
     sometimes: dict[str, dict[str, int]] = field(default_factory=dict)  # property -> check -> transitions
     violations: Counter[str] = field(default_factory=Counter)  # property -> violating transitions seen
     targets: dict[str, float] = field(default_factory=dict)  # label -> best value of any run
     first_found_seconds: float | None = None  # wall time until the first violation of a raising property
     first_found_example: int | None = None
-    failing_runs: int = 0  # examples that ended in a violation (the first one, then the shrinker's)
-    shortest: PropertyViolated | None = None  # the shortest failing run seen
 
     def record_reach(self, prop: Property, name: str) -> None:
         self.sometimes[prop.name][name] += 1
@@ -82,7 +81,7 @@ class Coverage:
             "steps_per_second": round(self.steps / self.seconds) if self.seconds else 0,
             "max_simulated_seconds": self.max_time,
             "sometimes": self.sometimes, "violating_transitions": dict(self.violations),
-            "targets": self.targets, "actions": dict(sorted(self.actions.items())),
+            "targets": self.targets, "actions": {ACTION_NAMES[Act(k)]: n for k, n in sorted(self.actions.items())},
         }
 
 
@@ -139,6 +138,8 @@ def make_machine(
     only those named in `raise_on` fail the run (the others are counted in `coverage.violations`).
     """
     systems: dict[Scope, System] = {}
+    reach = [(p, r) for p in props for r in p.sometimes]
+    watched = [p for p in props if p.name not in raise_on]
     for p in props:
         coverage.sometimes.setdefault(p.name, {r.name: 0 for r in p.sometimes})
 
@@ -169,15 +170,15 @@ def make_machine(
             # waits first: the simplest run (every draw 0) lets time pass, and shrinking a draw moves that
             # step toward waiting; then the model's other actions, in its own order
             acts = sys.actions(pre)
-            waits = [a for a in acts if a[0] == Act.WAIT]
-            others = [a for a in acts if a[0] != Act.WAIT]
+            waits = [a for a in acts if a[0] == _WAIT]
+            others = [a for a in acts if a[0] != _WAIT]
             wait_to = waits[0][1] if waits else 0
             between = 1 if wait_to > 2 else 0  # also: wait 2 .. (next deadline - 1) seconds
             i = data.draw(st.integers(0, len(waits) + between + len(others) - 1), label="action")
             if i < len(waits):
                 a = waits[i]
             elif i < len(waits) + between:
-                a = (Act.WAIT, data.draw(st.integers(2, wait_to - 1), label="seconds"), 0)
+                a = (_WAIT, data.draw(st.integers(2, wait_to - 1), label="seconds"), 0)
                 assert sys.enabled(pre, a)
             else:
                 a = others[i - len(waits) - between]
@@ -185,14 +186,19 @@ def make_machine(
             self.trail.append(a)
             self.state = post
             self.last = (pre, a, events, post)
-            if a[0] == Act.WAIT:
+            if a[0] == _WAIT:
                 self.now += a[1]
             coverage.steps += 1
-            coverage.actions[ACTION_NAMES[Act(a[0])]] += 1
-            for p in props:
-                for r in p.sometimes:
-                    if r.holds(sys, pre, a, events, post):
-                        coverage.record_reach(p, r.name)
+            coverage.actions[a[0]] += 1
+            mask = ALWAYS
+            for e in events:
+                mask |= 1 << e[0]
+            for p, r in reach:  # a predicate can only hold on a transition carrying one of its trigger events
+                if r.trigger_mask & mask and r.holds(sys, pre, a, events, post):
+                    coverage.record_reach(p, r.name)
+            for p in watched:  # counted here; the properties that fail the run are the invariants below
+                if p.trigger_mask & mask and p.violated is not None and p.violated(sys, pre, a, events, post):
+                    coverage.violations[p.name] += 1
             for k, (_, how, measure) in enumerate(TARGETS):
                 v = measure(pre, events, post)
                 self.best[k] = max(self.best[k], v) if how == "max" else self.best[k] + v
@@ -206,7 +212,6 @@ def make_machine(
     def _invariant(prop: Property) -> Callable[[IpvsMachine], None]:
         assert prop.violated is not None
         violated = prop.violated
-        raising = prop.name in raise_on
 
         def check(self: IpvsMachine) -> None:
             if self.last is None or self.sys is None:
@@ -214,21 +219,18 @@ def make_machine(
             pre, a, events, post = self.last
             if violated(self.sys, pre, a, events, post):
                 coverage.violations[prop.name] += 1
-                if raising:
-                    if coverage.first_found_seconds is None:
-                        coverage.first_found_seconds = time.perf_counter() - _started[0]
-                        coverage.first_found_example = coverage.examples
-                    exc = PropertyViolated(prop, self.sys.config, self.trail)
-                    coverage.failing_runs += 1
-                    if coverage.shortest is None or len(exc.actions) < len(coverage.shortest.actions):
-                        coverage.shortest = exc
-                    raise exc
+                if coverage.first_found_seconds is None:
+                    coverage.first_found_seconds = time.perf_counter() - _started[0]
+                    coverage.first_found_example = coverage.examples
+                raise PropertyViolated(prop, self.sys.config, self.trail)
 
         check.__name__ = prop.name.replace("-", "_")
         check.__doc__ = prop.meaning
         return check
 
     for prop in props:
+        if prop.name not in raise_on:
+            continue
         fn = _invariant(prop)
         setattr(IpvsMachine, fn.__name__, invariant()(fn))
     IpvsMachine.__name__ = IpvsMachine.__qualname__ = "IpvsMachine"

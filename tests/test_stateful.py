@@ -30,7 +30,7 @@ from ipvs_verify.engines.stateful import SAFETY, WIDE_SCOPES, SearchResult, quie
 from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec, default_cells
 from ipvs_verify.story import story_markdown
 from ipvs_verify.trace import load_trace, replay_trace
-from properties.catalog import Property, missing_needs
+from properties.catalog import PROPERTIES, Property, missing_needs
 from tests.conftest import cell
 from tests.stateful_plugin import REPORTS, profile_name, run_seed, trace_dir, variant_marker
 
@@ -183,3 +183,18 @@ def test_hypothesis_agrees_with_the_explicit_verdict(case: Case, request: pytest
     if status == "vacuous" and not missing:
         note += " (reached in exact timing, though the event-driven search never did)"
     _report(request, case, expected, watched, note, None)
+
+
+def test_a_run_that_misses_the_interesting_states_is_reported() -> None:
+    """The vacuity guard: one example of one step cannot reach property 1's states, and says so."""
+    prop = next(p for p in SAFETY if p.number == 1)
+    tiny = settings(budget(), max_examples=1, stateful_step_count=2)  # the topology, then one step
+    result = search(_spec("K46", 0).config, (), tiny, 0, scope=DEFAULT_SCOPE)
+    assert result.coverage.steps == 1 and not result.found
+    assert set(result.coverage.missing(prop)) == {r.name for r in prop.sometimes}
+
+
+def test_liveness_is_refused() -> None:
+    live = next(p for p in PROPERTIES if p.kind == "liveness")
+    with pytest.raises(ValueError, match="safety properties only"):
+        search(_spec("K46", 0).config, (live,), budget(), 0, scope=DEFAULT_SCOPE)

@@ -306,10 +306,10 @@ def search(
 # The two profiles (registered for pytest by tests/stateful_plugin.py; the benchmark uses CI too).
 # One rule step moves time at most to the next timer deadline, so 50 steps cover the 30 s grace period, the
 # 60 s check and client TIME_WAIT, and the 120 s TIME_WAIT entry several times over (runs reach 3000 s);
-# longer runs mostly make shrinking slower. The thorough profile runs 1000 steps: hours of simulated time.
+# longer runs mostly make shrinking slower. The thorough profile runs 500 steps: hours of simulated time.
 CI = settings(max_examples=60, stateful_step_count=50, derandomize=True, database=None, deadline=None,
               print_blob=False)
-THOROUGH = settings(max_examples=2000, stateful_step_count=1000, derandomize=False, deadline=None)
+THOROUGH = settings(max_examples=1000, stateful_step_count=500, derandomize=False, deadline=None)
 
 # the thorough profile's topologies: more clients, ports and pods than the explicit engine can finish, and
 # rolling updates (several deletes and adds, spare pods to add)

@@ -65,6 +65,9 @@ def matrix(
         "counterexamples"),
     max_states: Annotated[int, typer.Option(help="state cap of the event-driven search")] = EVENT_STATE_CAP,
     as_json: Annotated[bool, typer.Option("--json", help="print the matrix as JSON")] = False,
+    engine: Annotated[str, typer.Option(help="explicit | bmc | induction | all (all: report disagreements)")] = (
+        "explicit"),
+    depth: Annotated[int, typer.Option(help="bmc: the depth bound")] = 8,
 ) -> None:
     """Check every property on every cell of the matrix and print the verdicts."""
     try:
@@ -82,6 +85,11 @@ def matrix(
     cells = default_cells(_split(variants), mode_values, _split(kube_proxy), protos, persistence)
     for c in cells:
         c.config(DEFAULT_SCOPE)  # validate names before starting workers
+    if engine != "explicit":  # the Z3 engines (issue 4)
+        from ipvs_verify.engines.smt_matrix import engine_matrix
+
+        raise typer.Exit(engine_matrix(cells, DEFAULT_SCOPE, props, engine, depth, as_json, out_dir, jobs,
+                                       max_states, out))
     t0 = time.perf_counter()
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stats]}"),
                         TimeElapsedColumn(), console=err, disable=as_json or not err.is_terminal)

@@ -12,7 +12,11 @@ Coverage of the default run (IPVS_SMT_FULL=1 runs every cell, both timings, ever
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import z3
@@ -210,3 +214,31 @@ def test_induction_failure_reports_the_counterexample_to_induction() -> None:
     run = run_induction(cfg("K516", 0), (BY_NAME["no-new-conn-to-destroyed-pod"],), max_k=1, strengthen=False)
     p = run.proofs[0]
     assert p.status == "cti" and len(p.cti) == 2 and "action" in p.cti[0]
+
+
+# ---------------------------------------------------------------------- command line
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ipvs_verify.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_engine_bmc_writes_a_replayable_trace(tmp_path: Path) -> None:
+    r = _cli("matrix", "--engine", "bmc", "--variants", "K46", "--modes", "1", "--properties", "3,9", "--depth", "3",
+             "--json", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    cell = data["cells"][0]
+    assert cell["bmc"]["no-syn-dropped-on-reuse"]["status"] == "violated"
+    assert cell["bmc"]["no-syn-dropped-on-reuse"]["depth"] == 2
+    trace = next(Path(p) for p in cell["bmc_traces"] if "no-syn-dropped" in p)
+    shown = _cli("show", str(trace))
+    assert shown.returncode == 0 and "still violated" in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_cli_engine_induction_and_bad_engine(tmp_path: Path) -> None:
+    r = _cli("matrix", "--engine", "induction", "--variants", "K46U", "--modes", "1", "--properties", "3", "--json",
+             "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["cells"][0]["induction"]["no-syn-dropped-on-reuse"]["status"] == "proved"
+    bad = _cli("matrix", "--engine", "spacer", "--variants", "K46", "--modes", "1", "--out", str(tmp_path))
+    assert bad.returncode == 2 and "--engine" in bad.stderr and "Traceback" not in bad.stderr

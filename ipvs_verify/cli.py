@@ -25,6 +25,7 @@ from ipvs_verify.matrix import (
     EVENT_STATE_CAP,
     CellSpec,
     default_cells,
+    markdown_table,
     matrix_json,
     run_matrix,
     save_counterexamples,
@@ -65,6 +66,7 @@ def matrix(
         "counterexamples"),
     max_states: Annotated[int, typer.Option(help="state cap of the event-driven search")] = EVENT_STATE_CAP,
     as_json: Annotated[bool, typer.Option("--json", help="print the matrix as JSON")] = False,
+    as_markdown: Annotated[bool, typer.Option("--markdown", help="print the verdict table as Markdown")] = False,
     engine: Annotated[str, typer.Option(help="explicit | bmc | induction | all (all: report disagreements)")] = (
         "explicit"),
     depth: Annotated[int, typer.Option(help="bmc: the depth bound")] = 8,
@@ -92,7 +94,7 @@ def matrix(
                                        max_states, out))
     t0 = time.perf_counter()
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stats]}"),
-                        TimeElapsedColumn(), console=err, disable=as_json or not err.is_terminal)
+                        TimeElapsedColumn(), console=err, disable=as_json or as_markdown or not err.is_terminal)
     with progress:
         overall = progress.add_task("matrix", total=len(cells), stats="")
         tasks = {i: progress.add_task(f"  {c.slug}", total=None, stats="waiting", visible=False)
@@ -112,6 +114,9 @@ def matrix(
     data = matrix_json(cells, results, paths, DEFAULT_SCOPE)
     if as_json:
         print(json.dumps(data, indent=1))
+        return
+    if as_markdown:
+        print(markdown_table(cells, results, props), end="")
         return
     _print_matrix(cells, results, props, paths, time.perf_counter() - t0)
 

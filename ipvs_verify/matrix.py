@@ -177,3 +177,17 @@ def matrix_json(
         "properties": [{"number": p.number, "name": p.name, "kind": p.kind} for p in PROPERTIES],
         "cells": rows,
     }
+
+
+def markdown_table(cells: list[CellSpec], results: list[CellResult], properties: tuple[Property, ...]) -> str:
+    """The verdict table in Markdown (violated in capitals), for reports and the README."""
+    head = "| cell | mode/ct/nodest/quiesc | " + " | ".join(str(p.number) for p in properties) + " |"
+    lines = [head, "|" + "---|" * (len(properties) + 2)]
+    for spec, res in zip(cells, results, strict=True):
+        s = res.config.sysctls
+        sysctls = "/".join(str(int(x)) for x in (s.conn_reuse_mode, s.conntrack, s.expire_nodest_conn,
+                                                 s.expire_quiescent_template))
+        by_name = {v.prop_name: v.status for v in res.verdicts}
+        marks = [("VIOLATED" if by_name[p.name] == "violated" else by_name[p.name]) for p in properties]
+        lines.append(f"| {spec.slug} | {sysctls} | " + " | ".join(marks) + " |")
+    return "\n".join(lines) + "\n"

@@ -105,6 +105,9 @@ TIMINGS = ("exact", "event", "untimed")
 EXPIRE_NOW = -1
 
 
+_new_state = tuple.__new__
+
+
 def _disown(entries: tuple[Entry, ...]) -> tuple[Entry, ...]:
     """The flow's conntrack entry is gone or closed: no IPVS entry owns a live one any more."""
     if not any(e.owns_ct for e in entries):
@@ -372,9 +375,9 @@ class System:
     # ------------------------------------------------------------------ small helpers
     @staticmethod
     def _set_flow(st: State, f: int, flow: Flow) -> State:
-        flows = list(st.flows)
-        flows[f] = flow
-        return st._replace(flows=tuple(flows))
+        # the hottest update of the search: built directly (NamedTuple._replace costs three times as much)
+        flows = st.flows
+        return _new_state(State, (flows[:f] + (flow,) + flows[f + 1:],) + st[1:])
 
     @staticmethod
     def _set_pod(st: State, p: int, pod: Pod) -> State:

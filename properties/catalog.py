@@ -276,7 +276,7 @@ PROPERTIES: tuple[Property, ...] = (
         "is refreshed (300 s), so a real server kept at weight 0 holds its flows until the pod is gone.",
         "kubernetes #76664 (kube-proxy #77802 deletes UDP real servers at once)",
         (Reach("a datagram arrives on an entry whose dest has weight 0 or is deleted",
-               _datagram_meets_removed_dest),),
+               _datagram_meets_removed_dest, triggers(Ev.DGRAM_FORWARDED, Ev.DGRAM_DROPPED, Ev.RESCHEDULED)),),
         violated=_dgram_forwarded(lambda fl: bool(fl & SF_POD_DEAD) and bool(fl & _QUIESCED)),
         needs=("udp",),
         trigger_mask=triggers(Ev.DGRAM_FORWARDED),

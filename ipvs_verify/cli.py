@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,7 +33,7 @@ from ipvs_verify.matrix import (
 )
 from ipvs_verify.story import story_lines
 from ipvs_verify.trace import load_trace, replay_trace
-from model.config import PROTOCOLS
+from model.config import PROTOCOLS, Scope
 from model.kube_proxy import UnknownKubeProxy
 from model.variants import DEFAULT_MATRIX_VARIANTS, UnknownKernel
 from properties.catalog import PROPERTIES, resolve
@@ -61,6 +62,15 @@ def matrix(
     persistence: Annotated[int, typer.Option(
         help="sessionAffinity ClientIP: the persistent service's timeout in seconds (0: none)", min=0)] = 0,
     properties: Annotated[str, typer.Option(help="property names or numbers (default: all)")] = "",
+    clients: Annotated[int, typer.Option(help="scope: client addresses", min=1, max=8)] = DEFAULT_SCOPE.clients,
+    ports: Annotated[int, typer.Option(help="scope: ephemeral ports per client", min=1, max=8)] = DEFAULT_SCOPE.ports,
+    pods: Annotated[str, typer.Option(help="scope: pods running at the start")] = ",".join(DEFAULT_SCOPE.pods),
+    spare_pods: Annotated[str, typer.Option(help="scope: pods a scale-out may create")] = ",".join(
+        DEFAULT_SCOPE.spare_pods),
+    changes: Annotated[int, typer.Option(help="scope: pod deletions, creations and crashes per run", min=0)] = (
+        DEFAULT_SCOPE.changes),
+    crashes: Annotated[bool, typer.Option(help="scope: pods may die before kube-proxy knows")] = (
+        DEFAULT_SCOPE.crashes),
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="worker processes (0: all cores)")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="where counterexamples are written")] = Path(
         "counterexamples"),
@@ -85,12 +95,18 @@ def matrix(
     if bad or not protos:
         raise UserError(f"--protocols: expected a comma-separated list of {', '.join(PROTOCOLS)}, got '{protocols}'")
     cells = default_cells(_split(variants), mode_values, _split(kube_proxy), protos, persistence)
+    pod_names, spare_names = _split(pods), _split(spare_pods)
+    if not pod_names or len(set(pod_names + spare_names)) != len(pod_names + spare_names):
+        raise UserError(f"--pods/--spare-pods: expected distinct pod names, at least one running, got "
+                        f"'{pods}' and '{spare_pods}'")
+    scope = replace(DEFAULT_SCOPE, clients=clients, ports=ports, pods=pod_names, spare_pods=spare_names,
+                    changes=changes, crashes=crashes)
     for c in cells:
-        c.config(DEFAULT_SCOPE)  # validate names before starting workers
+        c.config(scope)  # validate names before starting workers
     if engine != "explicit":  # the Z3 engines (issue 4)
         from ipvs_verify.engines.smt_matrix import engine_matrix
 
-        raise typer.Exit(engine_matrix(cells, DEFAULT_SCOPE, props, engine, depth, as_json, out_dir, jobs,
+        raise typer.Exit(engine_matrix(cells, scope, props, engine, depth, as_json, out_dir, jobs,
                                        max_states, out))
     t0 = time.perf_counter()
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stats]}"),
@@ -109,16 +125,16 @@ def matrix(
             progress.update(tasks[i], visible=False)
             progress.advance(overall)
 
-        results = run_matrix(cells, DEFAULT_SCOPE, props, jobs, max_states, on_progress, on_done)
+        results = run_matrix(cells, scope, props, jobs, max_states, on_progress, on_done)
     paths = save_counterexamples(cells, results, out_dir)
-    data = matrix_json(cells, results, paths, DEFAULT_SCOPE)
+    data = matrix_json(cells, results, paths, scope)
     if as_json:
         print(json.dumps(data, indent=1))
         return
     if as_markdown:
         print(markdown_table(cells, results, props), end="")
         return
-    _print_matrix(cells, results, props, paths, time.perf_counter() - t0)
+    _print_matrix(cells, results, props, paths, time.perf_counter() - t0, scope)
 
 
 def _props(text: str) -> tuple[Any, ...]:
@@ -129,8 +145,8 @@ def _props(text: str) -> tuple[Any, ...]:
 
 
 def _print_matrix(cells: list[CellSpec], results: list[Any], props: tuple[Any, ...],
-                  paths: dict[tuple[int, str], Path], seconds: float) -> None:
-    table = Table(title=f"Verdict matrix ({DEFAULT_SCOPE.describe()})", show_lines=False)
+                  paths: dict[tuple[int, str], Path], seconds: float, scope: Scope) -> None:
+    table = Table(title=f"Verdict matrix ({scope.describe()})", show_lines=False)
     table.add_column("cell")
     table.add_column("sysctls (mode/ct/nodest/quiesc)")
     for p in props:

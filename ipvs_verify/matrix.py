@@ -133,6 +133,16 @@ def counterexample_trace(result: CellResult, v: Verdict) -> dict[str, Any]:
     return build_trace(cfg, actions, v.prop, "explicit-bfs", v.timing, v.loop_start, v.pod, status=v.status)
 
 
+def scope_tag(scope: Scope) -> str:
+    """A file-name tag for a scope other than the default one, so that its traces never overwrite those."""
+    base = replace(scope, protocol=DEFAULT_SCOPE.protocol, persistence=DEFAULT_SCOPE.persistence)
+    if base == DEFAULT_SCOPE:
+        return ""
+    conns = "".join(k for k, on in (("s", scope.short_requests), ("l", scope.long_lived)) if on)
+    return (f"-c{scope.clients}p{scope.ports}-pods{''.join(scope.pods)}+{''.join(scope.spare_pods)}"
+            f"-ch{scope.changes}{'' if scope.crashes else '-nocrash'}-{conns}")
+
+
 def save_counterexamples(cells: list[CellSpec], results: list[CellResult], out: Path) -> dict[tuple[int, str], Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[tuple[int, str], Path] = {}
@@ -141,7 +151,7 @@ def save_counterexamples(cells: list[CellSpec], results: list[CellResult], out: 
             if v.status not in ("violated", "undecided") or not v.actions:
                 continue
             trace = counterexample_trace(res, v)
-            stem = f"{spec.slug}--{v.prop.name}"
+            stem = f"{spec.slug}{scope_tag(res.config.scope)}--{v.prop.name}"
             path = out / f"{stem}.json"
             path.write_text(json.dumps(trace, indent=1, sort_keys=False) + "\n")
             (out / f"{stem}.md").write_text(story_markdown(trace))

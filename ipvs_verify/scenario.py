@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
@@ -50,6 +50,9 @@ class ScenarioConfig(Strict):
     nf_conntrack: bool = True
     protocol: Literal["tcp", "udp"] = "tcp"  # the service's protocol; udp clients use `datagram` steps
     persistence: int = Field(0, ge=0)  # sessionAffinity ClientIP: the persistent service's timeout (s)
+    # ipvsadm --set TCP TCPFIN UDP (kube-proxy --ipvs-tcp-timeout, --ipvs-tcpfin-timeout, --ipvs-udp-timeout):
+    # the only timeouts IP_VS_SO_SET_TIMEOUT changes (ESTABLISHED, FIN_WAIT, UDP); 0 leaves one as it is
+    ipvs_timeouts: dict[Literal["tcp", "tcpfin", "udp"], Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
 
 
 class Expect(Strict):
@@ -185,11 +188,22 @@ def scenario_config(sc: Scenario, variant: str) -> Config:
             variant, c.kube_proxy, {str(k): v for k, v in c.sysctls.items()},
             Scope(clients=c.clients, ports=c.ports, pods=tuple(c.pods), spare_pods=tuple(c.spare_pods),
                   changes=0, crashes=False, long_lived=True, protocol=c.protocol, persistence=c.persistence),
-            Timing(grace_period=c.grace_period), kernel=c.kernel if variant == sc.variant else None,
+            _timing(c), kernel=c.kernel if variant == sc.variant else None,
             nf_conntrack=c.nf_conntrack,
         )
     except (UnknownKernel, UnknownKubeProxy) as e:
         raise UserError(f"{sc.path}: config: {e}") from None
+
+
+_SET_TIMEOUT = {"tcp": TcpState.ESTABLISHED, "tcpfin": TcpState.FIN_WAIT, "udp": TcpState.NORMAL}
+
+
+def _timing(c: ScenarioConfig) -> Timing:
+    timeouts = dict(Timing().ipvs_timeouts)
+    for key, seconds in c.ipvs_timeouts.items():
+        if seconds > 0:
+            timeouts[_SET_TIMEOUT[key]] = seconds
+    return Timing(grace_period=c.grace_period, ipvs_timeouts=tuple(sorted(timeouts.items())))
 
 
 _DUE_ORDER = (Act.FLUSH, Act.EXPIRE, Act.TEMPLATE_EXPIRE, Act.SYNC, Act.CHECK, Act.GRACE_END, Act.CLIENT_TIMER)

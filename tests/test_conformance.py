@@ -85,6 +85,18 @@ def test_compare_step_sees_each_kind_of_difference() -> None:
         assert bad and word in bad[0], (change, bad)
 
 
+def test_missing_kernel_is_reported_not_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ipvs_verify.conformance import uml
+
+    monkeypatch.setattr(uml, "UML_BINARIES", ("/nonexistent/linux.uml",))
+    with pytest.raises(KernelUnavailable, match="apt-get install user-mode-linux"):
+        uml.find_uml()
+    monkeypatch.setattr(uml, "UML_BINARIES", ("/bin/true",))
+    monkeypatch.setattr(uml, "GUEST_TOOLS", ("/nonexistent/ipvsadm",))
+    with pytest.raises(KernelUnavailable, match="apt-get install ipvsadm"):
+        uml.find_uml()
+
+
 def test_xstate_filter_is_a_complete_program() -> None:
     code = _xstate_filter()
     assert len(code) % 8 == 0 and len(code) // 8 == 11

@@ -35,6 +35,7 @@ PACKET_STEPS = ("request", "connect", "send", "close", "datagram", "set_weight")
 JIFFY_WAIT = 0.03  # seconds: 3 jiffies at HZ=100 (Debian's UML config)
 FLUSH_WAIT = 0.05  # seconds for the 5.9+ expire_nodest_conn work after a dest deletion (1 jiffy + scheduling)
 SLACK = 0.25  # seconds past each virtual instant before it is observed
+HZ = 100  # CONFIG_HZ of Debian's UML kernel (/usr/share/doc/user-mode-linux/config.gz)
 SYNC_DELAY = 1  # kube-proxy --ipvs-min-sync-period default (the model's Timing.sync_delay)
 CHECK_INTERVAL = 60  # graceful_termination.go rsCheckDeleteInterval
 
@@ -114,6 +115,7 @@ class KernelScenario:
         self.proto = getattr(scope, "protocol", "tcp")  # the service's protocol (config.protocol)
         self.persistence: int = getattr(scope, "persistence", 0)  # sessionAffinity ClientIP: ipvsadm -p
         self.events: list[str] = []
+        self.seen: dict[tuple[Any, ...], tuple[float, int]] = {}  # entry -> (deadline bound, longest expiry)
 
     def ip(self, pod: str) -> str:
         return f"10.244.0.{self.pods.index(pod) + 2}"
@@ -154,9 +156,11 @@ class KernelScenario:
     def observe(self, flow: str | None) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
         st = self.call("state")
         entry = None
+        conns = parse_conns(st["conns"])
+        self._remember(conns)
         if flow is not None:
             addr = self.flow_addr(flow)
-            for e in parse_conns(st["conns"]):
+            for e in conns:
                 if e["client"] == addr:
                     entry = {"state": e["state"], "dest": self.pod_of(e["dest"]), "expires_in": e["expires"]}
                     break  # the first of its chain is the newest (ip_vs_conn_hash: hlist_add_head_rcu)
@@ -167,6 +171,44 @@ class KernelScenario:
             if d is not None:
                 dests[p] = {**d, "deleted": False}
         return entry, dests
+
+    @staticmethod
+    def _key(e: dict[str, Any]) -> tuple[Any, ...]:
+        return (e["proto"], e["client"], e["vip"], e["dest"])
+
+    def _remember(self, conns: list[dict[str, Any]]) -> None:
+        """Bound each entry's deadline from the kernel's readings: the expiry shown is whole seconds rounded
+        down, so the deadline is before read time + shown + 1 s. Readings since its last re-arm tighten it."""
+        now = time.monotonic()
+        seen = {}
+        for e in conns:
+            k, x = self._key(e), e["expires"]
+            ub, top = now + x + 1, x
+            if k in self.seen and now + x < self.seen[k][0]:  # not re-armed since: keep the tighter bound
+                ub, top = min(ub, self.seen[k][0]), max(x, self.seen[k][1])
+            seen[k] = (ub, top)
+        self.seen = seen
+
+    def settle_due_timers(self) -> None:
+        """Let the entry timers that are due by now fire, as the model does between steps. The kernel's
+        timer wheel fires a timer at the next tick of its level's granularity after the deadline
+        (kernel/time/timer.c calc_index): a 120 s IPVS timer at HZ=100 up to 5.12 s late. An entry is
+        certainly due when the time is past the bound `_remember` keeps from the kernel's readings; the
+        harness then waits, up to that granularity, for it to go. Only the kernel's own
+        readings are used here, never the model's."""
+        now = time.monotonic()
+        due = {k: x for k, (ub, x) in self.seen.items() if now > ub}
+        if not due:
+            return
+        until = now + max(wheel_granularity(x + 1) for x in due.values()) + 0.3
+        while True:
+            left = {self._key(e) for e in parse_conns(self.call("state")["conns"])} & set(due)
+            if not left or time.monotonic() > until:
+                break
+            time.sleep(0.1)
+        waited = time.monotonic() - now
+        if waited > 0.05:
+            self.events.append(f"{len(due)} due timer(s) fired after {waited:.1f} s (timer wheel)")
 
     def linked(self) -> dict[str, dict[str, int]]:
         d = parse_dests(self.call("state")["dests"])
@@ -344,6 +386,8 @@ class KernelScenario:
             s, p, d = self._outcome(r)
             if summary in ("none", "closed") or s == "connected":
                 summary, pod, detail = s, p, d
+        if what in ("wait", "check"):
+            self.settle_due_timers()
         if what in PACKET_STEPS:
             # an entry expired "now" (ip_vs_conn_expire_now) goes at the next jiffy; the model has fired it
             time.sleep(JIFFY_WAIT)
@@ -362,6 +406,16 @@ class KernelScenario:
         if res == "connected":
             return "connected", r.get("pod"), detail
         return res, None, detail
+
+
+def wheel_granularity(seconds: int, hz: int = HZ) -> float:
+    """How late the timer wheel may fire a timer armed `seconds` ahead: the granularity of its level
+    (kernel/time/timer.c: LVL_CLK_SHIFT 3, LVL_START(n) = 63 << 3(n-1), LVL_GRAN(n) = 8^n jiffies)."""
+    j = seconds * hz
+    lvl = 0
+    while lvl < 8 and j >= (63 << (3 * lvl)):
+        lvl += 1
+    return (8 ** lvl) / hz
 
 
 def run_on_kernel(guest: Guest, sc: Scenario, cfg: Config, tag: str) -> KernelRun:

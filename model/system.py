@@ -27,7 +27,7 @@ from model.events import (
     Ev,
     Event,
 )
-from model.ip_vs_in import SkbCt, reuse_block, status_block
+from model.ip_vs_in import SkbCt, StatusVerdict, reuse_block, status_block
 from model.scheduler import HEAD, SCHEDULERS
 from model.state import (
     CONTROLLED,
@@ -404,6 +404,19 @@ class System:
         # seen closing (CLOSE_INIT or RST) is killed and the SYN gets a new, unconfirmed entry
         return SkbCt.CONFIRMED if flow.ct_live else SkbCt.NEW
 
+    def _server_status(self, cp: Entry, skb_ct: SkbCt) -> tuple[Entry, StatusVerdict]:
+        """The server-status block on an entry whose dest was deleted: the entry after it, and the verdict."""
+        sv = self.status(skb_ct)
+        return Entry(cp.state, cp.dest, cp.nfct and not sv.clear_nfct, cp.owns_ct,
+                     EXPIRE_NOW if sv.expire else cp.timer, cp.control), sv
+
+    @staticmethod
+    def _forward_flags(st: State, dest: int, reused: bool) -> int:
+        """What a forwarded SYN or datagram meets: a reused entry, weight 0, a deleted dest, a destroyed pod."""
+        d = st.dests[dest]
+        return ((SF_REUSED if reused else 0) | (SF_POD_DEAD if st.pods[dest].phase == PodPhase.DESTROYED else 0)
+                | (SF_DEST_W0 if d.weight == 0 else 0) | (SF_DEST_DELETED if d.status == DestStatus.TRASH else 0))
+
     # ------------------------------------------------------------------ scheduling (ip_vs_schedule)
     def _schedule(self, st: State, f: int, ev: list[Event]) -> tuple[State, int, int]:
         """A new entry's dest: (state, dest or -1 for none, the entry's control)."""
@@ -484,9 +497,8 @@ class System:
                 cp = None
         if cp is not None and st.dests[cp.dest].status == DestStatus.TRASH:
             # the server-status block: the entry's dest was deleted (not AVAILABLE)
-            sv = self.status(skb_ct)
-            entries[0] = cp = Entry(cp.state, cp.dest, cp.nfct and not sv.clear_nfct, cp.owns_ct,
-                                    EXPIRE_NOW if sv.expire else cp.timer, cp.control)
+            entries[0], sv = self._server_status(cp, skb_ct)
+            cp = entries[0]
             if sv.drop:
                 ev.append((Ev.SYN_DROPPED, f, DropWhy.NODEST, 0))
                 return self._syn_dropped(st, f, entries, flow, tries, plan)
@@ -504,16 +516,8 @@ class System:
             # ip_vs_conn_new(): NFCT iff sysctl conntrack; hashed at the head of its chain
             cp = Entry(TcpState.NONE, dest, self.s.conntrack, False, 0, control)
             entries.insert(0, cp)
-        d = st.dests[cp.dest]
         pod = st.pods[cp.dest]
-        flags = retrans | (SF_REUSED if reused else 0)
-        if pod.phase == PodPhase.DESTROYED:
-            flags |= SF_POD_DEAD
-        if d.weight == 0:
-            flags |= SF_DEST_W0
-        if d.status == DestStatus.TRASH:
-            flags |= SF_DEST_DELETED
-        ev.append((Ev.SYN_FORWARDED, f, cp.dest, flags))
+        ev.append((Ev.SYN_FORWARDED, f, cp.dest, retrans | self._forward_flags(st, cp.dest, reused)))
         # set_tcp_state(INPUT, SYN) runs before xmit; ip_vs_conn_put() re-arms the timer whatever xmit does
         state = tcp_transition(cp.state, Dir.INPUT, Seg.SYN)
         if pod.phase == PodPhase.DESTROYED:
@@ -552,9 +556,8 @@ class System:
         # is_new_conn() is false for UDP: no port-reuse block, a weight-0 dest keeps its flows (T10)
         if cp is not None and st.dests[cp.dest].status == DestStatus.TRASH:
             # the server-status block (the same decision as for TCP: ip_vs_in / 5.9+ ip_vs_in_hook)
-            sv = self.status(skb_ct)
-            entries[0] = cp = Entry(cp.state, cp.dest, cp.nfct and not sv.clear_nfct, cp.owns_ct,
-                                    EXPIRE_NOW if sv.expire else cp.timer, cp.control)
+            entries[0], sv = self._server_status(cp, skb_ct)
+            cp = entries[0]
             if sv.drop:
                 # __ip_vs_conn_put: dropped without re-arming the timer; the application must retry
                 ev.append((Ev.DGRAM_DROPPED, f, DropWhy.NODEST, 0))
@@ -571,16 +574,8 @@ class System:
             # ip_vs_conn_new(): NFCT iff sysctl conntrack; UDP entries stay INACTIVE (udp_state_transition)
             cp = Entry(TcpState.NORMAL, dest, self.s.conntrack, False, 0, control)
             entries.insert(0, cp)
-        d = st.dests[cp.dest]
         pod = st.pods[cp.dest]
-        flags = SF_REUSED if reused else 0
-        if pod.phase == PodPhase.DESTROYED:
-            flags |= SF_POD_DEAD
-        if d.weight == 0:
-            flags |= SF_DEST_W0
-        if d.status == DestStatus.TRASH:
-            flags |= SF_DEST_DELETED
-        ev.append((Ev.DGRAM_FORWARDED, f, cp.dest, flags))
+        ev.append((Ev.DGRAM_FORWARDED, f, cp.dest, self._forward_flags(st, cp.dest, reused)))
         # udp_state_transition() sets the 300 s timeout; ip_vs_conn_put() re-arms it whatever xmit does
         timer = self._timeout[TcpState.NORMAL]
         if pod.phase == PodPhase.DESTROYED:
@@ -628,9 +623,7 @@ class System:
             idx = 0
             cp = entries[0]
             if st.dests[cp.dest].status == DestStatus.TRASH:
-                sv = self.status(SkbCt.CONFIRMED if flow.ct_live else SkbCt.NEW)
-                cp = Entry(cp.state, cp.dest, cp.nfct and not sv.clear_nfct, cp.owns_ct,
-                           EXPIRE_NOW if sv.expire else cp.timer, cp.control)
+                cp, sv = self._server_status(cp, SkbCt.CONFIRMED if flow.ct_live else SkbCt.NEW)
                 # dropped (pre-5.9, or confirmed conntrack) or rescheduled as a non-SYN -> RST
                 return (Flow((cp,) + entries[1:], flow.ct_live, flow.client),
                         BrokenWhy.DEST_DELETED if sv.drop else BrokenWhy.RESET)

@@ -19,6 +19,7 @@ import json
 import os
 import select
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -68,10 +69,15 @@ class netns:  # noqa: N801 - used as `with netns(name):`
             setns(_HOME)
 
 
+TIMES: list[tuple[str, float]] = []  # (tool, seconds) of the current command, for diagnostics
+
+
 def run(argv: list[str], ns: str | None = None, stdin: str | None = None, check: bool = True) -> str:
     # a forked child inherits the network namespace of the thread that forks it
+    t0 = time.monotonic()
     with netns(ns):
         p = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    TIMES.append((" ".join(argv[:3]), round(time.monotonic() - t0, 3)))
     if check and p.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: exit {p.returncode}: {p.stderr.strip()[:300]}")
     return p.stdout
@@ -95,6 +101,79 @@ def silent_close(s: socket.socket) -> None:
     except OSError:
         pass
     s.close()
+
+
+# ------------------------------------------------------------------ the node's nat rule
+class NatRules:
+    """kube-proxy's KUBE-POSTROUTING-like rule (`-t nat -A POSTROUTING -m mark --mark 0x4000/0x4000 -j
+    MASQUERADE`). iptables-legacy takes about 0.5 s per run in the guest, so it runs once; its ruleset is
+    then read back (IPT_SO_GET_INFO/GET_ENTRIES, which give user-space names, as iptables-save reads it)
+    and loaded into each later node namespace with IPT_SO_SET_REPLACE, as iptables-restore does: the same
+    kernel interface and the same table. If that fails, iptables-legacy runs again."""
+
+    SOL_IP, SET_REPLACE, GET_INFO, GET_ENTRIES = 0, 64, 64, 65  # linux/netfilter_ipv4/ip_tables.h
+
+    def __init__(self) -> None:
+        self.blob: tuple[int, int, bytes, bytes] | None = None  # valid_hooks, num_entries, hooks, entries
+
+    def install(self, ns: str) -> None:
+        if self.blob is not None:
+            try:
+                with netns(ns):
+                    self._replace(*self.blob)
+                return
+            except OSError:
+                self.blob = None
+        run(["iptables-legacy", "-w", "-t", "nat", "-A", "POSTROUTING", "-m", "mark", "--mark", "0x4000/0x4000",
+             "-j", "MASQUERADE"], ns=ns)
+        try:
+            with netns(ns):
+                self.blob = self._read()
+        except OSError:
+            self.blob = None
+
+    @classmethod
+    def _sock(cls) -> socket.socket:
+        return socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+
+    @classmethod
+    def _get(cls, s: socket.socket, opt: int, buf: ctypes.Array[ctypes.c_char]) -> None:
+        n = ctypes.c_uint(len(buf))
+        if _libc.getsockopt(s.fileno(), cls.SOL_IP, opt, buf, ctypes.byref(n)) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+
+    @classmethod
+    def _info(cls, s: socket.socket) -> tuple[int, bytes, int, int]:
+        info = ctypes.create_string_buffer(b"nat", 84)  # struct ipt_getinfo
+        cls._get(s, cls.GET_INFO, info)
+        valid, = struct.unpack_from("I", info.raw, 32)
+        num, size = struct.unpack_from("II", info.raw, 76)
+        return valid, info.raw[36:76], num, size  # hook_entry[5] + underflow[5]
+
+    @classmethod
+    def _read(cls) -> tuple[int, int, bytes, bytes]:
+        with cls._sock() as s:
+            valid, hooks, num, size = cls._info(s)
+            buf = ctypes.create_string_buffer(b"nat", 40 + size)  # struct ipt_get_entries
+            struct.pack_into("I", buf, 32, size)
+            cls._get(s, cls.GET_ENTRIES, buf)
+            return valid, num, hooks, buf.raw[40:40 + size]
+
+    @classmethod
+    def _replace(cls, valid: int, num: int, hooks: bytes, entries: bytes) -> None:
+        with cls._sock() as s:
+            _, _, old_num, _ = cls._info(s)  # creates this netns's nat table; its entry count is needed
+            counters = ctypes.create_string_buffer(16 * old_num)  # struct xt_counters[old_num], filled in
+            head = b"nat".ljust(32, b"\0") + struct.pack("III", valid, num, len(entries)) + hooks
+            head += struct.pack("<IQ", old_num, ctypes.addressof(counters))  # struct ipt_replace (96 bytes)
+            data = ctypes.create_string_buffer(head + entries, len(head) + len(entries))
+            if _libc.setsockopt(s.fileno(), cls.SOL_IP, cls.SET_REPLACE, data, len(data)) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, os.strerror(e))
+
+
+NAT_RULES = NatRules()
 
 
 # ------------------------------------------------------------------ pods: one server thread each
@@ -208,7 +287,7 @@ class World:
         return f"10.0.0.{int(c.split('-')[1]) + 1}", 40000 + int(p.split("-")[1]) - 1
 
     def setup(self, sysctls: dict[str, int], nf_conntrack: bool, up: list[str], dests: list[list[Any]],
-              persistence: int | None) -> None:
+              persistence: int | None, timeouts: list[int] | None = None) -> None:
         """The whole world in few processes: namespaces and veths, addresses and routes (one `ip -batch`
         per namespace), the nat rule, then the service and its real servers in one `ipvsadm -R`."""
         c, n = self.client_ns, self.node_ns
@@ -232,12 +311,13 @@ class World:
             # kube-proxy always installs nat rules (KUBE-POSTROUTING: masquerade marked packets); a rule
             # with a conntrack user makes the netns track connections (nf_ct_netns_get), as on a real node
             # (Debian's UML kernel has no nf_tables ip family: iptables-legacy)
-            run(["iptables-legacy", "-w", "-t", "nat", "-A", "POSTROUTING", "-m", "mark", "--mark", "0x4000/0x4000",
-                 "-j", "MASQUERADE"], ns=n)
+            NAT_RULES.install(n)
         proto = "-u" if self.proto == "udp" else "-t"
         rules = f"-A {proto} {VIP}:80 -s rr" + (f" -p {persistence}" if persistence else "") + "\n"
         rules += "".join(f"-a {proto} {VIP}:80 -r {ip}:80 -m -w {w}\n" for ip, w in dests)
         run(["ipvsadm", "-R"], ns=n, stdin=rules)
+        if timeouts:  # kube-proxy --ipvs-tcp-timeout/--ipvs-tcpfin-timeout/--ipvs-udp-timeout (0: unchanged)
+            run(["ipvsadm", "--set", *(str(t) for t in timeouts)], ns=n)
         for p in up:
             self.servers[p] = PodServer(self.pod_ns(p), p)
 
@@ -436,7 +516,16 @@ class World:
         for s in list(self.socks.values()) + [p[0] for p in self.pending.values()]:  # type: ignore[operator]
             silent_close(s)
         names = [self.client_ns, self.node_ns] + [self.pod_ns(p) for p in self.servers]
-        run(["ip", "-batch", "-"], stdin="".join(f"netns del {x}\n" for x in names), check=False)
+        # not waited for: the next world has other names; the kernel cleans a netns up asynchronously anyway
+        p = subprocess.Popen(["ip", "-batch", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, text=True)
+        assert p.stdin is not None
+        p.stdin.write("".join(f"netns del {x}\n" for x in names))
+        p.stdin.close()
+        _reap.append(p)
+
+
+_reap: list[subprocess.Popen[str]] = []  # background teardowns
 
 
 def _err_name(e: int) -> str:
@@ -472,14 +561,17 @@ def main() -> None:
             except ValueError:
                 reply({"ok": False, "error": f"bad command {line[:80]!r}"})
                 continue
+            for done in [x for x in _reap if x.poll() is not None]:
+                _reap.remove(done)
             if cmd.get("op") == "halt":
                 reply({"ok": True, "id": cmd.get("id")})
                 os.sync()
                 _libc.reboot(0x4321FEDC)  # LINUX_REBOOT_CMD_POWER_OFF
                 return
             try:
+                TIMES.clear()
                 res = handle(worlds, cmd)
-                reply({"ok": True, "id": cmd.get("id"), **res})
+                reply({"ok": True, "id": cmd.get("id"), "times": TIMES, **res})
             except Exception as e:  # noqa: BLE001 - every failure goes back to the host as one line
                 reply({"ok": False, "id": cmd.get("id"), "error": f"{type(e).__name__}: {e}"})
 
@@ -493,7 +585,8 @@ def handle(worlds: dict[str, World], cmd: dict[str, Any]) -> dict[str, Any]:
     if op == "setup":
         w = World(cmd["tag"], cmd["pods"], cmd["clients"], cmd["ports"], cmd.get("proto", "tcp"))
         worlds[w.tag] = w
-        w.setup(cmd["sysctls"], cmd["nf_conntrack"], cmd["up"], cmd["dests"], cmd.get("persistence"))
+        w.setup(cmd["sysctls"], cmd["nf_conntrack"], cmd["up"], cmd["dests"], cmd.get("persistence"),
+                cmd.get("timeouts"))
         return {}
     w = worlds[cmd["tag"]]
     if op == "pod-up":

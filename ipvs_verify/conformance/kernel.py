@@ -146,8 +146,13 @@ class KernelScenario:
         # kube-proxy's first sync adds the real servers in pod order (each at the list head: rr picks the last)
         self.call("setup", pods=self.pods, clients=c.clients, ports=c.ports, proto=self.proto, sysctls=sysctls,
                   nf_conntrack=self.cfg.nf_conntrack, up=list(c.pods), dests=[[self.ip(p), 1] for p in c.pods],
-                  persistence=self.persistence)
+                  persistence=self.persistence, timeouts=self.timeouts())
         self.t0 = time.monotonic()
+
+    def timeouts(self) -> list[int] | None:
+        """`ipvsadm --set TCP TCPFIN UDP` for the scenario's ipvs_timeouts (0 leaves one unchanged)."""
+        t = getattr(self.sc.data.config, "ipvs_timeouts", None) or {}
+        return [t.get("tcp", 0), t.get("tcpfin", 0), t.get("udp", 0)] if any(t.values()) else None
 
     def teardown(self) -> None:
         self.call("teardown")

@@ -186,10 +186,25 @@ def _print_matrix(cells: list[CellSpec], results: list[Any], props: tuple[Any, .
 def show(
     trace: Annotated[Path, typer.Argument(help="a counterexample JSON file")],
     markdown: Annotated[bool, typer.Option(help="print the Markdown rendering")] = False,
+    diagram: Annotated[bool, typer.Option(help="print a Mermaid sequence diagram (a lane per actor)")] = False,
+    as_pytest: Annotated[bool, typer.Option("--pytest", help="print a standalone pytest reproducer")] = False,
 ) -> None:
     """Tell a counterexample as a story: each step, its outcome, and what changed."""
     data = load_trace(trace)
     result = replay_trace(data, trace)
+    if diagram:
+        from ipvs_verify.diagram import sequence_diagram
+
+        print(sequence_diagram(data), end="")
+        return
+    if as_pytest:
+        from ipvs_verify.reproducer import pytest_reproducer
+
+        try:
+            print(pytest_reproducer(data), end="")
+        except ValueError as e:
+            raise UserError(f"{trace}: {e}") from None
+        return
     if markdown:
         from ipvs_verify.story import story_markdown
 

@@ -95,6 +95,7 @@ class ConformanceOptions(Strict):
 
     slow: bool = False  # its real waits are too long for the default suite (e.g. TIME_WAIT expiry)
     known_mismatch: str | None = None  # the kernel contradicts an expectation: why (pytest xfails it)
+    pod_network: Literal["routed", "bridge"] = "routed"  # /32 route per pod, or a bridge with a subnet route
 
 
 class ScenarioFile(Strict):

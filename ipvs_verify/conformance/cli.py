@@ -14,13 +14,12 @@ from ipvs_verify.conformance.compare import (
     print_comparison,
     run_conformance,
 )
-from ipvs_verify.conformance.uml import Guest, KernelUnavailable
-from ipvs_verify.errors import UserError
+from ipvs_verify.conformance.uml import Guest, GuestError, KernelUnavailable
 from ipvs_verify.scenario import load_scenario
 
 
 def conformance_command(paths: list[Path], slow: bool, as_json: bool, out: Console, err: Console) -> int:
-    """0: every comparable scenario matches; 1: a mismatch; 3: the kernel could not be prepared."""
+    """0: every comparable scenario matches; 1: a mismatch; 3: the kernel could not be prepared or run."""
     import json
 
     paths = paths or default_scenarios(include_slow=slow)
@@ -39,8 +38,9 @@ def conformance_command(paths: list[Path], slow: bool, as_json: bool, out: Conso
             out.print(f"kernel {guest.uname} (User-Mode Linux), booted in {guest.boot_seconds:.1f} s; "
                       f"AVX/XSTATE workaround {'applied' if guest.workaround else 'not needed'}", highlight=False)
         results = run_conformance(guest, paths)
-    except KernelUnavailable as e:
-        raise UserError(f"the guest failed during the run: {e}") from None
+    except (KernelUnavailable, GuestError) as e:
+        err.print(f"error: the guest failed during the run: {e}", highlight=False, markup=False)
+        return 3
     finally:
         guest.close()
     if as_json:

@@ -48,7 +48,18 @@ def not_comparable(sc: Scenario) -> str | None:
     kinds = {k for step in sc.data.steps
              for k, v in step.model_dump(exclude={"expect", "closer", "weight"}).items() if v is not None}
     missing = sorted(kinds - HARNESS_STEPS)
-    return f"the kernel harness lacks the step kind(s) {', '.join(missing)}" if missing else None
+    if missing:
+        return f"the kernel harness lacks the step kind(s) {', '.join(missing)}"
+    if sc.data.conformance.pod_network == "bridge":
+        return "the model lacks the bridge pod network (it models routed /32 pods); the kernel's run is shown"
+    return None
+
+
+def kernel_only(sc: Scenario) -> bool:
+    """Not comparable, but the kernel can run it: its run is shown beside the model's, without a verdict."""
+    return sc.data.conformance.pod_network == "bridge" and not_comparable(sc) is not None and not (
+        {k for step in sc.data.steps for k, v in step.model_dump(exclude={"expect", "closer", "weight"}).items()
+         if v is not None} - HARNESS_STEPS)
 
 
 @dataclass
@@ -121,12 +132,14 @@ def compare_scenario(guest: Guest, sc: Scenario, tag: str) -> Comparison:
     variant = variant_for_kernel(guest.uname).name
     cmp = Comparison(sc, variant)
     reason = not_comparable(sc)
-    if reason is not None:
+    if reason is not None and not kernel_only(sc):
         cmp.skipped = reason
         return cmp
     model: Run = run_scenario(sc, variant)  # first: a scenario the model refuses never reaches the kernel
     kernel: KernelRun = run_on_kernel(guest, sc, scenario_config(sc, variant), tag)
-    return compare_runs(sc, variant, kernel, model)
+    cmp = compare_runs(sc, variant, kernel, model)
+    cmp.skipped = reason
+    return cmp
 
 
 def compare_runs(sc: Scenario, variant: str, kernel: KernelRun, model: Run) -> Comparison:
@@ -154,7 +167,7 @@ def _dests(d: dict[str, dict[str, Any]]) -> str:
 def print_comparison(c: Comparison, console: Console) -> None:
     sc = c.scenario
     head = f"[bold]{sc.data.name}[/] ({sc.path.name}) on kernel variant {c.variant}"
-    if c.skipped is not None:
+    if c.skipped is not None and not c.steps:
         console.print(f"{head}: [yellow]not comparable: {c.skipped}[/]", highlight=False)
         return
     table = Table(title=head, title_justify="left", show_lines=False)
@@ -164,17 +177,19 @@ def print_comparison(c: Comparison, console: Console) -> None:
     for s in c.steps:
         k, m = s.kernel, s.model
         what = k.what + (f" [{', '.join(k.events)}]" if k.events else "")
+        mark = "differs" if c.skipped and s.mismatches else ("[red]MISMATCH[/]" if s.mismatches else "[green]ok[/]")
         table.add_row(str(k.index), str(k.time), what, _outcome(k.summary, k.pod), _outcome(m.summary, m.pod),
-                      _entry(k.entry), _entry(m.entry), _dests(k.dests), _dests(m.dests),
-                      "[red]MISMATCH[/]" if s.mismatches else "[green]ok[/]")
+                      _entry(k.entry), _entry(m.entry), _dests(k.dests), _dests(m.dests), mark)
     console.print(table)
-    for s in c.steps:
+    for s in c.steps if c.skipped is None else []:
         for bad in s.mismatches:
             console.print(f"  [red]step {s.kernel.index} ({sc.path}:{s.kernel.line}): {bad}[/]", highlight=False)
     if sc.data.conformance.known_mismatch and not c.ok:
         console.print(f"  known mismatch: {sc.data.conformance.known_mismatch}", highlight=False)
     for f in c.expectation_failures:
         console.print(f"  [yellow]the model misses the file's own expectation at {f}[/]", highlight=False)
+    if c.skipped is not None:
+        console.print(f"  [yellow]not comparable: {c.skipped}[/]", highlight=False)
     console.print(f"  {c.status} ({c.seconds:.1f} s on the kernel)", highlight=False)
 
 

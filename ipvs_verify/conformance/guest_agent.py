@@ -264,8 +264,9 @@ class PodServer:
 
 # ------------------------------------------------------------------ one scenario's world
 class World:
-    def __init__(self, tag: str, pods: list[str], clients: int, ports: int, proto: str) -> None:
+    def __init__(self, tag: str, pods: list[str], clients: int, ports: int, proto: str, bridge: bool = False) -> None:
         self.tag = tag
+        self.bridge = bridge  # pods on a bridge with a subnet route, instead of a /32 route each
         self.proto = proto  # "tcp" or "udp": the service's protocol
         self.pods = pods  # every pod name the scenario may use, in order (its IP is fixed by its index)
         self.clients = clients
@@ -300,7 +301,9 @@ class World:
             + "route add default via 10.0.0.1\n")
         run(["ip", "-n", n, "-batch", "-"], stdin="link set lo up\nlink set n-c up\n"
             "addr add 10.0.0.1/24 dev n-c\nlink add kube-ipvs0 type dummy\n"
-            f"addr add {VIP}/32 dev kube-ipvs0\n" + "".join(self._node_side(p) for p in up))
+            f"addr add {VIP}/32 dev kube-ipvs0\n"
+            + ("link add cni0 type bridge\nlink set cni0 up\naddr add 10.244.0.1/24 dev cni0\n" if self.bridge else "")
+            + "".join(self._node_side(p) for p in up))
         for p in up:
             self._pod_side(p)
         write_sysctl(n, "net.ipv4.ip_forward", 1)
@@ -322,12 +325,15 @@ class World:
             self.servers[p] = PodServer(self.pod_ns(p), p)
 
     def _node_side(self, pod: str) -> str:
+        if self.bridge:  # bridge CNI: the pod's veth is a port of cni0 (10.244.0.0/24 is on-link)
+            return f"link set n-{pod} master cni0\nlink set n-{pod} up\n"
         return f"link set n-{pod} up\naddr add 10.244.0.1/32 dev n-{pod}\nroute add {self.pod_ip(pod)}/32 dev n-{pod}\n"
 
     def _pod_side(self, pod: str) -> None:
+        prefix = 24 if self.bridge else 32
+        route = "" if self.bridge else "route add 10.244.0.1 dev eth0 scope link\n"
         run(["ip", "-n", self.pod_ns(pod), "-batch", "-"], stdin=f"link set lo up\nlink set eth0 up\n"
-            f"addr add {self.pod_ip(pod)}/32 dev eth0\nroute add 10.244.0.1 dev eth0 scope link\n"
-            "route add default via 10.244.0.1 dev eth0\n")
+            f"addr add {self.pod_ip(pod)}/{prefix} dev eth0\n{route}route add default via 10.244.0.1 dev eth0\n")
 
     def pod_up(self, pod: str) -> None:
         ns, n = self.pod_ns(pod), self.node_ns
@@ -539,7 +545,7 @@ def main() -> None:
     moddir = sys.argv[1] + "/mods"
     # the kernel's own module requests would run modprobe without the AVX workaround's environment: load up front
     mods = ["ip_vs", "ip_vs_rr", "nf_conntrack", "veth", "dummy", "ip_tables", "iptable_nat", "nf_nat", "xt_mark",
-            "xt_MASQUERADE"]
+            "xt_MASQUERADE", "bridge"]
     p = subprocess.run(["modprobe", "-a", "-d", moddir, *mods], capture_output=True, text=True)
     loaded = [] if p.returncode == 0 else [["modprobe -a " + " ".join(mods), p.returncode, p.stderr.strip()]]
     reply({"ready": True, "uname": os.uname().release, "modules": loaded})
@@ -583,7 +589,8 @@ def handle(worlds: dict[str, World], cmd: dict[str, Any]) -> dict[str, Any]:
             p = subprocess.run(cmd["argv"], capture_output=True, text=True)
         return {"rc": p.returncode, "out": p.stdout, "err": p.stderr}
     if op == "setup":
-        w = World(cmd["tag"], cmd["pods"], cmd["clients"], cmd["ports"], cmd.get("proto", "tcp"))
+        w = World(cmd["tag"], cmd["pods"], cmd["clients"], cmd["ports"], cmd.get("proto", "tcp"),
+                  cmd.get("bridge", False))
         worlds[w.tag] = w
         w.setup(cmd["sysctls"], cmd["nf_conntrack"], cmd["up"], cmd["dests"], cmd.get("persistence"),
                 cmd.get("timeouts"))

@@ -146,7 +146,8 @@ class KernelScenario:
         # kube-proxy's first sync adds the real servers in pod order (each at the list head: rr picks the last)
         self.call("setup", pods=self.pods, clients=c.clients, ports=c.ports, proto=self.proto, sysctls=sysctls,
                   nf_conntrack=self.cfg.nf_conntrack, up=list(c.pods), dests=[[self.ip(p), 1] for p in c.pods],
-                  persistence=self.persistence, timeouts=self.timeouts())
+                  persistence=self.persistence, timeouts=self.timeouts(),
+                  bridge=self.sc.data.conformance.pod_network == "bridge")
         self.t0 = time.monotonic()
 
     def timeouts(self) -> list[int] | None:

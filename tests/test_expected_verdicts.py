@@ -29,3 +29,6 @@ def test_expected_verdicts(row: dict) -> None:
     for n in row["holds"]:
         v = by_number[n]
         assert v.status == "holds", f"property {n} ({v.prop.name}): {v.status} {v.detail}"
+    if "states" in row:  # the manifest: a model change that moves a state count must say so here
+        got = [s.states for s in result.searches]
+        assert got == row["states"], f"distinct states {got}, the manifest says {row['states']}"

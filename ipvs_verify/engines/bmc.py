@@ -32,6 +32,10 @@ class EncodingError(UserError):
     """The encoding disagrees with the model or its bound was hit: never a verdict."""
 
 
+class EntryBoundHit(EncodingError):
+    """A flow needs more entries than the encoding's bound within the searched depth."""
+
+
 def supported(prop: Property, scope: Scope | None = None) -> str:
     """Empty if the SMT engines encode `prop` (in `scope`), else why not."""
     if scope is not None and missing_needs(prop, scope):
@@ -169,6 +173,18 @@ def _model_value(m: z3.ModelRef, e: Val, k: str) -> Any:
     return v.as_long()
 
 
+def run_bmc_growing(config: Config, properties: tuple[Property, ...], max_depth: int = 10, max_entries: int = 2,
+                    limit: int = 6, **kw: Any) -> BmcRun:
+    """run_bmc, restarted with one more entry slot per flow whenever the bound is hit (up to `limit`)."""
+    while True:
+        try:
+            return run_bmc(config, properties, max_depth, max_entries=max_entries, **kw)
+        except EntryBoundHit:
+            if max_entries >= limit:
+                raise
+            max_entries += 1
+
+
 def run_bmc(
     config: Config,
     properties: tuple[Property, ...],
@@ -245,7 +261,7 @@ def run_bmc(
         if ask(z3.Or(facts["overflow"], *[props[p.name] for p in open_props])) == z3.sat:
             if ask(facts["overflow"]) == z3.sat:
                 trail = _actions(enc, model(), acts)
-                raise EncodingError(f"BMC {config.label}: a flow needs more than {max_entries} entries at depth "
+                raise EntryBoundHit(f"BMC {config.label}: a flow needs more than {max_entries} entries at depth "
                                     f"{depth} (after {trail}); raise max_entries")
             for p in list(open_props):
                 if ask(props[p.name]) == z3.sat:

@@ -22,10 +22,11 @@ from typing import Any
 
 import z3
 
-from ipvs_verify.engines.bmc import Relation, _model_value, run_bmc, supported
+from ipvs_verify.engines.bmc import Relation, _model_value, run_bmc_growing, supported
 from ipvs_verify.engines.smt_encoding import Encoding, Table, Val
 from model.config import Config
 from model.state import DestStatus, PodPhase, Sock
+from model.system import EXPIRE_NOW
 from properties.catalog import Property
 
 
@@ -59,10 +60,26 @@ def candidate_lemmas(enc: Encoding, s: dict[str, Val]) -> dict[str, Val]:
             o.and_(o.eq(s[f"c{f}.tmr"], 0, "tmr"), o.eq(s[f"c{f}.tries"], 0, "sm"), o.eq(s[f"c{f}.plan"], 0, "sm")))
         out[f"established-has-entry-to-its-pod.{f}"] = o.or_(o.not_(est), o.or_(*[
             o.and_(s[f"e{f}.{i}.on"], o.eq(s[f"e{f}.{i}.dest"], s[f"c{f}.pod"], "sm")) for i in range(enc.E)]))
+        timed = o.or_(o.eq(s[f"c{f}.sock"], int(Sock.SYN_SENT), "sm"), o.eq(s[f"c{f}.sock"], int(Sock.TIME_WAIT), "sm"))
+        out[f"client-timer-armed.{f}"] = o.or_(o.not_(timed), o.lt(0, s[f"c{f}.tmr"], "tmr"))
+        out[f"established-head-is-its-pod.{f}"] = o.or_(o.not_(o.and_(est, s[f"e{f}.0.on"])),
+                                                        o.eq(s[f"e{f}.0.dest"], s[f"c{f}.pod"], "sm"))
+        expiring = [o.and_(s[f"e{f}.{i}.on"], o.eq(s[f"e{f}.{i}.tmr"], EXPIRE_NOW, "tmr")) for i in range(enc.E)]
+        head_live = o.and_(est, s[f"e{f}.0.on"], o.ne(s[f"e{f}.0.tmr"], EXPIRE_NOW, "tmr"))
+        out[f"established-live-head-is-its-pod.{f}"] = o.or_(o.not_(head_live), o.eq(s[f"e{f}.0.dest"],
+                                                                                     s[f"c{f}.pod"], "sm"))
+        if enc.E > 1:
+            out[f"established-with-two-entries-head-is-its-pod.{f}"] = o.or_(
+                o.not_(o.and_(est, s[f"e{f}.1.on"])), o.eq(s[f"e{f}.0.dest"], s[f"c{f}.pod"], "sm"))
         for i in range(enc.E):
             on = s[f"e{f}.{i}.on"]
             if i > 0:
+                # a second entry exists only while one of them waits for its expire-now (the SYN is blocked)
+                out[f"older-entry-means-one-expiring.{f}.{i}"] = o.or_(o.not_(on), *expiring[:i + 1])
                 out[f"entries-are-a-prefix.{f}.{i}"] = o.or_(o.not_(on), s[f"e{f}.{i - 1}.on"])
+                # a SYN that makes a new entry sends the old one to ip_vs_conn_expire_now()
+                out[f"older-entries-expire-now.{f}.{i}"] = o.or_(o.not_(on), o.eq(s[f"e{f}.{i}.tmr"], EXPIRE_NOW,
+                                                                                    "tmr"))
             out[f"empty-slot-is-zero.{f}.{i}"] = o.or_(on, o.and_(
                 o.eq(s[f"e{f}.{i}.st"], 0, "sm"), o.eq(s[f"e{f}.{i}.dest"], 0, "sm"), o.not_(s[f"e{f}.{i}.nfct"]),
                 o.not_(s[f"e{f}.{i}.own"]), o.eq(s[f"e{f}.{i}.tmr"], 0, "tmr")))
@@ -72,6 +89,48 @@ def candidate_lemmas(enc: Encoding, s: dict[str, Val]) -> dict[str, Val]:
             out[f"own-needs-live-conntrack.{f}.{i}"] = o.or_(o.not_(s[f"e{f}.{i}.own"]), s[f"f{f}.ct"])
             out[f"entry-nfct-is-sysctl-conntrack.{f}.{i}"] = o.or_(
                 o.not_(on), o.eq(s[f"e{f}.{i}.nfct"], enc.config.sysctls.conntrack, "b"))
+    out.update(value_candidates(enc, s))
+    return out
+
+
+def _values(enc: Encoding, name: str, kind: str) -> list[int]:
+    """The values a field can take in the untimed model (timers: due -1/0, armed 1)."""
+    fld = name.rsplit(".", 1)[-1]
+    if kind == "tmr":
+        return [-1, 0, 1]
+    if kind == "ord":
+        return []
+    hi = {"st": 11, "dest": enc.P - 1, "sock": 3, "pod": enc.P - 1, "tries": enc.config.timing.syn_retries,
+          "plan": 2, "status": 2, "w": 1, "cursor": enc.P - 1, "phase": 3, "budget": enc.config.scope.changes}[fld]
+    lo = -1 if fld in ("pod", "cursor") else 0
+    return list(range(lo, hi + 1))
+
+
+def value_candidates(enc: Encoding, s: dict[str, Val]) -> dict[str, Val]:
+    """Generic candidates: "field != v", and "field1 = v1 -> field2 != v2" within a client, a pod, a dest."""
+    o = enc.o
+    out: dict[str, Val] = {}
+    kind = enc.kind
+    for name, k in enc.schema:
+        if k == "b":
+            continue
+        guard: Val = True
+        if name.startswith("e"):
+            guard = s[name.rsplit(".", 1)[0] + ".on"]
+        for v in _values(enc, name, k):
+            out[f"{name}!={v}"] = o.or_(o.not_(guard), o.ne(s[name], v, k))
+        if k == "tmr":  # untimed: an armed timer is kept as 1
+            out[f"{name}<=1"] = o.le(s[name], 1, k)
+    groups = [(f"c{f}.sock", [f"c{f}.{x}" for x in ("pod", "tmr", "tries", "plan")]) for f in range(enc.F)]
+    groups += [(f"p{p}.phase", [f"p{p}.tmr", f"p{p}.listed"]) for p in range(enc.P)]
+    groups += [(f"d{p}.status", [f"d{p}.w"]) for p in range(enc.P)]
+    for key, others in groups:
+        for kv in _values(enc, key, "sm"):
+            for other in others:
+                ok = kind[other]
+                for v in ([0, 1] if ok == "b" else _values(enc, other, ok)):
+                    val: Val = bool(v) if ok == "b" else v
+                    out[f"{key}={kv}->{other}!={v}"] = o.or_(o.ne(s[key], kv, "sm"), o.ne(s[other], val, ok))
     return out
 
 
@@ -96,15 +155,38 @@ class InductionRun:
     settings: dict[str, Any]
 
 
-def houdini(enc: Encoding, rel: Relation) -> tuple[dict[str, Val], list[str], dict[str, Val]]:
+def sample_states(enc: Encoding, init: dict[str, Val], limit: int) -> list[dict[str, Val]]:
+    """Up to `limit` states reachable from `init` by the encoding's concrete steps, breadth first."""
+    seen = {tuple(init[k] for k, _ in enc.schema)}
+    out = [init]
+    head = 0
+    while head < len(out) and len(out) < limit:
+        s = out[head]
+        head += 1
+        for a, en in zip(enc.actions, enc.enabled_all(s), strict=True):
+            if not en:
+                continue
+            n, _ = enc.step(s, a)
+            key = tuple(n[k] for k, _ in enc.schema)
+            if key not in seen:
+                seen.add(key)
+                out.append(n)
+    return out
+
+
+def houdini(enc: Encoding, rel: Relation, samples: int = 1500) -> tuple[dict[str, Val], list[str], dict[str, Val]]:
     """(kept lemmas over rel.x, dropped names, kept lemmas over the next state)."""
     o = enc.o
     init = enc.initial()
     cand_now = candidate_lemmas(enc, rel.x)
     nxt = {k: rel.next[k] for k, _ in enc.schema}
     cand_next = candidate_lemmas(enc, nxt)
-    at_init = candidate_lemmas(enc, init)  # concrete: folds to Python booleans
-    dropped = [k for k, v in at_init.items() if not v]
+    # a cheap first filter: drop every candidate that some state reached by the encoding's own concrete
+    # steps falsifies (a breadth-first walk from the initial state); Z3 then decides the rest
+    dropped = []
+    for values in sample_states(enc, init, samples):
+        at = candidate_lemmas(enc, values)  # concrete: folds to Python booleans
+        dropped += [k for k, v in at.items() if not v and k not in dropped]
     keep = [k for k in cand_now if k not in dropped]
     solver = z3.SolverFor("QF_BV") if o.arith == "bv" else z3.SolverFor("QF_LIA")
     solver.add(o.z(rel.trans, "b"))
@@ -134,11 +216,30 @@ def run_induction(
     arith: str = "bv",
     strengthen: bool = True,
 ) -> InductionRun:
-    """Prove each property for every depth, or report why not. `strengthen=False` skips the lemmas."""
+    """Prove each property for every depth, or report why not. `strengthen=False` skips the lemmas.
+
+    Soundness of the bounded entry vector: the proof also shows that no step from a state satisfying the
+    lemmas needs more than `max_entries` entries in a flow (else the bound grows, up to 4). A property
+    proved while that bound is not proven is reported as "cti", never "proved".
+    """
     t0 = time.perf_counter()
-    enc = Encoding(config, "untimed", max_entries, arith)
-    rel = Relation(enc)
-    lemmas, dropped = ({}, []) if not strengthen else houdini(enc, rel)[:2]
+    todo = [p for p in properties if not supported(p, config.scope)]
+    # base case for every k <= max_k at once: BMC of the untimed model from the initial state
+    base = {r.prop_name: r for r in run_bmc_growing(config, tuple(todo), max_k, max_entries, timing="untimed",
+                                                    arith=arith).results} if todo else {}
+    limit = max(max_entries, 4) if strengthen else max_entries
+    entries = max_entries
+    lemmas: dict[str, Val] = {}
+    dropped: list[str] = []
+    bound_ok = False
+    while any(r.status != "violated" for r in base.values()):
+        enc = Encoding(config, "untimed", entries, arith)
+        rel = Relation(enc)
+        lemmas, dropped = ({}, []) if not strengthen else houdini(enc, rel)[:2]
+        bound_ok = _bound_proved(enc, rel, lemmas)
+        if bound_ok or entries >= limit:
+            break
+        entries += 1
     t_h = time.perf_counter() - t0
     proofs: list[Proof] = []
     for prop in properties:
@@ -147,23 +248,35 @@ def run_induction(
         if why:
             proofs.append(Proof(prop.name, "n/a" if why.startswith("n/a") else "unsupported", 0, why))
             continue
-        proofs.append(_prove(enc, rel, lemmas, prop, max_k, max_entries, arith))
-        proofs[-1].seconds = time.perf_counter() - tp
+        r = base[prop.name]
+        if r.status == "violated":
+            proofs.append(Proof(prop.name, "violated", r.depth, f"the untimed over-approximation violates it at "
+                                f"depth {r.depth} (not a proof)", seconds=time.perf_counter() - tp))
+            continue
+        proof = _prove(enc, rel, lemmas, prop, max_k, arith)
+        if proof.status == "proved" and not bound_ok:
+            proof.status = "cti"
+            proof.detail = (f"inductive, but the bound of {entries} entries per flow is not proven sufficient "
+                            "(the encoding could lose an entry): not a pass")
+        proof.seconds = time.perf_counter() - tp
+        proofs.append(proof)
     return InductionRun(config, sorted(lemmas), sorted(dropped), proofs, time.perf_counter() - t0, t_h,
-                        {"timing": "untimed", "arith": arith, "max_k": max_k, "max_entries": max_entries,
-                         "candidates": len(lemmas) + len(dropped)})
+                        {"timing": "untimed", "arith": arith, "max_k": max_k, "max_entries": entries,
+                         "entry_bound_proved": bound_ok, "candidates": len(lemmas) + len(dropped)})
 
 
-def _prove(enc: Encoding, rel: Relation, lemmas: dict[str, Val], prop: Property, max_k: int, max_entries: int,
-           arith: str) -> Proof:
+def _bound_proved(enc: Encoding, rel: Relation, lemmas: dict[str, Val]) -> bool:
+    """No step from a state satisfying the lemmas needs more entries than the encoding has."""
+    o = enc.o
+    solver = z3.SolverFor("QF_BV") if o.arith == "bv" else z3.SolverFor("QF_LIA")
+    solver.add(o.z(rel.trans, "b"), rel.facts["overflow"], *[o.z(v, "b") for v in lemmas.values()])
+    return bool(solver.check() == z3.unsat)
+
+
+def _prove(enc: Encoding, rel: Relation, lemmas: dict[str, Val], prop: Property, max_k: int, arith: str) -> Proof:
+    """The step case of k-induction, k = 1..max_k (the base case is checked by the caller)."""
     o = enc.o
     for k in range(1, max_k + 1):
-        # base case: no violation within k steps of the initial state (untimed BMC)
-        base = run_bmc(enc.config, (prop,), k, timing="untimed", max_entries=max_entries, arith=arith)
-        r = base.results[0]
-        if r.status == "violated":
-            return Proof(prop.name, "violated", r.depth,
-                         f"the untimed over-approximation violates it at depth {r.depth} (not a proof)")
         solver = z3.SolverFor("QF_BV") if arith == "bv" else z3.SolverFor("QF_LIA")
         states = [enc.variables(f"i{t}") for t in range(k + 1)]
         acts = [o.var(f"act@i{t}", "act") for t in range(k)]

@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ipvs_verify.engines.bmc import BmcRun, run_bmc
+from ipvs_verify.engines.bmc import BmcRun, run_bmc_growing
 from ipvs_verify.engines.induction import InductionRun, run_induction
 from ipvs_verify.errors import UserError
 from ipvs_verify.matrix import CellSpec, run_matrix
@@ -75,7 +75,7 @@ def engine_matrix(cells: list[CellSpec], scope: Scope, props: tuple[Property, ..
         config = spec.config(scope)
         row: dict[str, Any] = {"cell": spec.slug}
         if engine in ("bmc", "all"):
-            run = run_bmc(config, props, depth)
+            run = run_bmc_growing(config, props, depth)
             row["bmc"] = _bmc_cell(run)
             row["bmc_seconds"] = round(run.seconds, 3)
             row["bmc_traces"] = [str(p) for p in _write_bmc_traces(spec, run, out_dir / "bmc")]

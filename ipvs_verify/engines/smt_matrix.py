@@ -20,7 +20,7 @@ from rich.table import Table
 from ipvs_verify.engines.bmc import BmcRun, run_bmc_growing
 from ipvs_verify.engines.induction import InductionRun, run_induction
 from ipvs_verify.errors import UserError
-from ipvs_verify.matrix import CellSpec, run_matrix
+from ipvs_verify.matrix import CellSpec, run_matrix, scope_tag
 from ipvs_verify.minimise import minimise
 from ipvs_verify.trace import build_trace
 from model.config import Scope
@@ -54,7 +54,7 @@ def _write_bmc_traces(spec: CellSpec, run: BmcRun, out: Path) -> list[Path]:
         actions = minimise(System(run.config, "exact"), prop, r.actions)
         trace = build_trace(run.config, actions, prop, "bmc", "event")
         out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{spec.slug}--{prop.name}.json"
+        path = out / f"{spec.slug}{scope_tag(run.config.scope)}--{prop.name}.json"
         path.write_text(json.dumps(trace, indent=1) + "\n")
         paths.append(path)
     return paths

@@ -244,11 +244,12 @@ def conformance(
         help="scenario YAML files (default: scenarios/conformance/ and scenarios/, the fast ones)")] = None,
     slow: Annotated[bool, typer.Option("--slow", help="include the slow scenarios (long real waits)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per scenario")] = False,
+    backend: Annotated[str, typer.Option(help="uml (User-Mode Linux) | qemu (TCG, Debian's x86 kernel)")] = "uml",
 ) -> None:
     """Run scenarios on a real Linux IPVS kernel (User-Mode Linux) and through the model; compare each step."""
     from ipvs_verify.conformance.cli import conformance_command
 
-    raise typer.Exit(conformance_command(list(scenarios or []), slow, as_json, out, err))
+    raise typer.Exit(conformance_command(list(scenarios or []), slow, as_json, out, err, backend))
 
 
 @app.command()

@@ -168,3 +168,29 @@ def test_kernel_matches_model_slow(path: Path, request: pytest.FixtureRequest) -
     if "slow" not in expr or "not slow" in expr:
         pytest.skip(f"slow ({real_wait(load_scenario(path))} s of real waiting): select with -m slow")
     _check(request.getfixturevalue("guest"), path)
+
+
+@pytest.mark.conformance
+@pytest.mark.slow
+def test_qemu_backend_matches_model(request: pytest.FixtureRequest) -> None:
+    """The second backend: Debian's x86 6.1 kernel under qemu TCG runs the same scenarios (about 25 s)."""
+    expr = request.config.option.markexpr or ""
+    if "slow" not in expr or "not slow" in expr:
+        pytest.skip("slow (qemu TCG boot): select with -m slow")
+    from ipvs_verify.conformance.compare import compare_scenario
+    from ipvs_verify.conformance.qemu import QemuGuest
+
+    try:
+        g = QemuGuest()
+        g.boot()
+    except KernelUnavailable as e:
+        pytest.skip(f"qemu backend unavailable: {e}")
+    try:
+        assert g.uname.startswith("6.1.") and variant_for_kernel(g.uname).name == "K516"
+        names = ("C03-81775-weight0-destroyed-mode0-nodest0", "C07-weight0-running-mode0-nodest1",
+                 "U02-udp-weight0-destroyed", "P01-persistence-quiescent-off")
+        for i, name in enumerate(names):
+            cmp = compare_scenario(g, load_scenario(SCENARIO_DIR / "conformance" / f"{name}.yaml"), f"q{i}")
+            assert cmp.ok, [m for s in cmp.steps for m in s.mismatches]
+    finally:
+        g.close()

@@ -15,18 +15,27 @@ from ipvs_verify.conformance.compare import (
     run_conformance,
 )
 from ipvs_verify.conformance.uml import Guest, GuestError, KernelUnavailable
+from ipvs_verify.errors import UserError
 from ipvs_verify.scenario import load_scenario
 
 
-def conformance_command(paths: list[Path], slow: bool, as_json: bool, out: Console, err: Console) -> int:
+def conformance_command(paths: list[Path], slow: bool, as_json: bool, out: Console, err: Console,
+                        backend: str = "uml") -> int:
     """0: every comparable scenario matches; 1: a mismatch; 3: the kernel could not be prepared or run."""
     import json
 
     paths = paths or default_scenarios(include_slow=slow)
     for p in paths:
         load_scenario(p)  # bad input is reported before the boot (UserError, exit 2)
+    if backend not in ("uml", "qemu"):
+        raise UserError(f"--backend: expected uml or qemu, got '{backend}'")
     try:
-        guest = Guest()
+        if backend == "qemu":
+            from ipvs_verify.conformance.qemu import QemuGuest
+
+            guest: Guest = QemuGuest()
+        else:
+            guest = Guest()
         guest.boot()
     except KernelUnavailable as e:
         err.print(f"error: the real kernel is not available: {e}", highlight=False, markup=False)
@@ -35,7 +44,8 @@ def conformance_command(paths: list[Path], slow: bool, as_json: bool, out: Conso
     results: list[Comparison]
     try:
         if not as_json:
-            out.print(f"kernel {guest.uname} (User-Mode Linux), booted in {guest.boot_seconds:.1f} s; "
+            kind = "qemu TCG" if backend == "qemu" else "User-Mode Linux"
+            out.print(f"kernel {guest.uname} ({kind}; {guest.build}), booted in {guest.boot_seconds:.1f} s; "
                       f"AVX/XSTATE workaround {'applied' if guest.workaround else 'not needed'}", highlight=False)
         results = run_conformance(guest, paths)
     except (KernelUnavailable, GuestError) as e:

@@ -542,13 +542,13 @@ def _err_name(e: int) -> str:
 # ------------------------------------------------------------------ the command loop
 def main() -> None:
     tty.setraw(0)  # no echo, no CR/LF translation: the console is a clean byte channel
-    moddir = sys.argv[1] + "/mods"
+    moddir = sys.argv[2] if len(sys.argv) > 2 else sys.argv[1] + "/mods"
     # the kernel's own module requests would run modprobe without the AVX workaround's environment: load up front
     mods = ["ip_vs", "ip_vs_rr", "nf_conntrack", "veth", "dummy", "ip_tables", "iptable_nat", "nf_nat", "xt_mark",
             "xt_MASQUERADE", "bridge"]
     p = subprocess.run(["modprobe", "-a", "-d", moddir, *mods], capture_output=True, text=True)
     loaded = [] if p.returncode == 0 else [["modprobe -a " + " ".join(mods), p.returncode, p.stderr.strip()]]
-    reply({"ready": True, "uname": os.uname().release, "modules": loaded})
+    reply({"ready": True, "uname": os.uname().release, "build": os.uname().version, "modules": loaded})
     worlds: dict[str, World] = {}
     buf = b""
     while True:

@@ -121,6 +121,32 @@ def _install_filter() -> None:  # runs in the child between fork and exec
 
 
 # ------------------------------------------------------------------ the guest
+def write_guest_files(d: Path, moddir: Path) -> None:
+    """The agent, the guest's init (the last stage: proc, sys, a tmpfs /run, then the agent) and a modprobe
+    wrapper with the `-d` layout, so the kernel's own module requests find the modules too."""
+    shutil.copy(AGENT, d / "guest_agent.py")
+    (d / "modprobe").write_text(f'#!/bin/sh\nexec /usr/sbin/modprobe -d {moddir} "$@"\n')
+    (d / "init").write_text(
+        "#!/bin/sh\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nexport PATH\n"
+        "mount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t tmpfs -o mode=755 tmpfs /run\n"
+        f"echo {d}/modprobe > /proc/sys/kernel/modprobe\n"
+        f"exec /usr/bin/python3 -I -S -B -u {d}/guest_agent.py {d} {moddir}\n")
+    for f in ("modprobe", "init"):
+        (d / f).chmod(0o755)
+
+
+def run_as_nobody(*dirs: Path) -> tuple[int | None, int | None]:
+    """The (uid, gid) to run the guest process as: nobody when we are root (the dirs become its own)."""
+    for p in dirs:
+        p.chmod(0o755)
+    if os.geteuid() != 0:
+        return None, None
+    pw = pwd.getpwnam("nobody")
+    for p in dirs:
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+    return pw.pw_uid, pw.pw_gid
+
+
 class Guest:
     """One booted UML kernel with the agent running; `call()` sends one command and waits for its answer."""
 
@@ -135,6 +161,7 @@ class Guest:
         self.lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.log: deque[str] = deque(maxlen=60)
         self.uname = ""
+        self.build = ""
         self.boot_seconds = 0.0
         self._seq = 0
 
@@ -158,23 +185,8 @@ class Guest:
         (d / "uml").mkdir()
         (d / "mods" / "lib" / "modules").mkdir(parents=True)
         (d / "mods" / "lib" / "modules" / self.version).symlink_to(UML_MODULES / self.version)
-        shutil.copy(AGENT, d / "guest_agent.py")
-        (d / "modprobe").write_text(f'#!/bin/sh\nexec /usr/sbin/modprobe -d {d}/mods "$@"\n')
-        (d / "init").write_text(
-            "#!/bin/sh\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nexport PATH\n"
-            "mount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t tmpfs -o mode=755 tmpfs /run\n"
-            f"echo {d}/modprobe > /proc/sys/kernel/modprobe\n"
-            f"exec /usr/bin/python3 -I -S -B -u {d}/guest_agent.py {d}\n")
-        for f in ("modprobe", "init"):
-            (d / f).chmod(0o755)
-        user: int | None = None
-        group: int | None = None
-        if os.geteuid() == 0:  # UML runs as an ordinary user
-            pw = pwd.getpwnam("nobody")
-            user, group = pw.pw_uid, pw.pw_gid
-            for p in (d, d / "uml"):
-                os.chown(p, user, group)
-        d.chmod(0o755)
+        write_guest_files(d, d / "mods")
+        user, group = run_as_nobody(d, d / "uml")
         # UML's memory is a file in TMPDIR: on tmpfs if there is one (it warns and is slower otherwise)
         shm = Path("/dev/shm")
         mem_dir = Path(tempfile.mkdtemp(prefix="ipvs-verify-uml-", dir=shm)) if shm.is_dir() and os.access(
@@ -187,14 +199,18 @@ class Guest:
                 "con=null", "con0=fd:0,fd:1", f"uml_dir={d}/uml", "quiet", "loglevel=1"]
         if self.workaround:
             argv += [f"{k}={v}" for k, v in NO_AVX_ENV.items()]  # the kernel passes them to init's environment
+        self._launch(argv, env, d, user, group, _install_filter if self.workaround else None)
+
+    def _launch(self, argv: list[str], env: dict[str, str], cwd: Path, user: int | None, group: int | None,
+                preexec: Any = None) -> None:
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=d,
-            user=user, group=group, start_new_session=True,
-            preexec_fn=_install_filter if self.workaround else None,
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+            user=user, group=group, start_new_session=True, preexec_fn=preexec,
         )
         threading.Thread(target=self._reader, args=(self.proc,), daemon=True).start()
         ready = self._wait(self.boot_timeout, boot=True)
         self.uname = ready["uname"]
+        self.build = ready.get("build", "")  # uname -v: Debian's kernels name their real version here
         bad = [m for m in ready.get("modules", []) if m[1] != 0]
         if bad:
             raise KernelUnavailable(f"modprobe failed in the guest: {bad}")

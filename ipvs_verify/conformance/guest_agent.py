@@ -292,15 +292,15 @@ class World:
         """The whole world in few processes: namespaces and veths, addresses and routes (one `ip -batch`
         per namespace), the nat rule, then the service and its real servers in one `ipvsadm -R`."""
         c, n = self.client_ns, self.node_ns
-        root = f"netns add {c}\nnetns add {n}\nlink add eth0 netns {c} type veth peer name n-c netns {n}\n"
+        root = f"netns add {c}\nnetns add {n}\nlink add eth0 netns {c} type veth peer name client0 netns {n}\n"
         root += "".join(f"netns add {self.pod_ns(p)}\nlink add eth0 netns {self.pod_ns(p)} type veth peer name n-{p} "
                         f"netns {n}\n" for p in up)
         run(["ip", "-batch", "-"], stdin=root)
         client_ips = "".join(f"addr add 10.0.0.{i + 1}/24 dev eth0\n" for i in range(1, self.clients + 1))
         run(["ip", "-n", c, "-batch", "-"], stdin="link set lo up\nlink set eth0 up\n" + client_ips
             + "route add default via 10.0.0.1\n")
-        run(["ip", "-n", n, "-batch", "-"], stdin="link set lo up\nlink set n-c up\n"
-            "addr add 10.0.0.1/24 dev n-c\nlink add kube-ipvs0 type dummy\n"
+        run(["ip", "-n", n, "-batch", "-"], stdin="link set lo up\nlink set client0 up\n"
+            "addr add 10.0.0.1/24 dev client0\nlink add kube-ipvs0 type dummy\n"
             f"addr add {VIP}/32 dev kube-ipvs0\n"
             + ("link add cni0 type bridge\nlink set cni0 up\naddr add 10.244.0.1/24 dev cni0\n" if self.bridge else "")
             + "".join(self._node_side(p) for p in up))

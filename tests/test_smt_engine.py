@@ -12,6 +12,7 @@ Coverage of the default run (IPVS_SMT_FULL=1 runs every cell, both timings, ever
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -183,6 +184,11 @@ def test_entry_bound_hit_fails_loudly() -> None:
 def test_unsupported_configurations_are_refused() -> None:
     with pytest.raises(UnsupportedConfig, match="timing 'exact'"):
         Encoding(cfg("K46", 0), "exact")
+    for feature in ({"protocol": "udp"}, {"persistence": 10800}):  # model features the encoding does not cover
+        config = CellSpec("K516", "1.30", (("conn_reuse_mode", 1),), **feature).config(DEFAULT_SCOPE)  # type: ignore
+        assert dataclasses.asdict(config.scope) != dataclasses.asdict(DEFAULT_SCOPE)
+        with pytest.raises(UnsupportedConfig, match=f"scope feature '{next(iter(feature))}="):
+            run_bmc(config, SAFETY, 2)
     run = run_bmc(cfg("K46", 0), (BY_NAME["quiesced-dest-eventually-deleted"],), 1)
     assert run.results[0].status == "unsupported"
 

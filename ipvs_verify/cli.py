@@ -33,7 +33,7 @@ from ipvs_verify.matrix import (
 )
 from ipvs_verify.story import story_lines
 from ipvs_verify.trace import load_trace, replay_trace
-from model.config import PROTOCOLS, Scope
+from model.config import PROTOCOLS, Scope, UnknownScheduler
 from model.kube_proxy import UnknownKubeProxy
 from model.variants import DEFAULT_MATRIX_VARIANTS, UnknownKernel
 from properties.catalog import PROPERTIES, resolve
@@ -59,6 +59,8 @@ def matrix(
     modes: Annotated[str, typer.Option(help="conn_reuse_mode values")] = ",".join(map(str, DEFAULT_MODES)),
     kube_proxy: Annotated[str, typer.Option(help="kube-proxy releases")] = ",".join(DEFAULT_KUBE_PROXY),
     protocols: Annotated[str, typer.Option(help="service protocols: tcp, udp")] = "tcp",
+    scheduler: Annotated[str, typer.Option(help="IPVS scheduler (kube-proxy --ipvs-scheduler): rr, lc, wlc, sh, "
+                                           "sh-fallback")] = "rr",
     persistence: Annotated[int, typer.Option(
         help="sessionAffinity ClientIP: the persistent service's timeout in seconds (0: none)", min=0)] = 0,
     properties: Annotated[str, typer.Option(help="property names or numbers (default: all)")] = "",
@@ -94,7 +96,7 @@ def matrix(
     bad = [p for p in protos if p not in PROTOCOLS]
     if bad or not protos:
         raise UserError(f"--protocols: expected a comma-separated list of {', '.join(PROTOCOLS)}, got '{protocols}'")
-    cells = default_cells(_split(variants), mode_values, _split(kube_proxy), protos, persistence)
+    cells = default_cells(_split(variants), mode_values, _split(kube_proxy), protos, persistence, scheduler)
     pod_names, spare_names = _split(pods), _split(spare_pods)
     if not pod_names or len(set(pod_names + spare_names)) != len(pod_names + spare_names):
         raise UserError(f"--pods/--spare-pods: expected distinct pod names, at least one running, got "
@@ -267,7 +269,7 @@ def main() -> None:
         sys.argv.remove("--debug")
     try:
         app(standalone_mode=False)
-    except (UserError, UnknownKernel, UnknownKubeProxy) as e:
+    except (UserError, UnknownKernel, UnknownKubeProxy, UnknownScheduler) as e:
         if debug:
             raise
         print(f"error: {e}", file=sys.stderr)  # one plain line: never wrapped

@@ -35,17 +35,19 @@ class CellSpec:
     overrides: tuple[tuple[str, int], ...]
     protocol: str = "tcp"  # the service's protocol (the scope's, for this cell)
     persistence: int = 0  # sessionAffinity ClientIP timeout (s), 0 for none (the scope's, for this cell)
+    scheduler: str = "rr"
 
     def config(self, scope: Scope) -> Config:
         scope = replace(scope, protocol=self.protocol, persistence=self.persistence)
-        return make_config(self.variant, self.kube_proxy, dict(self.overrides), scope)
+        return make_config(self.variant, self.kube_proxy, dict(self.overrides), scope, scheduler=self.scheduler)
 
     @property
     def slug(self) -> str:
         over = "-".join(f"{k.replace('conn_reuse_mode', 'mode').replace('_', '')}{v}" for k, v in self.overrides)
         proto = "" if self.protocol == "tcp" else f"-{self.protocol}"
         persist = f"-persist{self.persistence}" if self.persistence else ""
-        return f"{self.variant}-kp{self.kube_proxy}" + (f"-{over}" if over else "") + proto + persist
+        sched = "" if self.scheduler == "rr" else f"-{self.scheduler}"
+        return f"{self.variant}-kp{self.kube_proxy}" + (f"-{over}" if over else "") + proto + persist + sched
 
 
 def default_cells(
@@ -54,8 +56,9 @@ def default_cells(
     kube_proxies: tuple[str, ...] = DEFAULT_KUBE_PROXY,
     protocols: tuple[str, ...] = ("tcp",),
     persistence: int = 0,
+    scheduler: str = "rr",
 ) -> list[CellSpec]:
-    return [CellSpec(v, kp, (("conn_reuse_mode", m),), proto, persistence)
+    return [CellSpec(v, kp, (("conn_reuse_mode", m),), proto, persistence, scheduler)
             for proto in protocols for v in variants for kp in kube_proxies for m in modes]
 
 

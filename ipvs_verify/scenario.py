@@ -50,6 +50,7 @@ class ScenarioConfig(Strict):
     nf_conntrack: bool = True
     protocol: Literal["tcp", "udp"] = "tcp"  # the service's protocol; udp clients use `datagram` steps
     persistence: int = Field(0, ge=0)  # sessionAffinity ClientIP: the persistent service's timeout (s)
+    scheduler: Literal["rr", "lc", "wlc", "sh", "sh-fallback"] = "rr"  # kube-proxy --ipvs-scheduler
     # ipvsadm --set TCP TCPFIN UDP (kube-proxy --ipvs-tcp-timeout, --ipvs-tcpfin-timeout, --ipvs-udp-timeout):
     # the only timeouts IP_VS_SO_SET_TIMEOUT changes (ESTABLISHED, FIN_WAIT, UDP); 0 leaves one as it is
     ipvs_timeouts: dict[Literal["tcp", "tcpfin", "udp"], Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
@@ -190,7 +191,7 @@ def scenario_config(sc: Scenario, variant: str) -> Config:
             Scope(clients=c.clients, ports=c.ports, pods=tuple(c.pods), spare_pods=tuple(c.spare_pods),
                   changes=0, crashes=False, long_lived=True, protocol=c.protocol, persistence=c.persistence),
             _timing(c), kernel=c.kernel if variant == sc.variant else None,
-            nf_conntrack=c.nf_conntrack,
+            nf_conntrack=c.nf_conntrack, scheduler=c.scheduler,
         )
     except (UnknownKernel, UnknownKubeProxy) as e:
         raise UserError(f"{sc.path}: config: {e}") from None

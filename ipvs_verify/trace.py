@@ -60,6 +60,7 @@ def config_from_json(d: dict[str, Any]) -> Config:
     return make_config(
         d["variant"], d["kube_proxy"], {k: int(v) for k, v in d.get("sysctl_overrides", {}).items()},
         Scope(**sc), Timing(**tm), kernel=d.get("kernel"), nf_conntrack=d.get("nf_conntrack", True),
+        scheduler=d.get("scheduler", "rr"),
     )
 
 

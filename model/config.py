@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from model.kube_proxy import KubeProxyVersion, kube_proxy_version
+from model.scheduler import SCHEDULERS
 from model.sysctls import Sysctls
 from model.tcp_states import DEFAULT_TIMEOUTS, TcpState
 from model.variants import Variant, parse_kernel_version, resolve_variant
@@ -28,6 +29,10 @@ class Timing:
 
 
 PROTOCOLS = ("tcp", "udp")
+
+
+class UnknownScheduler(ValueError):
+    """A scheduler name the model does not have."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,11 @@ def make_config(
     timing: Timing | None = None,
     kernel: str | None = None,
     nf_conntrack: bool = True,
+    scheduler: str = "rr",
 ) -> Config:
     """Build a Config; raises ValueError subclasses with a user-facing message on bad input."""
+    if scheduler not in SCHEDULERS:
+        raise UnknownScheduler(f"unknown scheduler '{scheduler}' (expected one of: {', '.join(SCHEDULERS)})")
     v = resolve_variant(variant)
     kp = kube_proxy_version(kube_proxy)
     kernel_text = kernel or (variant if variant[:1].isdigit() else v.representative)
@@ -107,5 +115,5 @@ def make_config(
         s = s.with_(**{k: (bool(val) if k != "conn_reuse_mode" else int(val)) for k, val in over})
     return Config(
         variant=v, kube_proxy=kp, kernel=kernel_text, sysctls=s, overrides=over,
-        scope=scope or Scope(), timing=timing or Timing(), nf_conntrack=nf_conntrack,
+        scope=scope or Scope(), timing=timing or Timing(), nf_conntrack=nf_conntrack, scheduler=scheduler,
     )

@@ -1,7 +1,9 @@
 """IPVS schedulers, as pure functions over the service's dest list and the scheduler's own state.
 
-Only rr is modelled so far (kube-proxy's default, `--ipvs-scheduler` empty). A scheduler is an object
-with `schedule` and `del_dest`; the model never looks inside its state (an int).
+A scheduler is an object with `schedule` and `del_dest`; the model never looks inside its state (an int).
+`schedule` gets the dest list head first, which dests are usable (weight > 0, not OVERLOAD), and, for the
+schedulers that read them, the dests' weights, their connection overheads and the client's hash.
+Source: net/netfilter/ipvs/ip_vs_{rr,lc,wlc,sh}.c of Linux 6.1. wrr and the rest are not modelled yet.
 """
 
 from __future__ import annotations
@@ -9,13 +11,19 @@ from __future__ import annotations
 from typing import Protocol
 
 HEAD = -1  # the list head &svc->destinations: the rr cursor after ip_vs_rr_init_svc()
+SH_TAB_SIZE = 256  # ip_vs_sh.c IP_VS_SH_TAB_SIZE (CONFIG_IP_VS_SH_TAB_BITS = 8)
 
 
 class Scheduler(Protocol):
     name: str
+    reads_load: bool  # reads weights, overheads or the client's hash (rr does not: they are not computed)
 
-    def schedule(self, order: tuple[int, ...], usable: tuple[bool, ...], cursor: int) -> tuple[int, int]:
-        """Pick a dest among `order` (head first); returns (dest or -1 for none, new cursor)."""
+    def schedule(self, order: tuple[int, ...], usable: tuple[bool, ...], cursor: int,
+                 weights: tuple[int, ...] = (), load: tuple[int, ...] = (), client_hash: int = 0) -> tuple[int, int]:
+        """Pick a dest among `order` (head first); returns (dest or -1 for none, new cursor).
+
+        `weights` and `load` (ip_vs_dest_conn_overhead) are given per entry of `order`.
+        """
         ...
 
     def del_dest(self, order: tuple[int, ...], cursor: int, dest: int) -> int:
@@ -27,8 +35,10 @@ class RoundRobin:
     """ip_vs_rr.c: the cursor is the list node of the last dest chosen (or the head)."""
 
     name = "rr"
+    reads_load = False
 
-    def schedule(self, order: tuple[int, ...], usable: tuple[bool, ...], cursor: int) -> tuple[int, int]:
+    def schedule(self, order: tuple[int, ...], usable: tuple[bool, ...], cursor: int,
+                 weights: tuple[int, ...] = (), load: tuple[int, ...] = (), client_hash: int = 0) -> tuple[int, int]:
         # ip_vs_rr_schedule(): scan after the cursor to the end, then from the head up to the cursor itself;
         # skip weight 0 and OVERLOAD (usable). Nothing usable -> NULL, cursor unchanged.
         start = order.index(cursor) + 1 if cursor in order else 0
@@ -47,4 +57,81 @@ class RoundRobin:
         return order[i - 1] if i > 0 else HEAD
 
 
-SCHEDULERS: dict[str, Scheduler] = {"rr": RoundRobin()}
+class LeastConnection:
+    """ip_vs_lc.c (lc) and ip_vs_wlc.c (wlc): the least overhead, weighted or not; stateless."""
+
+    def __init__(self, weighted: bool) -> None:
+        self.weighted = weighted
+        self.name = "wlc" if weighted else "lc"
+        self.reads_load = True
+
+    def schedule(self, order: tuple[int, ...], usable: tuple[bool, ...], cursor: int,
+                 weights: tuple[int, ...] = (), load: tuple[int, ...] = (), client_hash: int = 0) -> tuple[int, int]:
+        best = -1
+        for k in range(len(order)):
+            if not usable[k]:
+                continue
+            if best < 0:
+                best = k
+            elif self.weighted:
+                # ip_vs_wlc_schedule(): loh * w > doh * w_least (the first usable dest starts; ties keep it)
+                if load[best] * weights[k] > load[k] * weights[best]:
+                    best = k
+            elif load[k] < load[best]:  # ip_vs_lc_schedule(): strictly less (the first wins ties)
+                best = k
+        return (order[best] if best >= 0 else -1), cursor
+
+    def del_dest(self, order: tuple[int, ...], cursor: int, dest: int) -> int:
+        return cursor
+
+
+class SourceHashing:
+    """ip_vs_sh.c: 256 buckets filled by cycling the dest list, each dest taking max(weight, 1) buckets.
+
+    The table is rebuilt on every add, edit and delete (ip_vs_sh_reassign), so it is a function of the
+    dest list and the weights: no state is kept. A weight-0 dest keeps its bucket; without the sh-fallback
+    flag a client hashing to it is refused even when other dests are fine (T12).
+    """
+
+    def __init__(self, fallback: bool) -> None:
+        self.fallback = fallback
+        self.name = "sh-fallback" if fallback else "sh"
+        self.reads_load = True
+
+    @staticmethod
+    def _bucket_owner(order: tuple[int, ...], weights: tuple[int, ...], bucket: int) -> int:
+        # ip_vs_sh_reassign(): "Don't move to next dest until filling weight" (a weight-0 dest: one bucket)
+        runs = [max(w, 1) for w in weights]
+        k = bucket % sum(runs)
+        for i, r in enumerate(runs):
+            if k < r:
+                return i
+            k -= r
+        raise AssertionError("unreachable")
+
+    def schedule(self, order: tuple[int, ...], usable: tuple[bool, ...], cursor: int,
+                 weights: tuple[int, ...] = (), load: tuple[int, ...] = (), client_hash: int = 0) -> tuple[int, int]:
+        if not order:
+            return -1, cursor
+        h = client_hash % SH_TAB_SIZE
+        k = self._bucket_owner(order, weights, h)
+        if usable[k]:
+            return order[k], cursor
+        if not self.fallback:
+            return -1, cursor  # ip_vs_sh_get(): the bucket's dest is unavailable -> NULL
+        for offset in range(SH_TAB_SIZE):
+            # ip_vs_sh_get_fallback(): probes ip_vs_sh_hashkey(addr, port, (offset + ihash) % size),
+            # i.e. bucket (2 * ihash + offset) mod 256
+            k = self._bucket_owner(order, weights, (2 * h + offset) % SH_TAB_SIZE)
+            if usable[k]:
+                return order[k], cursor
+        return -1, cursor
+
+    def del_dest(self, order: tuple[int, ...], cursor: int, dest: int) -> int:
+        return cursor
+
+
+SCHEDULERS: dict[str, Scheduler] = {
+    s.name: s for s in (RoundRobin(), LeastConnection(False), LeastConnection(True), SourceHashing(False),
+                        SourceHashing(True))
+}

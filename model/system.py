@@ -431,7 +431,12 @@ class System:
         if tpl is None:
             # the scheduler picks among usable dests (weight > 0; rr: ip_vs_rr_schedule)
             usable = tuple(st.dests[d].weight > 0 for d in st.order)
-            dest, cursor = self.sched.schedule(st.order, usable, st.cursor)
+            if not self.sched.reads_load:
+                dest, cursor = self.sched.schedule(st.order, usable, st.cursor)
+            else:
+                dest, cursor = self.sched.schedule(
+                    st.order, usable, st.cursor, tuple(st.dests[d].weight for d in st.order),
+                    tuple(self._overhead(st, d) for d in st.order), client_hash=c)
             if cursor != st.cursor:
                 st = st._replace(cursor=cursor)
             if dest < 0 or not self.persistent:
@@ -443,6 +448,12 @@ class System:
         templates = list(st.templates)
         templates[c] = Template(tpl.dest, tpl.timeout, tpl.timeout)
         return st._replace(templates=tuple(templates)), tpl.dest, CONTROLLED
+
+    @staticmethod
+    def _overhead(st: State, dest: int) -> int:
+        # ip_vs.h ip_vs_dest_conn_overhead() in 6.1: activeconns * 256 + totalconns (active + inactive)
+        active, inactive = counters(st, dest)
+        return (active << 8) + active + inactive
 
     def _template_valid(self, st: State, tpl: Template) -> bool:
         # ip_vs_conn.c ip_vs_check_template(): dest AVAILABLE, and not (expire_quiescent_template and weight 0)

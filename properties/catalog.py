@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from model.config import Scope
-from model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, BrokenWhy, Ev, Event
+from model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_REUSED, BrokenWhy, Ev, Event
 from model.state import DestStatus, PodPhase, Sock, State, counters
 from model.system import Act, Action, System
 from model.tcp_states import TcpState
@@ -88,6 +88,17 @@ def _datagram_meets_removed_dest(sys: System, pre: State, a: Action, ev: tuple[E
         return False
     d = pre.dests[pre.flows[a[1]].entries[0].dest]
     return d.weight == 0 or d.status == DestStatus.TRASH
+
+
+def _scheduled_beside_weight0(sys: System, pre: State, a: Action, ev: tuple[Event, ...], post: State) -> bool:
+    """A new entry is scheduled (or refused) while a real server in the service's list has weight 0."""
+    fresh = any((e[0] in (Ev.SYN_FORWARDED, Ev.DGRAM_FORWARDED) and not e[3] & SF_REUSED) or e[0] == Ev.REFUSED
+                for e in ev)
+    return fresh and any(pre.dests[d].weight == 0 for d in pre.order)
+
+
+def _refused_while_usable(sys: System, pre: State, a: Action, ev: tuple[Event, ...], post: State) -> bool:
+    return any(e[0] == Ev.REFUSED for e in ev) and any(post.dests[d].weight > 0 for d in post.order)
 
 
 def _reuse_hit(pred: Callable[[State, int, int], bool]) -> EdgePred:
@@ -280,6 +291,17 @@ PROPERTIES: tuple[Property, ...] = (
         violated=_dgram_forwarded(lambda fl: bool(fl & SF_POD_DEAD) and bool(fl & _QUIESCED)),
         needs=("udp",),
         trigger_mask=triggers(Ev.DGRAM_FORWARDED),
+    ),
+    Property(
+        11, "no-refusal-with-a-usable-dest", "safety",
+        "A new connection is refused (ICMP port unreachable) only when no real server in the service can take "
+        "it. sh without the sh-fallback flag breaks this: a weight-0 real server keeps its buckets, and a "
+        "client hashing to one is refused although others are fine.",
+        "ipvs-kernel.md T12 (ip_vs_sh_get)",
+        (Reach("a new connection is scheduled while a real server has weight 0", _scheduled_beside_weight0,
+               triggers(Ev.SYN_FORWARDED, Ev.DGRAM_FORWARDED, Ev.REFUSED)),),
+        violated=_refused_while_usable,
+        trigger_mask=triggers(Ev.REFUSED),
     ),
 )
 

@@ -15,12 +15,14 @@ EXPECTED = YAML(typ="safe").load(Path(__file__).with_name("expected_verdicts.yam
 def _id(r: dict) -> str:
     kp = f"-kp{r['kube_proxy']}" if "kube_proxy" in r else ""
     proto = f"-{r['protocol']}" if "protocol" in r else ""
-    return f"{r['variant']}-mode{r['mode']}{kp}{proto}"
+    sched = f"-{r['scheduler']}" if "scheduler" in r else ""
+    return f"{r['variant']}-mode{r['mode']}{kp}{proto}{sched}"
 
 
 @pytest.mark.parametrize("row", EXPECTED, ids=_id)
 def test_expected_verdicts(row: dict) -> None:
-    result = cell(row["variant"], row["mode"], str(row.get("kube_proxy", "1.30")), row.get("protocol", "tcp"))
+    result = cell(row["variant"], row["mode"], str(row.get("kube_proxy", "1.30")), row.get("protocol", "tcp"),
+                  row.get("scheduler", "rr"))
     by_number = {v.prop.number: v for v in result.verdicts}
     for n in row["violated"]:
         v = by_number[n]

@@ -37,14 +37,15 @@ from tests.stateful_plugin import REPORTS, profile_name, run_seed, trace_dir, va
 YAML_ROWS = YAML(typ="safe").load(Path(__file__).with_name("expected_verdicts.yaml").read_text())
 
 
-def _spec(variant: str, mode: int, kube_proxy: str = "1.30", protocol: str = "tcp") -> CellSpec:
-    return CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),), protocol)
+def _spec(variant: str, mode: int, kube_proxy: str = "1.30", protocol: str = "tcp", scheduler: str = "rr") -> CellSpec:
+    return CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),), protocol, scheduler=scheduler)
 
 
 YAML_VERDICTS: dict[CellSpec, dict[int, str]] = {}
 for _row in YAML_ROWS:
     _got = YAML_VERDICTS.setdefault(
-        _spec(_row["variant"], _row["mode"], str(_row.get("kube_proxy", "1.30")), _row.get("protocol", "tcp")), {})
+        _spec(_row["variant"], _row["mode"], str(_row.get("kube_proxy", "1.30")), _row.get("protocol", "tcp"),
+              _row.get("scheduler", "rr")), {})
     _got.update({n: "violated" for n in _row["violated"]})
     _got.update({n: "holds" for n in _row["holds"]})
 
@@ -97,7 +98,7 @@ def expectation(case: Case) -> tuple[str, str]:
     listed = YAML_VERDICTS.get(case.spec, {}).get(case.prop.number)
     if listed:
         return listed, "tests/expected_verdicts.yaml"
-    result = cell(case.variant, case.mode, case.spec.kube_proxy, case.spec.protocol)
+    result = cell(case.variant, case.mode, case.spec.kube_proxy, case.spec.protocol, case.spec.scheduler)
     verdict = next(v for v in result.verdicts if v.prop_name == case.prop.name)
     return verdict.status, "explicit engine"
 

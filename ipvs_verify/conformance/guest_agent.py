@@ -6,7 +6,8 @@ a namespace is entered with setns() (ctypes) only to create a socket, or to fork
 iptables) or open a /proc/sys file, which then belong to that namespace. Servers are one thread per pod.
 Nothing here touches the host: the guest has no network device; every address lives in its namespaces.
 
-Addresses: client N is 10.0.0.(N+1) (port P is source port 40000+P-1), the node is 10.0.0.1, the VIP
+Addresses: client N is 10.0.0.(N+1) unless the host names others (sh: an address in 10.0.0.0/16 whose
+source hash is the model's bucket); port P is source port 40000+P-1; the node is 10.0.0.1, the VIP
 10.96.0.10:80 sits on the dummy kube-ipvs0 (as kube-proxy does), pod i is 10.244.0.(i+2)/32 on its own
 veth with a /32 route in the node (routed pod network, as several CNIs do).
 """
@@ -268,6 +269,7 @@ class World:
         self.tag = tag
         self.bridge = bridge  # pods on a bridge with a subnet route, instead of a /32 route each
         self.proto = proto  # "tcp" or "udp": the service's protocol
+        self.client_ips = [f"10.0.0.{i + 1}" for i in range(1, clients + 1)]
         self.pods = pods  # every pod name the scenario may use, in order (its IP is fixed by its index)
         self.clients = clients
         self.ports = ports
@@ -285,10 +287,10 @@ class World:
 
     def flow_addr(self, flow: str) -> tuple[str, int]:
         c, p = flow.split(":")
-        return f"10.0.0.{int(c.split('-')[1]) + 1}", 40000 + int(p.split("-")[1]) - 1
+        return self.client_ips[int(c.split("-")[1]) - 1], 40000 + int(p.split("-")[1]) - 1
 
     def setup(self, sysctls: dict[str, int], nf_conntrack: bool, up: list[str], dests: list[list[Any]],
-              persistence: int | None, timeouts: list[int] | None = None) -> None:
+              persistence: int | None, timeouts: list[int] | None = None, scheduler: str = "rr") -> None:
         """The whole world in few processes: namespaces and veths, addresses and routes (one `ip -batch`
         per namespace), the nat rule, then the service and its real servers in one `ipvsadm -R`."""
         c, n = self.client_ns, self.node_ns
@@ -296,11 +298,11 @@ class World:
         root += "".join(f"netns add {self.pod_ns(p)}\nlink add eth0 netns {self.pod_ns(p)} type veth peer name n-{p} "
                         f"netns {n}\n" for p in up)
         run(["ip", "-batch", "-"], stdin=root)
-        client_ips = "".join(f"addr add 10.0.0.{i + 1}/24 dev eth0\n" for i in range(1, self.clients + 1))
+        client_ips = "".join(f"addr add {ip}/16 dev eth0\n" for ip in self.client_ips)
         run(["ip", "-n", c, "-batch", "-"], stdin="link set lo up\nlink set eth0 up\n" + client_ips
             + "route add default via 10.0.0.1\n")
         run(["ip", "-n", n, "-batch", "-"], stdin="link set lo up\nlink set client0 up\n"
-            "addr add 10.0.0.1/24 dev client0\nlink add kube-ipvs0 type dummy\n"
+            "addr add 10.0.0.1/16 dev client0\nlink add kube-ipvs0 type dummy\n"
             f"addr add {VIP}/32 dev kube-ipvs0\n"
             + ("link add cni0 type bridge\nlink set cni0 up\naddr add 10.244.0.1/24 dev cni0\n" if self.bridge else "")
             + "".join(self._node_side(p) for p in up))
@@ -316,7 +318,9 @@ class World:
             # (Debian's UML kernel has no nf_tables ip family: iptables-legacy)
             NAT_RULES.install(n)
         proto = "-u" if self.proto == "udp" else "-t"
-        rules = f"-A {proto} {VIP}:80 -s rr" + (f" -p {persistence}" if persistence else "") + "\n"
+        sched, _, flag = scheduler.partition("-")  # "sh-fallback": sh with --sched-flags sh-fallback
+        rules = (f"-A {proto} {VIP}:80 -s {sched}" + (f" -b sh-{flag}" if flag else "")
+                 + (f" -p {persistence}" if persistence else "") + "\n")
         rules += "".join(f"-a {proto} {VIP}:80 -r {ip}:80 -m -w {w}\n" for ip, w in dests)
         run(["ipvsadm", "-R"], ns=n, stdin=rules)
         if timeouts:  # kube-proxy --ipvs-tcp-timeout/--ipvs-tcpfin-timeout/--ipvs-udp-timeout (0: unchanged)
@@ -544,7 +548,8 @@ def main() -> None:
     tty.setraw(0)  # no echo, no CR/LF translation: the console is a clean byte channel
     moddir = sys.argv[2] if len(sys.argv) > 2 else sys.argv[1] + "/mods"
     # the kernel's own module requests would run modprobe without the AVX workaround's environment: load up front
-    mods = ["ip_vs", "ip_vs_rr", "nf_conntrack", "veth", "dummy", "ip_tables", "iptable_nat", "nf_nat", "xt_mark",
+    mods = ["ip_vs", "ip_vs_rr", "ip_vs_lc", "ip_vs_wlc", "ip_vs_sh", "nf_conntrack", "veth", "dummy", "ip_tables",
+            "iptable_nat", "nf_nat", "xt_mark",
             "xt_MASQUERADE", "bridge"]
     p = subprocess.run(["modprobe", "-a", "-d", moddir, *mods], capture_output=True, text=True)
     loaded = [] if p.returncode == 0 else [["modprobe -a " + " ".join(mods), p.returncode, p.stderr.strip()]]
@@ -591,9 +596,10 @@ def handle(worlds: dict[str, World], cmd: dict[str, Any]) -> dict[str, Any]:
     if op == "setup":
         w = World(cmd["tag"], cmd["pods"], cmd["clients"], cmd["ports"], cmd.get("proto", "tcp"),
                   cmd.get("bridge", False))
+        w.client_ips = cmd.get("client_ips") or w.client_ips
         worlds[w.tag] = w
         w.setup(cmd["sysctls"], cmd["nf_conntrack"], cmd["up"], cmd["dests"], cmd.get("persistence"),
-                cmd.get("timeouts"))
+                cmd.get("timeouts"), cmd.get("scheduler", "rr"))
         return {}
     w = worlds[cmd["tag"]]
     if op == "pod-up":

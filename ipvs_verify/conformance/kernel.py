@@ -112,6 +112,11 @@ class KernelScenario:
         self.check_at = CHECK_INTERVAL
         self.grace_at: dict[str, int] = {}
         self.kp = cfg.kube_proxy
+        sched = getattr(cfg, "scheduler", "rr")
+        # the model's sh abstracts a client's address by its bucket (client_hash = client index):
+        # the harness picks addresses that hash there
+        self.client_ips = [sh_client_ip(c) if sched.startswith("sh") else f"10.0.0.{c + 2}"
+                           for c in range(scope.clients)]
         self.proto = getattr(scope, "protocol", "tcp")  # the service's protocol (config.protocol)
         self.persistence: int = getattr(scope, "persistence", 0)  # sessionAffinity ClientIP: ipvsadm -p
         self.events: list[str] = []
@@ -147,7 +152,9 @@ class KernelScenario:
         self.call("setup", pods=self.pods, clients=c.clients, ports=c.ports, proto=self.proto, sysctls=sysctls,
                   nf_conntrack=self.cfg.nf_conntrack, up=list(c.pods), dests=[[self.ip(p), 1] for p in c.pods],
                   persistence=self.persistence, timeouts=self.timeouts(),
-                  bridge=self.sc.data.conformance.pod_network == "bridge")
+                  bridge=self.sc.data.conformance.pod_network == "bridge",
+                  scheduler=getattr(self.cfg, "scheduler", "rr"),  # kube-proxy --ipvs-scheduler
+                  client_ips=self.client_ips)
         self.t0 = time.monotonic()
 
     def timeouts(self) -> list[int] | None:
@@ -216,14 +223,32 @@ class KernelScenario:
         if waited > 0.05:
             self.events.append(f"{len(due)} due timer(s) fired after {waited:.1f} s (timer wheel)")
 
+    def _tables(self) -> tuple[Any, ...]:
+        st = self.call("state")
+        conns = tuple(sorted((e["proto"], e["client"], e["vip"], e["dest"], e["state"]) for e in parse_conns(
+            st["conns"])))
+        return conns, tuple(sorted((ip, tuple(d.values())) for ip, d in parse_dests(st["dests"]).items()))
+
+    def settle_jiffies(self) -> None:
+        """Wait a few jiffies, then until two readings JIFFY_WAIT apart agree (entries and counters; the
+        expiry countdown aside): work due at the next jiffy has run even if the guest was slow to get
+        the CPU. Only the kernel's readings are used."""
+        time.sleep(JIFFY_WAIT)
+        before = self._tables()
+        for _ in range(10):
+            time.sleep(JIFFY_WAIT)
+            now = self._tables()
+            if now == before:
+                return
+            before = now
+
     def linked(self) -> dict[str, dict[str, int]]:
         d = parse_dests(self.call("state")["dests"])
         return {p: d[self.ip(p)] for p in self.pods if self.ip(p) in d}
 
-    @staticmethod
-    def flow_addr(flow: str) -> tuple[str, int]:
+    def flow_addr(self, flow: str) -> tuple[str, int]:
         c, p = flow.split(":")
-        return f"10.0.0.{int(c.split('-')[1]) + 1}", 40000 + int(p.split("-")[1]) - 1
+        return self.client_ips[int(c.split("-")[1]) - 1], 40000 + int(p.split("-")[1]) - 1
 
     # -------------------------------------------------------------- kube-proxy and kubelet on the virtual clock
     def endpoints_changed(self) -> None:
@@ -396,7 +421,7 @@ class KernelScenario:
             self.settle_due_timers()
         if what in PACKET_STEPS:
             # an entry expired "now" (ip_vs_conn_expire_now) goes at the next jiffy; the model has fired it
-            time.sleep(JIFFY_WAIT)
+            self.settle_jiffies()
         entry, dests = self.observe(flow)
         return KernelStep(i, line, self.now, what, summary, pod, entry, dests, detail, self.events)
 
@@ -412,6 +437,23 @@ class KernelScenario:
         if res == "connected":
             return "connected", r.get("pod"), detail
         return res, None, detail
+
+
+def sh_bucket(ip: str, port: int = 0) -> int:
+    """ip_vs_sh.c ip_vs_sh_hashkey(): hash_32(ntohs(port) + ntohl(addr), 8), hash_32 = (v * 0x61C88647) >> 24
+    (include/linux/hash.h GOLDEN_RATIO_32); the port is 0 without the sh-port flag."""
+    a, b, c, d = (int(x) for x in ip.split("."))
+    v = (port + ((a << 24) | (b << 16) | (c << 8) | d)) & 0xFFFFFFFF
+    return ((v * 0x61C88647) & 0xFFFFFFFF) >> 24
+
+
+def sh_client_ip(index: int) -> str:
+    """The first client address in 10.0.0.0/16 (after the node's) whose sh bucket is `index`."""
+    for n in range(2, 1 << 16):
+        ip = f"10.0.{n >> 8}.{n & 255}"
+        if sh_bucket(ip) == index % 256 and (n & 255) not in (0, 255):
+            return ip
+    raise AssertionError("unreachable: 65k addresses cover every bucket")
 
 
 def wheel_granularity(seconds: int, hz: int = HZ) -> float:

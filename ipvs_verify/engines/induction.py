@@ -23,7 +23,7 @@ from typing import Any
 import z3
 
 from ipvs_verify.engines.bmc import Relation, _model_value, run_bmc_growing, supported
-from ipvs_verify.engines.smt_encoding import Encoding, Table, Val
+from ipvs_verify.engines.smt_encoding import REACH_FACTS, Encoding, Table, Val
 from model.config import Config
 from model.state import DestStatus, PodPhase, Sock
 from model.system import EXPIRE_NOW
@@ -43,6 +43,7 @@ def candidate_lemmas(enc: Encoding, s: dict[str, Val]) -> dict[str, Val]:
             s[f"d{p}.w"], 0, "sm")))
         out[f"weight0-linked-means-graceful.{p}"] = o.or_(
             o.not_(o.and_(linked, o.eq(s[f"d{p}.w"], 0, "sm"))), s[f"g{p}"])
+        out[f"graceful-means-unlisted.{p}"] = o.or_(o.not_(s[f"g{p}"]), o.not_(s[f"p{p}.listed"]))
         out[f"absent-dest-weight0.{p}"] = o.or_(o.ne(s[f"d{p}.status"], int(DestStatus.ABSENT), "sm"),
                                                 o.eq(s[f"d{p}.w"], 0, "sm"))
         out[f"pod-timer-only-terminating.{p}"] = o.or_(
@@ -54,6 +55,8 @@ def candidate_lemmas(enc: Encoding, s: dict[str, Val]) -> dict[str, Val]:
     for f in range(enc.F):
         est = o.eq(s[f"c{f}.sock"], int(Sock.ESTABLISHED), "sm")
         out[f"conntrack-live-only-while-established.{f}"] = o.or_(o.not_(s[f"f{f}.ct"]), est)
+        out[f"live-conntrack-owned-by-the-head.{f}"] = o.or_(o.not_(s[f"f{f}.ct"]), o.and_(s[f"e{f}.0.on"],
+                                                                                          s[f"e{f}.0.own"]))
         out[f"client-pod-iff-established.{f}"] = o.eq(o.ne(s[f"c{f}.pod"], -1, "sm"), est, "b")
         out[f"free-client-is-reset.{f}"] = o.or_(
             o.ne(s[f"c{f}.sock"], int(Sock.FREE), "sm"),
@@ -68,6 +71,8 @@ def candidate_lemmas(enc: Encoding, s: dict[str, Val]) -> dict[str, Val]:
         head_live = o.and_(est, s[f"e{f}.0.on"], o.ne(s[f"e{f}.0.tmr"], EXPIRE_NOW, "tmr"))
         out[f"established-live-head-is-its-pod.{f}"] = o.or_(o.not_(head_live), o.eq(s[f"e{f}.0.dest"],
                                                                                      s[f"c{f}.pod"], "sm"))
+        out[f"established-head-not-expiring.{f}"] = o.or_(o.not_(o.and_(est, s[f"e{f}.0.on"])),
+                                                          o.ne(s[f"e{f}.0.tmr"], EXPIRE_NOW, "tmr"))
         if enc.E > 1:
             out[f"established-with-two-entries-head-is-its-pod.{f}"] = o.or_(
                 o.not_(o.and_(est, s[f"e{f}.1.on"])), o.eq(s[f"e{f}.0.dest"], s[f"c{f}.pod"], "sm"))
@@ -87,6 +92,10 @@ def candidate_lemmas(enc: Encoding, s: dict[str, Val]) -> dict[str, Val]:
             out[f"no-entry-to-a-deleted-dest.{f}.{i}"] = o.or_(o.not_(on), o.ne(dest_st, int(DestStatus.TRASH), "sm"))
             out[f"no-entry-to-an-absent-dest.{f}.{i}"] = o.or_(o.not_(on), o.ne(dest_st, int(DestStatus.ABSENT), "sm"))
             out[f"own-needs-live-conntrack.{f}.{i}"] = o.or_(o.not_(s[f"e{f}.{i}.own"]), s[f"f{f}.ct"])
+            out[f"own-needs-nfct.{f}.{i}"] = o.or_(o.not_(s[f"e{f}.{i}.own"]), s[f"e{f}.{i}.nfct"])
+            for fld in ("nfct", "own"):
+                for v in (False, True):
+                    out[f"e{f}.{i}.{fld}!={int(v)}"] = o.or_(o.not_(on), o.ne(s[f"e{f}.{i}.{fld}"], v, "b"))
             out[f"entry-nfct-is-sysctl-conntrack.{f}.{i}"] = o.or_(
                 o.not_(on), o.eq(s[f"e{f}.{i}.nfct"], enc.config.sysctls.conntrack, "b"))
     out.update(value_candidates(enc, s))
@@ -137,7 +146,7 @@ def value_candidates(enc: Encoding, s: dict[str, Val]) -> dict[str, Val]:
 @dataclass
 class Proof:
     prop_name: str
-    status: str  # "proved" | "violated" | "cti" | "unsupported" | "n/a"
+    status: str  # "proved" | "vacuous" | "violated" | "cti" | "unsupported" | "n/a"
     k: int
     detail: str = ""
     cti: list[dict[str, Any]] = field(default_factory=list)  # states and actions of the counterexample to induction
@@ -208,6 +217,9 @@ def houdini(enc: Encoding, rel: Relation, samples: int = 1500) -> tuple[dict[str
     return {k: cand_now[k] for k in keep}, dropped, {k: cand_next[k] for k in keep}
 
 
+BASE_DEPTH = 6  # the base case also looks for each "sometimes" check this deep
+
+
 def run_induction(
     config: Config,
     properties: tuple[Property, ...],
@@ -225,7 +237,8 @@ def run_induction(
     t0 = time.perf_counter()
     todo = [p for p in properties if not supported(p, config.scope)]
     # base case for every k <= max_k at once: BMC of the untimed model from the initial state
-    base = {r.prop_name: r for r in run_bmc_growing(config, tuple(todo), max_k, max_entries, timing="untimed",
+    base_depth = max(max_k, BASE_DEPTH)
+    base = {r.prop_name: r for r in run_bmc_growing(config, tuple(todo), base_depth, max_entries, timing="untimed",
                                                     arith=arith).results} if todo else {}
     limit = max(max_entries, 4) if strengthen else max_entries
     entries = max_entries
@@ -254,7 +267,19 @@ def run_induction(
                                 f"depth {r.depth} (not a proof)", seconds=time.perf_counter() - tp))
             continue
         proof = _prove(enc, rel, lemmas, prop, max_k, arith)
-        if proof.status == "proved" and not bound_ok:
+        if proof.status == "proved":
+            # vacuity: each "sometimes" check must be reachable (found by the base-case BMC), or is proved
+            # unreachable (then the verdict is "vacuous", as the explicit engine says), or stays unknown
+            for reach in prop.sometimes:
+                if reach.name in r.reached:
+                    continue
+                never = _prove(enc, rel, lemmas, prop, max_k, arith, REACH_FACTS[reach.name])
+                if never.status == "proved":
+                    proof.status = "vacuous"
+                    proof.detail = f"holds, but vacuously: proved that '{reach.name}' never happens"
+                    break
+                proof.detail += f"; '{reach.name}' not reached within depth {base_depth} (vacuity unknown)"
+        if proof.status in ("proved", "vacuous") and not bound_ok:
             proof.status = "cti"
             proof.detail = (f"inductive, but the bound of {entries} entries per flow is not proven sufficient "
                             "(the encoding could lose an entry): not a pass")
@@ -273,8 +298,12 @@ def _bound_proved(enc: Encoding, rel: Relation, lemmas: dict[str, Val]) -> bool:
     return bool(solver.check() == z3.unsat)
 
 
-def _prove(enc: Encoding, rel: Relation, lemmas: dict[str, Val], prop: Property, max_k: int, arith: str) -> Proof:
-    """The step case of k-induction, k = 1..max_k (the base case is checked by the caller)."""
+def _prove(enc: Encoding, rel: Relation, lemmas: dict[str, Val], prop: Property, max_k: int, arith: str,
+           fact: str | None = None) -> Proof:
+    """The step case of k-induction, k = 1..max_k (the base case is checked by the caller).
+
+    The bad step is a violation of `prop`, or with `fact` a step where that fact holds.
+    """
     o = enc.o
     for k in range(1, max_k + 1):
         solver = z3.SolverFor("QF_BV") if arith == "bv" else z3.SolverFor("QF_LIA")
@@ -286,7 +315,7 @@ def _prove(enc: Encoding, rel: Relation, lemmas: dict[str, Val], prop: Property,
             solver.add(*[z3.substitute(o.z(v, "b"), *pairs) for v in lemmas.values()])
             cons, facts, props = rel.instantiate(states[t], acts[t], states[t + 1])
             solver.add(*cons)
-            viol.append(props[prop.name])
+            viol.append(props[prop.name] if fact is None else facts[fact])
         pairs = [(rel.x[n], states[k][n]) for n, _ in enc.schema]
         solver.add(*[z3.substitute(o.z(v, "b"), *pairs) for v in lemmas.values()])
         solver.add(*[z3.Not(v) for v in viol[:-1]])

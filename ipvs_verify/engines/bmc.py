@@ -333,9 +333,5 @@ def _replay(enc: Encoding, m: z3.ModelRef, acts: list[Val], states: list[dict[st
     return out
 
 
-def check_unsupported(config: Config, timing: str = "event") -> None:
-    """Raise UnsupportedConfig if the encoding cannot represent `config`."""
-    Encoding(config, timing)  # validates
-
-
-__all__ = ["BmcRun", "EncodingError", "PropResult", "Relation", "UnsupportedConfig", "check_unsupported", "run_bmc"]
+__all__ = ["BmcRun", "EncodingError", "EntryBoundHit", "PropResult", "Relation", "UnsupportedConfig", "run_bmc",
+           "run_bmc_growing"]

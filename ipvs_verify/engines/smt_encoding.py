@@ -220,12 +220,6 @@ class Table:
         return self
 
 
-FACTS = (
-    "syn_fwd", "fwd_dead", "fwd_w0", "fwd_del", "syn_drop", "reuse_hit_w0", "reuse_hit_tw", "dest_deleted_live",
-    "broken_dd_alive", "pkt_fwd_any", "pkt_fwd_wrong", "ct_killed_newer", "expire_older", "crash", "overflow",
-)
-
-
 class Encoding:
     """The encoded transition system of one configuration and timing ('event' or 'untimed')."""
 

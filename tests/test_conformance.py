@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ipvs_verify.conformance.compare import (
+    FAST_WAIT,
     SCENARIO_DIR,
     compare_runs,
     compare_step,
@@ -46,7 +47,7 @@ def test_conformance_scenarios_meet_their_own_expectations_in_the_model() -> Non
 def test_slow_split() -> None:
     slow = [load_scenario(p) for p in SLOW]
     assert slow and all(is_slow(sc) for sc in slow)
-    assert all(real_wait(load_scenario(p)) <= 10 for p in FAST if not load_scenario(p).data.conformance.slow)
+    assert all(real_wait(load_scenario(p)) <= FAST_WAIT for p in FAST)
     assert any(sc.data.conformance.slow for sc in slow)  # S01/S02 are marked slow explicitly
 
 

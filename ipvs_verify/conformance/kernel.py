@@ -32,7 +32,7 @@ DGRAM_WAIT = 0.5  # seconds a UDP client waits for the answer before calling the
 HARNESS_STEPS = {"request", "connect", "send", "close", "datagram", "wait", "delete_pod", "add_pod", "destroy_pod",
                  "crash_pod", "endpoint_gone", "sync", "check", "set_weight", "delete_dest", "add_dest"}
 PACKET_STEPS = ("request", "connect", "send", "close", "datagram", "set_weight")
-JIFFY_WAIT = 0.03  # seconds: 3 jiffies at HZ=100 (Debian's UML config)
+JIFFY_WAIT = 0.02  # seconds: 2 jiffies at HZ=100 (Debian's UML config)
 FLUSH_WAIT = 0.05  # seconds for the 5.9+ expire_nodest_conn work after a dest deletion (1 jiffy + scheduling)
 SLACK = 0.25  # seconds past each virtual instant before it is observed
 HZ = 100  # CONFIG_HZ of Debian's UML kernel (/usr/share/doc/user-mode-linux/config.gz)

@@ -320,6 +320,8 @@ class Encoding:
         self.t_remove = [Table(f"order.remove.{p}", [ords],
                                lambda oid, p=p: self.order_id[tuple(d for d in self.orders[oid] if d != p)],
                                "ord").kinds("ord") for p in range(self.P)]
+        self.t_contains = [Table(f"order.contains.{p}", [ords], lambda oid, p=p: p in self.orders[oid], "b").kinds(
+            "ord") for p in range(self.P)]
         self.t_prepend = [Table(f"order.prepend.{p}", [ords],
                                 lambda oid, p=p: self.order_id.get((p,) + self.orders[oid], oid),
                                 "ord").kinds("ord") for p in range(self.P)]
@@ -333,7 +335,7 @@ class Encoding:
     def tables(self) -> list[Table]:
         return (list(self.t_reuse.values()) + list(self.t_status.values()) + list(self.t_tcp.values())
                 + [self.t_timeout, self.t_active, self.t_sched_dest, self.t_sched_cursor, self.t_deletable,
-                   self.t_rto] + self.t_del_cursor + self.t_remove + self.t_prepend)
+                   self.t_rto] + self.t_del_cursor + self.t_remove + self.t_prepend + self.t_contains)
 
     # ------------------------------------------------------------------ actions
     def _universe(self) -> list[Action]:
@@ -686,6 +688,12 @@ class Encoding:
         refused_s = dict(sc)
         self.free_client(refused_s, f)
         refused = o.lt(dest, 0, "sm")
+        # property 11: a fresh scheduling decision (forwarded or refused), and weight-0 dests in the list
+        facts["scheduled"] = o.and_(sched, o.not_(drop))
+        facts["refused"] = o.and_(sched, o.not_(drop), refused)
+        w0_in_list = o.or_(*[o.and_(self.t_contains[p](o, pre["order"]), o.eq(pre[f"d{p}.w"], 0, "sm"))
+                             for p in range(self.P)])
+        facts["fresh_beside_w0"] = o.and_(facts["scheduled"], w0_in_list)
         ins = dict(sc)
         facts["overflow"] = o.and_(sched, o.not_(refused), o.not_(drop), a[f"e{f}.{self.E - 1}.on"])
         for i in reversed(range(1, self.E)):
@@ -981,8 +989,9 @@ class Encoding:
         est_term = o.or_(*[o.and_(o.eq(s[f"c{f}.sock"], int(Sock.ESTABLISHED), "sm"),
                                   o.eq(self.pod_field(s, s[f"c{f}.pod"], "p.phase", "sm"), int(PodPhase.TERMINATING),
                                        "sm")) for f in range(self.F)])
+        usable = o.or_(*[o.and_(self.t_contains[p](o, s["order"]), o.lt(0, s[f"d{p}.w"], "sm")) for p in range(self.P)])
         return {"post_destroyed_linked": destroyed_linked, "post_w0_with_conns": o.or_(*w0_conns),
-                "post_est_to_terminating": est_term}
+                "post_est_to_terminating": est_term, "post_usable_in_list": usable}
 
     def domain(self, s: S) -> Val:
         """Every field within the values the model gives it (a strengthening for induction)."""
@@ -1025,6 +1034,7 @@ def property_facts(facts: dict[str, Val], o: Ops) -> dict[str, Val]:
         "established-connections-stay-put": f("pkt_fwd_wrong"),
         "live-conntrack-never-killed": f("ct_killed_newer"),
         "control-plane-race": o.and_(fwd, f("fwd_dead"), o.not_(quiesced)),
+        "no-refusal-with-a-usable-dest": o.and_(f("refused"), f("post_usable_in_list")),
     }
 
 
@@ -1037,4 +1047,5 @@ REACH_FACTS: dict[str, str] = {
     "a packet of an established connection is forwarded": "pkt_fwd_any",
     "an older entry expires while a newer one shares its key": "expire_older",
     "a pod crashes while its real server has weight 1": "crash",
+    "a new connection is scheduled while a real server has weight 0": "fresh_beside_w0",
 }

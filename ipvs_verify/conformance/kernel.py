@@ -5,7 +5,8 @@ really sleeps until N seconds later (plus a small slack, so a kernel timer due a
 fired). What the model calls the environment runs here on the virtual clock: kube-proxy (a sync 1 s
 after an endpoint change, the graceful-deletion check every 60 s from time 0), and the kubelet (a
 deleted pod is destroyed when its grace period ends). kube-proxy's decisions read the kernel's own
-counters (`ipvsadm -ln`), and use the model's release table only for its deletion criterion.
+counters (/proc/net/ip_vs, the columns of `ipvsadm -ln`), and use the model's release table only for
+its deletion criterion (model.kube_proxy rs_deletable).
 
 Client outcomes, from the client's socket: `connected` (the pod answered its name), `refused`
 (ECONNREFUSED), `no-route` (EHOSTUNREACH), `dropped` (connect() not complete within 0.6 s: the first

@@ -102,6 +102,21 @@ def main() -> None:
         "bmc": bmc_row("K46", 0, (prop(1),), 8, scope=big),
     }
     print("larger scope:", out["larger_scope"]["explicit_event"], out["larger_scope"]["bmc"]["seconds"], flush=True)
+    two = replace(DEFAULT_SCOPE, clients=2)
+    t = time.perf_counter()
+    run = run_induction(cfg("K516", 0, two), (prop(1),))
+    out["larger_scope"]["induction_2_clients"] = {
+        "scope": two.describe(), "cell": "K516-mode0", "property": run.proofs[0].prop_name,
+        "status": run.proofs[0].status, "lemmas_kept": len(run.lemmas), "seconds": round(time.perf_counter() - t, 3)}
+    t = time.perf_counter()
+    ex = explore(System(cfg("K516", 0, two), "untimed"), (prop(1),), 2_000_000, keep_edges=False)
+    out["larger_scope"]["explicit_untimed_2_clients"] = {"states": ex.n_states, "complete": ex.complete,
+                                                        "seconds": round(time.perf_counter() - t, 3)}
+    three = replace(DEFAULT_SCOPE, clients=3)
+    out["larger_scope"]["bmc_3_clients"] = bmc_row("K46", 0, (prop(1),), 8, scope=three)
+    print("larger scope 2/3 clients:", out["larger_scope"]["induction_2_clients"],
+          out["larger_scope"]["explicit_untimed_2_clients"], out["larger_scope"]["bmc_3_clients"]["seconds"],
+          flush=True)
     out["total_seconds"] = round(time.perf_counter() - t0, 3)
     out["load_average_at_end"] = os.getloadavg()
     path = Path(__file__).resolve().parent / "results" / "z3_engine.json"

@@ -258,3 +258,17 @@ def test_cli_engine_induction_and_bad_engine(tmp_path: Path) -> None:
     assert json.loads(r.stdout)["cells"][0]["induction"]["no-syn-dropped-on-reuse"]["status"] == "proved"
     bad = _cli("matrix", "--engine", "spacer", "--variants", "K46", "--modes", "1", "--out", str(tmp_path))
     assert bad.returncode == 2 and "--engine" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_engine_all_reports_disagreements() -> None:
+    from ipvs_verify.engines.smt_matrix import _compare
+
+    row = {"explicit": {"p": {"status": "violated", "steps": 3, "timing": "event"},
+                        "q": {"status": "holds", "steps": None, "timing": "event"}},
+           "bmc": {"p": {"status": "bounded", "depth": 5}, "q": {"status": "violated", "depth": 2}},
+           "induction": {"p": {"status": "proved"}, "q": {"status": "violated"}}}
+    found = _compare("cell", row)
+    assert len(found) == 4 and all(f.startswith("cell ") for f in found)
+    agree = {"explicit": {"p": {"status": "violated", "steps": 3, "timing": "event"}},
+             "bmc": {"p": {"status": "violated", "depth": 3}}, "induction": {"p": {"status": "violated"}}}
+    assert _compare("cell", agree) == []

@@ -7,7 +7,9 @@ Coverage of the default run (IPVS_SMT_FULL=1 runs every cell, both timings, ever
   (3,513 + 3,281 states, 15,607 + 14,107 transitions), and of the event-driven exploration of K59/0 up
   to 1,500 states;
 * Z3's own evaluation of the relation: every 100th of those transitions (every 10th with IPVS_SMT_FULL);
-* decision tables: every key of every table, in Z3, for one cell; reuse/status tables for all 14 cells.
+* decision tables: every key of every table, in Z3, for one cell; reuse/status tables for all 14 cells;
+* BMC against the explicit engine on all 14 cells (depth 5); induction against the complete untimed search
+  on 3 cells (all 14 with IPVS_SMT_FULL).
 """
 
 from __future__ import annotations

@@ -33,18 +33,21 @@ class CellSpec:
     variant: str
     kube_proxy: str
     overrides: tuple[tuple[str, int], ...]
-    protocol: str = "tcp"  # the service's protocol (the scope's, for this cell)
-    persistence: int = 0  # sessionAffinity ClientIP timeout (s), 0 for none (the scope's, for this cell)
+    protocol: str | None = None  # the service's protocol for this cell; None keeps the scope's
+    persistence: int | None = None  # sessionAffinity ClientIP timeout (s), 0 for none; None keeps the scope's
     scheduler: str = "rr"
 
     def config(self, scope: Scope) -> Config:
-        scope = replace(scope, protocol=self.protocol, persistence=self.persistence)
+        if self.protocol is not None:
+            scope = replace(scope, protocol=self.protocol)
+        if self.persistence is not None:
+            scope = replace(scope, persistence=self.persistence)
         return make_config(self.variant, self.kube_proxy, dict(self.overrides), scope, scheduler=self.scheduler)
 
     @property
     def slug(self) -> str:
         over = "-".join(f"{k.replace('conn_reuse_mode', 'mode').replace('_', '')}{v}" for k, v in self.overrides)
-        proto = "" if self.protocol == "tcp" else f"-{self.protocol}"
+        proto = "" if self.protocol in (None, "tcp") else f"-{self.protocol}"
         persist = f"-persist{self.persistence}" if self.persistence else ""
         sched = "" if self.scheduler == "rr" else f"-{self.scheduler}"
         return f"{self.variant}-kp{self.kube_proxy}" + (f"-{over}" if over else "") + proto + persist + sched

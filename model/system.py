@@ -634,7 +634,7 @@ class System:
             idx = 0
             cp = entries[0]
             if st.dests[cp.dest].status == DestStatus.TRASH:
-                cp, sv = self._server_status(cp, SkbCt.CONFIRMED if flow.ct_live else SkbCt.NEW)
+                cp, sv = self._server_status(cp, self._skb_ct(flow))
                 # dropped (pre-5.9, or confirmed conntrack) or rescheduled as a non-SYN -> RST
                 return (Flow((cp,) + entries[1:], flow.ct_live, flow.client),
                         BrokenWhy.DEST_DELETED if sv.drop else BrokenWhy.RESET)

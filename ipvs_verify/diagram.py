@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ipvs_verify.trace import config_from_json
-from model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_REUSED, DropWhy, Ev
+from ipvs_verify.trace import config_from_json, forward_notes
+from model.events import DropWhy, Ev
 from model.system import System
 from model.tcp_states import SHORT, TcpState
 
@@ -50,9 +50,7 @@ def sequence_diagram(trace: dict[str, Any]) -> str:
                 arrow(client_of(x), "IPVS", f"SYN from {sys.flow_name(x).split(':')[1]} (entry {SHORT[TcpState(a)]}"
                       f" -> {sys.pod_name(b)})")
             elif ev == Ev.SYN_FORWARDED:
-                notes = [n for flag, n in ((SF_REUSED, "reused entry"), (SF_DEST_W0, "weight 0"),
-                                           (SF_DEST_DELETED, "deleted"), (SF_POD_DEAD, "pod gone")) if b & flag]
-                arrow("IPVS", _lane(sys.pod_name(a)), "SYN" + (f" ({', '.join(notes)})" if notes else ""))
+                arrow("IPVS", _lane(sys.pod_name(a)), "SYN" + forward_notes(b))
             elif ev == Ev.SYN_DROPPED:
                 arrow("IPVS", client_of(x), "SYN dropped (" + ("port reuse" if a == DropWhy.REUSE else "dest deleted")
                       + "): retransmit", "--x")
@@ -68,7 +66,7 @@ def sequence_diagram(trace: dict[str, Any]) -> str:
                 arrow("IPVS", client_of(x), "connection broken", "--x")
             elif ev == Ev.DGRAM_FORWARDED:
                 arrow(client_of(x), "IPVS", "datagram")
-                arrow("IPVS", _lane(sys.pod_name(a)), "datagram" + (" (pod gone)" if b & SF_POD_DEAD else ""))
+                arrow("IPVS", _lane(sys.pod_name(a)), "datagram" + forward_notes(b, "existing entry"))
             elif ev == Ev.ANSWERED:
                 arrow(_lane(sys.pod_name(a)), client_of(x), "answer", "-->>")
             elif ev == Ev.DGRAM_DROPPED:

@@ -201,6 +201,13 @@ def state_view(sys: System, st: State, now: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- outcome sentences
+def forward_notes(flags: int, reused: str = "reused entry") -> str:
+    """What a forwarded SYN or datagram met (SF_* flags), as " (a, b)" or nothing."""
+    notes = [n for flag, n in ((SF_REUSED, reused), (SF_DEST_W0, "weight 0"), (SF_DEST_DELETED, "deleted dest"),
+                               (SF_POD_DEAD, "pod destroyed"), (SF_RETRANSMIT, "retransmission")) if flags & flag]
+    return f" ({', '.join(notes)})" if notes else ""
+
+
 def outcome(sys: System, events: tuple[Event, ...]) -> str:
     parts: list[str] = []
     for kind, x, a, b in events:
@@ -212,10 +219,7 @@ def outcome(sys: System, events: tuple[Event, ...]) -> str:
             parts.append("SYN dropped by the " + ("port-reuse block" if a == 0 else "server-status block")
                          + ": client retransmits")
         elif kind == Ev.SYN_FORWARDED:
-            notes = [n for flag, n in ((SF_REUSED, "reused entry"), (SF_DEST_W0, "weight 0"),
-                                       (SF_DEST_DELETED, "deleted dest"), (SF_POD_DEAD, "pod destroyed"),
-                                       (SF_RETRANSMIT, "retransmission")) if b & flag]
-            parts.append(f"SYN forwarded to {sys.pod_name(a)}" + (f" ({', '.join(notes)})" if notes else ""))
+            parts.append(f"SYN forwarded to {sys.pod_name(a)}{forward_notes(b)}")
         elif kind == Ev.REFUSED:
             parts.append("no usable real server: connection refused")
         elif kind == Ev.CONNECTED:
@@ -259,9 +263,7 @@ def outcome(sys: System, events: tuple[Event, ...]) -> str:
         elif kind == Ev.WEIGHT_SET:
             parts.append(f"weight of {sys.pod_name(x)} set to {a}")
         elif kind == Ev.DGRAM_FORWARDED:
-            notes = [n for flag, n in ((SF_REUSED, "existing entry"), (SF_DEST_W0, "weight 0"),
-                                       (SF_DEST_DELETED, "deleted dest"), (SF_POD_DEAD, "pod destroyed")) if b & flag]
-            parts.append(f"datagram forwarded to {sys.pod_name(a)}" + (f" ({', '.join(notes)})" if notes else ""))
+            parts.append(f"datagram forwarded to {sys.pod_name(a)}{forward_notes(b, 'existing entry')}")
         elif kind == Ev.DGRAM_DROPPED:
             parts.append("datagram dropped by the server-status block: lost, the application must retry")
         elif kind == Ev.ANSWERED:

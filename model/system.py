@@ -391,6 +391,12 @@ class System:
         dests[p] = dest
         return st._replace(dests=tuple(dests))
 
+    @staticmethod
+    def _set_template(st: State, c: int, tpl: Template | None) -> State:
+        templates = list(st.templates)
+        templates[c] = tpl
+        return st._replace(templates=tuple(templates))
+
     def _endpoints_changed(self, st: State) -> State:
         # informer event -> Sync() -> BoundedFrequencyRunner: runs within min-sync-period
         if st.sync_timer < 0:
@@ -403,6 +409,13 @@ class System:
         # nf_conntrack_proto_tcp.c: a live entry ignores the SYN (stays confirmed); a TIME_WAIT/CLOSE one
         # seen closing (CLOSE_INIT or RST) is killed and the SYN gets a new, unconfirmed entry
         return SkbCt.CONFIRMED if flow.ct_live else SkbCt.NEW
+
+    def _ct_after(self, flow: Flow, cp: Entry) -> bool:
+        """Is the flow's conntrack entry confirmed once a packet has gone through `cp`?
+
+        ip_vs_nat_xmit: an entry without NFCT calls ip_vs_notrack(), so a new conntrack is never confirmed.
+        """
+        return flow.ct_live or (self.config.nf_conntrack and cp.nfct)
 
     def _server_status(self, cp: Entry, skb_ct: SkbCt) -> tuple[Entry, StatusVerdict]:
         """The server-status block on an entry whose dest was deleted: the entry after it, and the verdict."""
@@ -445,9 +458,7 @@ class System:
             tpl = Template(dest, self.scope.persistence, self.scope.persistence)
             ev.append((Ev.TEMPLATE_CREATED, c, dest, 0))
         # ip_vs_control_add(cp, ct), then ip_vs_conn_put(ct) re-arms the template's timer
-        templates = list(st.templates)
-        templates[c] = Template(tpl.dest, tpl.timeout, tpl.timeout)
-        return st._replace(templates=tuple(templates)), tpl.dest, CONTROLLED
+        return self._set_template(st, c, Template(tpl.dest, tpl.timeout, tpl.timeout)), tpl.dest, CONTROLLED
 
     @staticmethod
     def _overhead(st: State, dest: int) -> int:
@@ -462,15 +473,14 @@ class System:
 
     def _drop_template(self, st: State, c: int) -> State:
         """The client's template leaves the table (or the lookup); its connections keep their `control`."""
-        templates = list(st.templates)
-        templates[c] = None
+        st = self._set_template(st, c, None)
         flows = list(st.flows)
         for f in range(c * self.scope.ports, (c + 1) * self.scope.ports):
             fl = flows[f]
             if any(e.control == CONTROLLED for e in fl.entries):
                 flows[f] = fl._replace(entries=tuple(
                     e._replace(control=OLD_TEMPLATE) if e.control == CONTROLLED else e for e in fl.entries))
-        return st._replace(templates=tuple(templates), flows=tuple(flows))
+        return st._replace(flows=tuple(flows))
 
     def _template_expire(self, st: State, c: int, ev: list[Event]) -> State:
         # ip_vs_conn_expire() on a template: "do I control anybody?" -> expire_later, timeout = 60 s
@@ -479,9 +489,7 @@ class System:
         flows = st.flows[c * self.scope.ports:(c + 1) * self.scope.ports]
         if any(e.control == CONTROLLED for fl in flows for e in fl.entries):
             ev.append((Ev.TEMPLATE_EXPIRED, c, tpl.dest, 1))
-            templates = list(st.templates)
-            templates[c] = Template(tpl.dest, 60, 60)
-            return st._replace(templates=tuple(templates))
+            return self._set_template(st, c, Template(tpl.dest, 60, 60))
         ev.append((Ev.TEMPLATE_EXPIRED, c, tpl.dest, 0))
         return self._drop_template(st, c)
 
@@ -540,8 +548,7 @@ class System:
         # SYN-ACK (OUTPUT), ACK (INPUT): the handshake completes through the same entry
         state = tcp_transition(tcp_transition(state, Dir.OUTPUT, Seg.SYN), Dir.INPUT, Seg.ACK)
         entries = list(_disown(tuple(entries)))
-        # ip_vs_nat_xmit: an entry without NFCT calls ip_vs_notrack(): its flow's new conntrack is never confirmed
-        ct_live = skb_ct == SkbCt.CONFIRMED or (skb_ct == SkbCt.NEW and cp.nfct)
+        ct_live = self._ct_after(flow, cp)
         entries[0] = Entry(state, cp.dest, cp.nfct, ct_live, self._timeout[state], cp.control)
         ev.append((Ev.CONNECTED, f, cp.dest, 0))
         client = Client(Sock.ESTABLISHED, cp.dest, 0, 0, plan)
@@ -595,7 +602,7 @@ class System:
             ev.append((Ev.NO_ROUTE, f, cp.dest, 0))
             return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client))
         # the reply (handle_response) refreshes the same entry; the conntrack entry is now confirmed
-        ct_live = flow.ct_live or (self.config.nf_conntrack and cp.nfct)  # no NFCT: ip_vs_notrack()
+        ct_live = self._ct_after(flow, cp)
         owns = cp.owns_ct if flow.ct_live else ct_live
         if owns and not cp.owns_ct:
             entries = list(_disown(tuple(entries)))
@@ -640,7 +647,7 @@ class System:
                         BrokenWhy.DEST_DELETED if sv.drop else BrokenWhy.RESET)
         cp = entries[idx]
         state = tcp_transition(cp.state, direction, seg)
-        ct_live = flow.ct_live or (self.config.nf_conntrack and cp.nfct)  # no NFCT: ip_vs_notrack()
+        ct_live = self._ct_after(flow, cp)
         owns = cp.owns_ct if flow.ct_live else ct_live
         cp = Entry(state, cp.dest, cp.nfct, owns, self._timeout[state], cp.control)
         flow = Flow(entries[:idx] + (cp,) + entries[idx + 1:], ct_live, flow.client)

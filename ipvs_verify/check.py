@@ -87,7 +87,8 @@ def check_config(
 ) -> CellResult:
     # the event-driven search may stop at its cap: its violations are still real, and "holds" comes only
     # from the untimed search, which is complete
-    not_applicable = {p.name: missing_needs(p, config.scope) for p in properties if missing_needs(p, config.scope)}
+    lacking = {p.name: missing_needs(p, config.scope) for p in properties}
+    not_applicable = {name: needs for name, needs in lacking.items() if needs}
     checked = tuple(p for p in properties if p.name not in not_applicable)
     event = explore(System(config, "event"), checked, max_states, progress)
     searches = [_stats(event)]

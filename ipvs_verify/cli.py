@@ -35,7 +35,8 @@ from ipvs_verify.story import story_lines
 from ipvs_verify.trace import load_trace, replay_trace
 from model.config import PROTOCOLS, Scope, UnknownScheduler
 from model.kube_proxy import UnknownKubeProxy
-from model.variants import DEFAULT_MATRIX_VARIANTS, Feature, UnknownKernel
+from model.system import System
+from model.variants import DEFAULT_MATRIX_VARIANTS, UnknownKernel
 from properties.catalog import PROPERTIES, resolve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Verify IPVS + kube-proxy connection reuse.")
@@ -139,26 +140,6 @@ def matrix(
     _print_matrix(cells, results, props, paths, time.perf_counter() - t0, scope)
 
 
-def _offered_actions(config: Any) -> list[str]:
-    """The actions the search of this configuration can take (the operator's ipvsadm steps are scenario-only)."""
-    from model.system import Act
-
-    scope = config.scope
-    names = {"wait", "expire", "grace-end", "sync", "check", "delete-pod", "add-pod", "endpoint-gone"}
-    names |= {"datagram"} if scope.protocol == "udp" else {"request", "connect", "send", "close", "client-timer"}
-    if scope.crashes:
-        names.add("crash-pod")
-    if scope.persistence:
-        names.add("template-expire")
-    if config.variant.has(Feature.NODEST_WORK) and config.sysctls.expire_nodest_conn:
-        names.add("flush")
-    if not scope.long_lived:
-        names -= {"connect", "send", "close"}
-    if not scope.short_requests:
-        names.discard("request")
-    return [k.name.lower().replace("_", "-") for k in Act if k.name.lower().replace("_", "-") in names]
-
-
 def _props(text: str) -> tuple[Any, ...]:
     try:
         return resolve(list(_split(text)) if text else None)
@@ -198,7 +179,8 @@ def _print_matrix(cells: list[CellSpec], results: list[Any], props: tuple[Any, .
             for name, count in s.coverage.items():
                 fired[name] = fired.get(name, 0) + count
         top = sorted(fired.items(), key=lambda kv: -kv[1])[:6]
-        dead = [a for a in _offered_actions(res.config) if not fired.get(a)]
+        dead = [name for k in System(res.config).search_action_kinds()
+                if not fired.get(name := k.name.lower().replace("_", "-"))]
         out.print(f"coverage {spec.slug}: " + ", ".join(f"{a} {n:,}" for a, n in top)
                   + (f"; never fired: {', '.join(dead)}" if dead else ""), highlight=False)
     notes = [(spec.slug, v) for spec, res in zip(cells, results, strict=True) for v in res.verdicts

@@ -162,6 +162,25 @@ class System:
     def pod_name(self, p: int) -> str:
         return f"pod-{self.pod_names[p]}" if 0 <= p < self.n_pods else "none"
 
+    def search_action_kinds(self) -> list[Act]:
+        """The kinds of action a search of this configuration can take (the operator's ipvsadm steps are
+        scenario-only), for coverage reports: one that never fires hints at a model or scope mistake."""
+        scope = self.scope
+        kinds = {Act.WAIT, Act.EXPIRE, Act.GRACE_END, Act.SYNC, Act.CHECK, Act.DELETE_POD, Act.ADD_POD,
+                 Act.ENDPOINT_GONE}
+        kinds |= {Act(a[0]) for _, a in self._client_actions}
+        if not self.udp:
+            kinds.add(Act.CLIENT_TIMER)
+            if scope.long_lived:
+                kinds |= {Act.SEND, Act.CLOSE}
+        if scope.crashes:
+            kinds.add(Act.CRASH_POD)
+        if self.persistent:
+            kinds.add(Act.TEMPLATE_EXPIRE)
+        if self.nodest_work:
+            kinds.add(Act.FLUSH)
+        return sorted(kinds)
+
     # ------------------------------------------------------------------ initial state
     def initial_states(self) -> list[State]:
         n = self.n_pods

@@ -111,10 +111,63 @@ def counters(state: State, dest: int) -> tuple[int, int]:
     """(ActiveConn, InActConn) of a dest, as ipvsadm -ln shows them."""
     active = inactive = 0
     for flow in state.flows:
-        for e in flow.entries:
-            if e.dest == dest:
-                if is_active(e.state):
-                    active += 1
-                else:
-                    inactive += 1
+        a, i = flow_counters(flow, dest)
+        active += a
+        inactive += i
     return active, inactive
+
+
+def flow_counters(flow: Flow, dest: int) -> tuple[int, int]:
+    """What one flow's entries add to a dest's (ActiveConn, InActConn)."""
+    active = inactive = 0
+    for e in flow.entries:
+        if e.dest == dest:
+            if is_active(e.state):
+                active += 1
+            else:
+                inactive += 1
+    return active, inactive
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The state's clocks, as one flat vector (canonical order: each flow's entries then its client, each pod, each
+# hashed template, then sync_timer and check_timer). Structure only, no semantics: the explicit engine uses these
+# to keep a state's discrete part apart from its clock values (ipvs_verify/engines/packed.py).
+
+
+def timers(st: State) -> list[int]:
+    """Every timer field of the state, in canonical order (inactive ones included, as they are)."""
+    out: list[int] = []
+    for fl in st.flows:
+        out.extend(e.timer for e in fl.entries)
+        out.append(fl.client.timer)
+    out.extend(p.timer for p in st.pods)
+    out.extend(t.timer for t in st.templates if t is not None)
+    out.append(st.sync_timer)
+    out.append(st.check_timer)
+    return out
+
+
+def with_timers(st: State, values: list[int]) -> State:
+    """The state with its timer fields, in canonical order, replaced by `values` (one per field)."""
+    if len(values) != _n_timers(st):
+        raise ValueError(f"{len(values)} timer values for a state with {_n_timers(st)} timers")
+    it = iter(values)
+    mk = _tuple_new  # NamedTuple's own __new__ is a Python call: the engine's slow path builds many of these
+    flows = tuple(
+        mk(Flow, (tuple(mk(Entry, (e[0], e[1], e[2], e[3], next(it), e[5])) for e in fl[0]), fl[1],
+                  mk(Client, (fl[2][0], fl[2][1], next(it), fl[2][3], fl[2][4]))))
+        for fl in st.flows
+    )
+    pods = tuple(mk(Pod, (p[0], next(it), p[2])) for p in st.pods)
+    templates = tuple(mk(Template, (t[0], next(it), t[2])) if t is not None else None for t in st.templates)
+    return mk(State, (flows, st.dests, st.order, st.cursor, pods, next(it), next(it), st.graceful,
+                      st.flush_pending, st.budget, templates))
+
+
+def _n_timers(st: State) -> int:
+    return (sum(len(fl.entries) + 1 for fl in st.flows) + len(st.pods)
+            + sum(t is not None for t in st.templates) + 2)
+
+
+_tuple_new = tuple.__new__

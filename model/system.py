@@ -45,6 +45,7 @@ from model.state import (
     State,
     Template,
     counters,
+    flow_counters,
 )
 from model.tcp_states import Dir, Seg, TcpState, tcp_transition
 from model.variants import Feature
@@ -80,6 +81,15 @@ class Act(IntEnum):
 
 
 Action = tuple[int, int, int]
+
+
+class Part(IntEnum):
+    """The parts of a state that a step may be confined to (see System.footprint)."""
+
+    FLOW = 0  # the action's own flow, flows[a[1]]
+    SCHED = 1  # dests, order, cursor, pods, templates
+    KP = 2  # kube-proxy and time: sync_timer, check_timer, graceful, flush_pending, budget
+    FLOW_SUMMARY = 3  # read only: the sum over every flow of System.flow_summary
 
 ACTORS = {
     Act.REQUEST: "client", Act.CONNECT: "client", Act.SEND: "client", Act.CLOSE: "client",
@@ -180,6 +190,40 @@ class System:
         if self.nodest_work:
             kinds.add(Act.FLUSH)
         return sorted(kinds)
+
+    def footprint(self, a: Action) -> tuple[Part, ...] | None:
+        """The parts of the state that step(state, a) reads and writes (None: it may touch any part).
+
+        A claim about this module's code, used by the packed search to memoise a step on those parts alone;
+        a write outside them stops that search, and tests compare it with the plain search transition by
+        transition, so a claim that is too small cannot pass unnoticed.
+        """
+        kind = a[0]
+        if kind == Act.EXPIRE:
+            return (Part.FLOW,)  # _expire: the entry, and the flow's conntrack
+        if kind in (Act.SEND, Act.CLOSE):
+            return (Part.FLOW, Part.SCHED)  # _packet: the flow, its dests' status, its pod's phase
+        if kind in (Act.REQUEST, Act.CONNECT, Act.DATAGRAM, Act.CLIENT_TIMER):
+            # _schedule reads dests, order and cursor; templates and lc/wlc's overheads reach other flows
+            return None if self.persistent or self.sched.reads_load else (Part.FLOW, Part.SCHED)
+        if kind == Act.GRACE_END:
+            return (Part.SCHED,)
+        if kind in (Act.DELETE_POD, Act.ADD_POD, Act.CRASH_POD, Act.ENDPOINT_GONE):
+            return (Part.SCHED, Part.KP)  # the pod, the change budget, a pending sync
+        if kind in (Act.SYNC, Act.CHECK):
+            return (Part.SCHED, Part.KP, Part.FLOW_SUMMARY)  # the flows: only through counters and _delete_dest
+        return None  # flush and templates walk the flows
+
+    def flow_summary(self, flow: Flow) -> tuple[int, ...]:
+        """All that sync and check read of one flow, per pod: the entries it adds to ActiveConn and InActConn
+        (_graceful_delete, _check), and whether it is an established connection to the pod through one of
+        its entries (the count of _delete_dest's event)."""
+        out: list[int] = []
+        c = flow.client
+        for p in range(self.n_pods):
+            active, inactive = flow_counters(flow, p)
+            out += (active, inactive, int(c.sock == Sock.ESTABLISHED and c.pod == p and active + inactive > 0))
+        return tuple(out)
 
     # ------------------------------------------------------------------ initial state
     def initial_states(self) -> list[State]:

@@ -7,13 +7,16 @@ liveness pass (a networkx graph is built only afterwards, from the states that m
 
 from __future__ import annotations
 
+import gc
 import time
 from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from model.events import Event
+from ipvs_verify.engines.packed import WAIT_RECORD, Packer
+from model.events import Ev, Event
 from model.state import State
 from model.system import Act, Action, System
 from properties.catalog import ALWAYS, Property
@@ -30,7 +33,8 @@ class Found:
 @dataclass
 class Exploration:
     system: System
-    states: list[State]
+    keys: list[Any]  # state index -> the search's key of the state (packed, or the State itself)
+    decode: Callable[[Any], State]  # key -> State
     parent: array  # state index -> parent index (-1 for initial states)
     via: list[Action | None]  # action from the parent
     depth: array
@@ -45,10 +49,19 @@ class Exploration:
     bound: str = ""
     seconds: float = 0.0
     _out: list[list[int]] | None = None
+    _states: list[State] | None = None
+
+    @property
+    def states(self) -> list[State]:
+        """Every state, in BFS order (decoded once, on first use)."""
+        if self._states is None:
+            decode = self.decode
+            self._states = [decode(k) for k in self.keys]
+        return self._states
 
     @property
     def n_states(self) -> int:
-        return len(self.states)
+        return len(self.keys)
 
     @property
     def n_edges(self) -> int:
@@ -80,31 +93,21 @@ class Exploration:
 Progress = Callable[[int, int, int, float], None]  # (states, edges, depth, seconds)
 
 
-def explore(
+def explore_plain(
     system: System,
     properties: tuple[Property, ...],
     max_states: int = 2_000_000,
     progress: Progress | None = None,
     keep_edges: bool = True,
 ) -> Exploration:
+    """The search on whole `State` values, one `System.step` per transition: the reference that the packed
+    search (`explore`) is tested against, state by state and edge by edge."""
     t0 = time.perf_counter()
-    index: dict[State, int] = {}
-    states: list[State] = []
-    parent = array("i")
-    depth = array("i")
-    via: list[Action | None] = []
-    for s in system.initial_states():
-        if s not in index:
-            index[s] = len(states)
-            states.append(s)
-            parent.append(-1)
-            depth.append(0)
-            via.append(None)
-    ex = Exploration(system, states, parent, via, depth, array("i"), array("i"), [], [])
+    ex, index = _start(system, _same, _same, {}, {p.name: set() for p in properties})
+    states, parent, depth, via = ex.keys, ex.parent, ex.depth, ex.via
     # a property is evaluated only on transitions whose events can matter to it (its trigger mask)
     safety = [(p.name, p.violated, p.trigger_mask) for p in properties if p.violated is not None]
     reach = [(p.name, r.name, r.holds, r.trigger_mask) for p in properties for r in p.sometimes]
-    ex.reached = {p.name: set() for p in properties}
     fired = [0] * (max(Act) + 1)
     interned: dict[tuple[Event, ...], tuple[Event, ...]] = {}
     edge_src, edge_dst, edge_act, edge_ev = ex.edge_src, ex.edge_dst, ex.edge_act, ex.edge_ev
@@ -154,9 +157,121 @@ def explore(
                         del reach[k]
         if progress is not None and head % 20000 == 0:
             progress(len(states), len(ex.edge_src), d, time.perf_counter() - t0)
+    _finish(ex, fired, t0, progress)
+    return ex
+
+
+def _same(st: State) -> State:
+    return st
+
+
+def _start(system: System, key: Callable[[State], Any], decode: Callable[[Any], State],
+           violations: dict[str, Found], reached: dict[str, set[str]]) -> tuple[Exploration, dict[Any, int]]:
+    """An exploration holding the initial states (keyed by `key`), and the index of their keys."""
+    ex = Exploration(system, [], decode, array("i"), [], array("i"), array("i"), array("i"), [], [],
+                     violations, reached)
+    index: dict[Any, int] = {}
+    for s in system.initial_states():
+        k = key(s)
+        if k not in index:
+            index[k] = len(ex.keys)
+            ex.keys.append(k)
+            ex.parent.append(-1)
+            ex.depth.append(0)
+            ex.via.append(None)
+    return ex, index
+
+
+def _finish(ex: Exploration, fired: list[int], t0: float, progress: Progress | None) -> None:
     names = {k: k.name.lower().replace("_", "-") for k in Act}
     ex.coverage.update({names[Act(k)]: c for k, c in enumerate(fired) if c})
     ex.seconds = time.perf_counter() - t0
     if progress is not None:
-        progress(len(states), len(ex.edge_src), ex.max_depth, ex.seconds)
+        progress(ex.n_states, ex.n_edges, ex.max_depth, ex.seconds)
+
+
+def explore(
+    system: System,
+    properties: tuple[Property, ...],
+    max_states: int = 2_000_000,
+    progress: Progress | None = None,
+    keep_edges: bool = True,
+    verify: bool = False,
+) -> Exploration:
+    """Breadth-first search over packed states (engines/packed.py): the same states, in the same order, with
+    the same edges, violations and coverage as `explore_plain`, from memoised transitions. `verify`
+    recomputes every memoised step where it is applied (slow: for tests)."""
+    t0 = time.perf_counter()
+    violations: dict[str, Found] = {}
+    reached: dict[str, set[str]] = {p.name: set() for p in properties}
+    packer = Packer(system, properties, violations, reached, verify)
+    ex, index = _start(system, packer.pack, packer.unpack, violations, reached)
+    keys, parent, depth, via = ex.keys, ex.parent, ex.depth, ex.via
+    fired = [0] * (max(Act) + 1)
+    edge_src, edge_dst, edge_act, edge_ev = ex.edge_src, ex.edge_dst, ex.edge_act, ex.edge_ev
+    skeletons = packer.skeletons
+    exact = system.timing_mode == "exact"
+    waits: dict[int, tuple[Action, tuple[Event, ...]]] = {}
+    count = len(keys)
+    head = 0
+    gc_was_on = gc.isenabled()
+    gc.disable()  # the search builds no cycles; the collector would walk millions of live tuples for nothing
+    try:
+        while head < count:
+            i = head
+            head += 1
+            p = keys[i]
+            d = depth[i]
+            sk = skeletons[p[0]]
+            vals = sk.clocks(p)  # the running clocks
+            zeros = tuple([v == 0 for v in vals]) if 0 in vals else sk.no_zeros
+            recs = sk.lists.get(zeros)
+            if recs is None:
+                recs = packer.successors(sk, zeros)
+            if recs and recs[-1] is WAIT_RECORD:
+                # wait to the nearest deadline (and, in exact timing, by 1 s too): built per state
+                recs = recs[:-1]
+                t = min(vals)
+                for w in (t, 1) if exact and t > 1 else (t,):
+                    wa = waits.get(w)
+                    if wa is None:
+                        wa = waits[w] = ((Act.WAIT, w, 0), ((Ev.TIME, 0, w, 0),))
+                    nxt = list(p)
+                    for k in sk.running:
+                        nxt[k] -= w
+                    recs.append((wa[0], None, tuple(nxt), wa[1], sk.wait_hits))
+            for a, get, consts, ev, hits in recs:
+                fired[a[0]] += 1
+                n = consts if get is None else get(p + consts)
+                j = index.setdefault(n, count)
+                if j == count:
+                    if count >= max_states:
+                        del index[n]
+                        ex.complete = False
+                        ex.bound = f"state cap {max_states}"
+                        continue
+                    count += 1
+                    keys.append(n)
+                    parent.append(i)
+                    depth.append(d + 1)
+                    via.append(a)
+                if keep_edges:
+                    edge_src.append(i)
+                    edge_dst.append(j)
+                    edge_act.append(a)
+                    edge_ev.append(ev)
+                if hits:
+                    viol, reach = hits
+                    for name in viol:
+                        if name not in violations:
+                            violations[name] = Found(i, a)
+                    for pname, rname in reach:
+                        reached[pname].add(rname)
+                    hits.clear()  # reported: any later occurrence adds nothing
+            if progress is not None and head % 20000 == 0:
+                progress(count, len(edge_src), d, time.perf_counter() - t0)
+    finally:
+        if gc_was_on:
+            gc.enable()
+    _finish(ex, fired, t0, progress)
     return ex

@@ -1,0 +1,343 @@
+"""Packed states and memoised transitions for the explicit search.
+
+A state is split into its skeleton (the state with every non-negative clock replaced by a slot) and the values
+in those slots. Apart from `wait`, a step of the model never reads a clock's value, only whether it is due,
+which decides what is enabled; it copies clocks or sets them to constants. So a step computed once on a
+skeleton whose slots hold distinct markers is a transform of the clock values that holds for every state with
+that skeleton: each new clock is a copy of an old one or a constant. `wait` subtracts the nearest deadline
+from the running clocks (the slots that a 1 s wait decrements).
+
+A skeleton is itself made of parts (each flow, the scheduling side, kube-proxy's side: model.system.Part), and
+a step that `System.footprint` confines to some parts is memoised on those parts alone: a connection's step
+is computed once for a flow and a scheduling side, whatever kube-proxy's timers and graceful list hold.
+
+The search's state is a flat tuple of ints, (skeleton id, slot values...): cheap to hash and compare. Its
+successors are memoised records, each applied with one tuple concatenation and one itemgetter. All semantics
+stay in `System`: every record comes from `System.actions` and `System.step` on a representative, and what
+the packing assumes is checked as records are built: a new clock that is neither a copy nor a constant, an
+event that carries a clock, or a write outside the footprint raises PackingError. Tests compare the packed
+search with the plain one, state by state and edge by edge, and `verify=True` recomputes every memoised
+step on the state it is applied to (tests/test_packed_search.py).
+
+Untimed systems keep their 0/1 clocks in the skeleton: there, a clock of 1 may fire, so its value matters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container
+from operator import itemgetter
+from typing import Any
+
+from model.events import Event
+from model.state import State, timers, with_timers
+from model.system import Act, Action, Part, System
+from properties.catalog import ALWAYS, Property
+
+SLOT = -(1 << 30)  # a clock's place in a skeleton
+MARK = 1 << 40  # the marker of slot k is MARK + k * STRIDE: far above every constant of the model
+STRIDE = 1 << 20
+
+Packed = tuple[int, ...]
+Hits = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]  # (safety properties violated, (property, check) reached)
+# a part's new clocks: (j, k) copies slot k of the footprint's j-th part; (-1, v) is the constant v
+Transform = tuple[tuple[int, int], ...]
+PartResult = tuple[tuple[tuple[int, Transform], ...], tuple[Event, ...]]  # per footprint part (new id, clocks)
+
+
+class PackingError(RuntimeError):
+    """A step did what the packed search cannot represent: it would be unsound, so it stops."""
+
+
+# One memoised transition of a skeleton: (action, get, consts, events, hits). The successor of packed state p
+# is get(p + consts), or consts itself when get is None (it copies no clock); consts is (successor skeleton,
+# constants...). `hits` is a list, emptied once reported: a property's first violation is all the search keeps.
+Record = tuple[Action, Callable[[Packed], Packed] | None, Packed, tuple[Event, ...], list[Any]]
+
+WAIT_RECORD: Record = ((Act.WAIT, 0, 0), None, (), (), [])  # a placeholder: a wait is built per state
+
+
+class Skeleton:
+    __slots__ = ("parts", "offsets", "state", "n", "rep", "rep_parts", "running", "clocks", "no_zeros", "lists",
+                 "memo", "wait_hits", "summary")
+
+    def __init__(self, parts: tuple[int, ...], offsets: tuple[int, ...], state: State, n: int) -> None:
+        self.parts = parts  # part ids: each flow, then SCHED, then KP
+        self.offsets = offsets  # the packed position of each part's first slot
+        self.state = state  # slots hold SLOT
+        self.n = n  # slots: packed positions 1 .. n
+        self.rep = state  # slots hold their markers (set by the packer)
+        self.rep_parts: tuple[Any, ...] = ()
+        self.running: tuple[int, ...] = ()  # packed positions a wait decrements
+        self.clocks: Callable[[Packed], tuple[int, ...]] = _none  # packed state -> its running clocks
+        self.no_zeros: tuple[bool, ...] = ()
+        self.lists: dict[tuple[bool, ...], list[Record]] = {}  # which running clocks are 0 -> successors
+        self.memo: dict[Action, Record] = {}
+        self.wait_hits: list[Any] = []  # the hits of a wait (filled when the skeleton is created)
+        self.summary: tuple[int, ...] | None = None  # the flows' summary (System.flow_summary), summed
+
+
+def _none(p: Packed) -> tuple[int, ...]:
+    return ()
+
+
+def _getter(positions: tuple[int, ...]) -> Callable[[Packed], tuple[int, ...]]:
+    """An itemgetter that always returns a tuple (itemgetter of one position returns the item itself)."""
+    if not positions:
+        return _none
+    if len(positions) == 1:
+        (k,) = positions
+        return lambda p: (p[k],)
+    return itemgetter(*positions)
+
+
+def _split(st: State) -> tuple[Any, ...]:
+    """The parts of a state: each flow, (dests, order, cursor, pods, templates), (sync, check, graceful, ...)."""
+    return st.flows + ((st.dests, st.order, st.cursor, st.pods, st.templates),
+                       (st.sync_timer, st.check_timer, st.graceful, st.flush_pending, st.budget))
+
+
+def _join(parts: tuple[Any, ...] | list[Any]) -> State:
+    dests, order, cursor, pods, templates = parts[-2]
+    sync_timer, check_timer, graceful, flush_pending, budget = parts[-1]
+    return State(tuple(parts[:-2]), dests, order, cursor, pods, sync_timer, check_timer, graceful,
+                 flush_pending, budget, templates)
+
+
+def _part_clocks(st: State) -> list[int]:
+    """How many timer fields each part has, in timers() order."""
+    sched = len(st.pods) + sum(t is not None for t in st.templates)
+    return [len(fl.entries) + 1 for fl in st.flows] + [sched, 2]
+
+
+class Packer:
+    """Skeletons and parts of one system, and the memoised successor lists of the search."""
+
+    def __init__(self, system: System, properties: tuple[Property, ...], violations: Container[str],
+                 reached: dict[str, set[str]], verify: bool = False) -> None:
+        self.system = system
+        self.slotted = not system.untimed
+        self.verify = verify
+        # what the search has already reported needs no evaluating again
+        self.violations = violations
+        self.reached = reached
+        self.safety = [(p.name, p.violated, p.trigger_mask) for p in properties if p.violated is not None]
+        self.reach = [(p.name, r.name, r.holds, r.trigger_mask) for p in properties for r in p.sometimes]
+        self.n_flows = system.n_flows
+        kinds = self.n_flows + 2
+        self.part_index: list[dict[Any, int]] = [{}, {}, {}]  # by kind: flow, SCHED, KP
+        self.part_values: list[list[Any]] = [[], [], []]
+        self.part_slots: list[list[int]] = [[], [], []]
+        self.kind = [0] * self.n_flows + [1, 2]
+        assert len(self.kind) == kinds
+        self.index: dict[tuple[int, ...], int] = {}
+        self.skeletons: list[Skeleton] = []
+        self.part_memo: dict[tuple[Any, ...], PartResult] = {}
+        self.summaries: dict[int, tuple[int, ...]] = {}  # flow part id -> System.flow_summary
+        self.interned: dict[Any, Any] = {}
+
+    # ------------------------------------------------------------------ states <-> packed
+    def pack(self, st: State) -> Packed:
+        vals = timers(st)
+        if not self.slotted:
+            return (self._skeleton(_split(st), vals),)
+        key = with_timers(st, [SLOT if v >= 0 else v for v in vals])
+        return (self._skeleton(_split(key), vals),) + tuple(v for v in vals if v >= 0)
+
+    def unpack(self, p: Packed) -> State:
+        sk = self.skeletons[p[0]]
+        if not self.slotted:
+            return sk.state
+        it = iter(p[1:])
+        return with_timers(sk.state, [next(it) if v == SLOT else v for v in timers(sk.state)])
+
+    def _part(self, pos: int, value: Any, slots: int) -> int:
+        kind = self.kind[pos]
+        index = self.part_index[kind]
+        i = index.get(value)
+        if i is None:
+            i = index[value] = len(self.part_values[kind])
+            self.part_values[kind].append(value)
+            self.part_slots[kind].append(slots)
+        return i
+
+    def _skeleton(self, parts: tuple[Any, ...], vals: list[int]) -> int:
+        """The skeleton of stripped `parts` whose original clocks were `vals` (counted per part)."""
+        ids = []
+        start = 0
+        for pos, (value, width) in enumerate(zip(parts, _part_clocks(_join(parts)), strict=True)):
+            chunk = vals[start:start + width]
+            start += width
+            ids.append(self._part(pos, value, sum(v >= 0 for v in chunk) if self.slotted else 0))
+        return self._composite(tuple(ids))
+
+    def _composite(self, ids: tuple[int, ...]) -> int:
+        i = self.index.get(ids)
+        if i is not None:
+            return i
+        i = self.index[ids] = len(self.skeletons)
+        offsets = []
+        n = 0
+        for pos, pid in enumerate(ids):
+            offsets.append(1 + n)
+            n += self.part_slots[self.kind[pos]][pid]
+        state = _join([self.part_values[self.kind[pos]][pid] for pos, pid in enumerate(ids)])
+        sk = Skeleton(ids, tuple(offsets), state, n)
+        self.skeletons.append(sk)
+        if not self.slotted:
+            sk.rep_parts = _split(state)
+            return i
+        marks: list[int] = []
+        k = 0
+        for v in timers(state):
+            if v == SLOT:
+                marks.append(MARK + k * STRIDE)
+                k += 1
+            else:
+                marks.append(v)
+        sk.rep = with_timers(state, marks)
+        sk.rep_parts = _split(sk.rep)
+        # the running clocks: those a 1 s wait decrements; it must change nothing else
+        after, wait_ev = self.system.step(sk.rep, (Act.WAIT, 1, 0))
+        running = []
+        for v, w in zip(marks, timers(after), strict=True):
+            if w == v - 1 and v >= MARK:
+                running.append(1 + (v - MARK) // STRIDE)
+            elif w != v and v >= 0:  # a negative clock is due: no wait happens while it is there
+                raise PackingError(f"a wait changed a clock from {v} to {w}")
+        if with_timers(after, marks) != sk.rep:
+            raise PackingError("a wait changed more than the clocks")
+        sk.running = tuple(running)
+        sk.clocks = _getter(sk.running)
+        sk.no_zeros = (False,) * len(running)
+        sk.wait_hits = list(self._hits(sk.rep, (Act.WAIT, 1, 0), wait_ev, after) or ())
+        return i
+
+    # ------------------------------------------------------------------ successors
+    def successors(self, sk: Skeleton, zeros: tuple[bool, ...]) -> list[Record]:
+        """The records of a skeleton whose running clocks are 0 where `zeros` says, in System.actions order."""
+        rep = sk.rep
+        if any(zeros):
+            zero = {MARK + (k - 1) * STRIDE for k, z in zip(sk.running, zeros, strict=True) if z}
+            rep = with_timers(rep, [0 if v in zero else v for v in timers(rep)])
+        out: list[Record] = []
+        for a in self.system.actions(rep):
+            if a[0] == Act.WAIT:
+                if WAIT_RECORD not in out:
+                    out.append(WAIT_RECORD)
+                continue
+            rec = sk.memo.get(a)
+            if rec is None:
+                rec = sk.memo[a] = self._record(sk, a)
+            out.append(rec)
+        sk.lists[zeros] = out
+        return out
+
+    def _record(self, sk: Skeleton, a: Action) -> Record:
+        fp, summary = self._footprint(a)
+        key: tuple[Any, ...] = (a, *(sk.parts[i] for i in fp), self._summary(sk) if summary else None)
+        res = self.part_memo.get(key)
+        if res is None:
+            res = self.part_memo[key] = self._part_result(sk, a, fp)
+        elif self.verify and self._part_result(sk, a, fp) != res:
+            raise PackingError(f"{a} is not confined to its footprint {[Part(p).name for p in fp]}")
+        changed, ev = res
+        ids = list(sk.parts)
+        for pos, (pid, _) in zip(fp, changed, strict=True):
+            ids[pos] = pid
+        target = self._composite(tuple(ids))
+        width = 1 + sk.n  # the source's packed length; the target id and the constants come after it
+        order = [width]
+        consts: list[int] = []
+        copies = False
+        new = dict(zip(fp, changed, strict=True))
+        for pos, pid in enumerate(ids):
+            if pos not in new:
+                order.extend(range(sk.offsets[pos], sk.offsets[pos] + self.part_slots[self.kind[pos]][pid]))
+                copies = copies or self.part_slots[self.kind[pos]][pid] > 0
+                continue
+            for j, k in new[pos][1]:
+                if j < 0:
+                    order.append(width + 1 + len(consts))
+                    consts.append(k)
+                else:
+                    order.append(sk.offsets[fp[j]] + k)
+                    copies = True
+        full = (target,) + tuple(consts)
+        get = itemgetter(*order) if copies else None
+        hits = self._hits(sk.rep, a, ev, self.skeletons[target].rep)
+        return (a, get, full, ev, list(hits or ()))
+
+    def _footprint(self, a: Action) -> tuple[tuple[int, ...], bool]:
+        """Part positions (into a skeleton's parts) that step(_, a) reads and writes, and whether it reads
+        the flows' summary."""
+        fp = self.system.footprint(a)
+        if fp is None:
+            return tuple(range(self.n_flows + 2)), False
+        pos = tuple(a[1] if p == Part.FLOW else self.n_flows + p - 1 for p in fp if p != Part.FLOW_SUMMARY)
+        return pos, Part.FLOW_SUMMARY in fp
+
+    def _summary(self, sk: Skeleton) -> tuple[int, ...]:
+        if sk.summary is None:
+            per = []
+            for pid in sk.parts[:self.n_flows]:
+                one = self.summaries.get(pid)
+                if one is None:
+                    one = self.summaries[pid] = self.system.flow_summary(self.part_values[0][pid])
+                per.append(one)
+            sk.summary = tuple(map(sum, zip(*per, strict=True)))
+        return sk.summary
+
+    def _part_result(self, sk: Skeleton, a: Action, fp: tuple[int, ...]) -> PartResult:
+        """step(a) on the skeleton's representative, as new footprint parts and their clock transforms."""
+        n_state, ev = self.system.step(sk.rep, a)
+        for e in ev:
+            if any(x >= MARK // 2 for x in e[1:]):
+                raise PackingError(f"the events of {a} carry a clock value: {e}")
+        parts = _split(n_state)
+        if len(parts) != len(sk.rep_parts):
+            raise PackingError(f"{a} changed the number of flows")
+        for pos, (before, after) in enumerate(zip(sk.rep_parts, parts, strict=True)):
+            if pos not in fp and before != after:
+                raise PackingError(f"{a} wrote part {pos} outside its footprint")
+        vals = timers(n_state)
+        widths = _part_clocks(n_state)
+        starts = [sum(widths[:pos]) for pos in range(len(widths))]
+        slot_part = {}  # source slot (0-based) -> (footprint index, slot within that part)
+        for j, pos in enumerate(fp):
+            first = sk.offsets[pos] - 1
+            for k in range(self.part_slots[self.kind[pos]][sk.parts[pos]]):
+                slot_part[first + k] = (j, k)
+        stripped = _split(with_timers(n_state, [SLOT if v >= 0 else v for v in vals])) if self.slotted else parts
+        changed = []
+        for pos in fp:
+            chunk = vals[starts[pos]:starts[pos] + widths[pos]]
+            transform: list[tuple[int, int]] = []
+            if self.slotted:
+                for v in chunk:
+                    if v < 0:
+                        continue
+                    if v >= MARK // 2:
+                        k, r = divmod(v - MARK, STRIDE)
+                        if r or k not in slot_part:
+                            raise PackingError(f"{a} computed a clock from another one, or read one outside its "
+                                               f"footprint ({v - MARK})")
+                        transform.append(slot_part[k])
+                    else:
+                        transform.append((-1, v))
+            pid = self._part(pos, stripped[pos], len(transform))
+            changed.append((pid, tuple(transform)))
+        return tuple(changed), self._intern(ev)
+
+    def _hits(self, s: State, a: Action, ev: tuple[Event, ...], n: State) -> Hits | None:
+        mask = ALWAYS
+        for e in ev:
+            mask |= 1 << e[0]
+        sys = self.system
+        viol = tuple(name for name, violated, trig in self.safety
+                     if trig & mask and name not in self.violations and violated(sys, s, a, ev, n))
+        reach = tuple((pn, rn) for pn, rn, holds, trig in self.reach
+                      if trig & mask and rn not in self.reached[pn] and holds(sys, s, a, ev, n))
+        return (viol, reach) if viol or reach else None
+
+    def _intern(self, x: Any) -> Any:
+        return self.interned.setdefault(x, x)

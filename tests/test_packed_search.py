@@ -1,0 +1,93 @@
+"""The packed search is the plain search, only faster.
+
+`explore` (packed states, memoised transitions, footprints) must give exactly what `explore_plain` gives
+(one System.step per transition on whole states): the same states in the same order, the same edges and
+events, the same first violations, reached checks and coverage. Run with `verify=True`, every memoised step is
+also recomputed on the skeleton it is applied to, so a footprint that claims too little fails here. The last
+tests show that the packer's checks do fail when the model breaks the packing's assumptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from ipvs_verify.engines.explicit import Exploration, explore, explore_plain
+from ipvs_verify.engines.packed import PackingError
+from ipvs_verify.matrix import DEFAULT_SCOPE
+from model.config import Config, make_config
+from model.state import State
+from model.system import Act, Action, Part, System
+from properties.catalog import PROPERTIES
+
+
+def _cfg(variant: str, mode: int, kube_proxy: str = "1.30", scheduler: str = "rr", **scope: object) -> Config:
+    return make_config(variant, kube_proxy, {"conn_reuse_mode": mode}, replace(DEFAULT_SCOPE, **scope),
+                       scheduler=scheduler)
+
+
+# (name, config, timing, state cap): every timing, both protocols, persistence, load-reading and hashing
+# schedulers, and two clients (footprints across flows)
+CASES = [
+    ("K516-mode1-event", _cfg("K516", 1), "event", 12_000),
+    ("K46-mode0-untimed", _cfg("K46", 0), "untimed", 12_000),
+    ("K59-mode0-exact", _cfg("K59", 0), "exact", 8_000),
+    ("K46-udp-kp1.14", _cfg("K46", 0, "1.14.0", protocol="udp"), "event", 12_000),
+    ("K516-persistent-event", _cfg("K516", 1, persistence=10800), "event", 8_000),
+    ("K516-persistent-untimed", _cfg("K516", 0, persistence=10800), "untimed", 8_000),
+    ("K516-lc", _cfg("K516", 1, scheduler="lc"), "event", 8_000),
+    ("K516-sh", _cfg("K516", 1, scheduler="sh"), "event", 8_000),
+    ("K46-two-clients", _cfg("K46", 1, clients=2, long_lived=False), "event", 12_000),
+]
+
+
+def _same(packed: Exploration, plain: Exploration) -> None:
+    assert packed.n_states == plain.n_states
+    assert packed.complete == plain.complete and packed.bound == plain.bound
+    for i, (a, b) in enumerate(zip(packed.states, plain.states, strict=True)):
+        assert a == b, f"state {i} differs"
+    assert list(packed.parent) == list(plain.parent) and packed.via == plain.via
+    assert list(packed.edge_src) == list(plain.edge_src) and list(packed.edge_dst) == list(plain.edge_dst)
+    assert packed.edge_act == plain.edge_act and packed.edge_ev == plain.edge_ev
+    assert ({k: (f.src, f.action) for k, f in packed.violations.items()}
+            == {k: (f.src, f.action) for k, f in plain.violations.items()})
+    assert packed.reached == plain.reached and packed.coverage == plain.coverage
+
+
+@pytest.mark.parametrize("name, config, timing, cap", CASES, ids=[c[0] for c in CASES])
+def test_packed_search_equals_plain_search(name: str, config: Config, timing: str, cap: int) -> None:
+    packed = explore(System(config, timing), PROPERTIES, cap, verify=True)
+    plain = explore_plain(System(config, timing), PROPERTIES, cap)
+    assert plain.n_edges > plain.n_states  # a search of substance, not an empty one
+    _same(packed, plain)
+
+
+def test_a_write_outside_the_footprint_is_caught() -> None:
+    class Claims(System):
+        def footprint(self, a: Action) -> tuple[Part, ...] | None:
+            return (Part.KP,) if a[0] == Act.GRACE_END else super().footprint(a)  # it writes the pods (SCHED)
+
+    with pytest.raises(PackingError, match="outside its footprint"):
+        explore(Claims(_cfg("K516", 1), "event"), PROPERTIES, 12_000)
+
+
+def test_a_read_outside_the_footprint_is_caught_by_verify() -> None:
+    class Claims(System):
+        def footprint(self, a: Action) -> tuple[Part, ...] | None:
+            # a close reads its pod's phase and its dest's status (SCHED), which this claim leaves out
+            return (Part.FLOW,) if a[0] == Act.CLOSE else super().footprint(a)
+
+    with pytest.raises(PackingError, match="not confined to its footprint"):
+        explore(Claims(_cfg("K46", 0), "event"), PROPERTIES, 12_000, verify=True)
+
+
+def test_a_step_that_computes_with_a_clock_is_caught() -> None:
+    class Drifts(System):
+        def step(self, st: State, a: Action) -> tuple[State, tuple]:
+            n, ev = super().step(st, a)
+            # the graceful-deletion check computes its next deadline from the old one: not a copy, not a constant
+            return (n._replace(check_timer=st.check_timer + 5), ev) if a[0] == Act.CHECK else (n, ev)
+
+    with pytest.raises(PackingError, match="computed a clock"):
+        explore(Drifts(_cfg("K46", 0), "event"), PROPERTIES, 12_000)

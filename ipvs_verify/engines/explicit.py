@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ipvs_verify.engines.packed import WAIT_RECORD, Packer
+from ipvs_verify.engines.packed import Packer
 from model.events import Ev, Event
 from model.state import State
 from model.system import Act, Action, System
@@ -200,7 +200,10 @@ def explore(
 ) -> Exploration:
     """Breadth-first search over packed states (engines/packed.py): the same states, in the same order, with
     the same edges, violations and coverage as `explore_plain`, from memoised transitions. `verify`
-    recomputes every memoised step where it is applied (slow: for tests)."""
+    recomputes every memoised step where it is applied (slow: for tests). An untimed system runs the plain
+    search: its clocks keep their values until they fire, so packing would share nothing."""
+    if system.untimed:
+        return explore_plain(system, properties, max_states, progress, keep_edges)
     t0 = time.perf_counter()
     violations: dict[str, Found] = {}
     reached: dict[str, set[str]] = {p.name: set() for p in properties}
@@ -225,13 +228,15 @@ def explore(
             sk = skeletons[p[0]]
             vals = sk.clocks(p)  # the running clocks
             zeros = tuple([v == 0 for v in vals]) if 0 in vals else sk.no_zeros
-            recs = sk.lists.get(zeros)
-            if recs is None:
-                recs = packer.successors(sk, zeros)
-            if recs and recs[-1] is WAIT_RECORD:
+            entry = sk.lists.get(zeros)
+            if entry is None:
+                entry = packer.successors(sk, zeros)
+            recs, waits_here, used = entry
+            used[0] += 1
+            if waits_here:
                 # wait to the nearest deadline (and, in exact timing, by 1 s too): built per state
-                recs = recs[:-1]
                 t = min(vals)
+                extra = []
                 for w in (t, 1) if exact and t > 1 else (t,):
                     wa = waits.get(w)
                     if wa is None:
@@ -239,9 +244,10 @@ def explore(
                     nxt = list(p)
                     for k in sk.running:
                         nxt[k] -= w
-                    recs.append((wa[0], None, tuple(nxt), wa[1], sk.wait_hits))
+                    extra.append((wa[0], None, tuple(nxt), wa[1], sk.wait_hits))
+                recs = recs + tuple(extra)
+                fired[Act.WAIT] += len(extra)
             for a, get, consts, ev, hits in recs:
-                fired[a[0]] += 1
                 n = consts if get is None else get(p + consts)
                 j = index.setdefault(n, count)
                 if j == count:
@@ -273,5 +279,9 @@ def explore(
     finally:
         if gc_was_on:
             gc.enable()
+    for sk in skeletons:  # every record of a list fired once per state that used it
+        for recs, _, used in sk.lists.values():
+            for rec in recs:
+                fired[rec[0][0]] += used[0]
     _finish(ex, fired, t0, progress)
     return ex

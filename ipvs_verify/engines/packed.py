@@ -19,16 +19,17 @@ event that carries a clock, or a write outside the footprint raises PackingError
 search with the plain one, state by state and edge by edge, and `verify=True` recomputes every memoised
 step on the state it is applied to (tests/test_packed_search.py).
 
-Untimed systems keep their 0/1 clocks in the skeleton: there, a clock of 1 may fire, so its value matters.
+Timed systems only (event or exact timing). In an untimed system a clock keeps its value (1: armed, it may
+fire) until it fires, so every state is its own skeleton: packing would only add cost (2.3x slower, measured).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from operator import itemgetter
 from typing import Any
 
-from model.events import Event
+from model.events import Ev, Event
 from model.state import State, timers, with_timers
 from model.system import Act, Action, Part, System
 from properties.catalog import ALWAYS, Property
@@ -53,7 +54,9 @@ class PackingError(RuntimeError):
 # constants...). `hits` is a list, emptied once reported: a property's first violation is all the search keeps.
 Record = tuple[Action, Callable[[Packed], Packed] | None, Packed, tuple[Event, ...], list[Any]]
 
-WAIT_RECORD: Record = ((Act.WAIT, 0, 0), None, (), (), [])  # a placeholder: a wait is built per state
+Successors = tuple[tuple[Record, ...], bool, list[int]]  # see Packer.successors
+WAIT_1: Action = (Act.WAIT, 1, 0)
+WAIT_1_EVENTS: tuple[Event, ...] = ((Ev.TIME, 0, 1, 0),)
 
 
 class Skeleton:
@@ -70,7 +73,7 @@ class Skeleton:
         self.running: tuple[int, ...] = ()  # packed positions a wait decrements
         self.clocks: Callable[[Packed], tuple[int, ...]] = _none  # packed state -> its running clocks
         self.no_zeros: tuple[bool, ...] = ()
-        self.lists: dict[tuple[bool, ...], list[Record]] = {}  # which running clocks are 0 -> successors
+        self.lists: dict[tuple[bool, ...], Successors] = {}  # which running clocks are 0 -> successors
         self.memo: dict[Action, Record] = {}
         self.wait_hits: list[Any] = []  # the hits of a wait (filled when the skeleton is created)
         self.summary: tuple[int, ...] | None = None  # the flows' summary (System.flow_summary), summed
@@ -115,7 +118,8 @@ class Packer:
     def __init__(self, system: System, properties: tuple[Property, ...], violations: Container[str],
                  reached: dict[str, set[str]], verify: bool = False) -> None:
         self.system = system
-        self.slotted = not system.untimed
+        if system.untimed:
+            raise ValueError("packed search of an untimed system: use explore_plain")
         self.verify = verify
         # what the search has already reported needs no evaluating again
         self.violations = violations
@@ -127,6 +131,7 @@ class Packer:
         self.part_index: list[dict[Any, int]] = [{}, {}, {}]  # by kind: flow, SCHED, KP
         self.part_values: list[list[Any]] = [[], [], []]
         self.part_slots: list[list[int]] = [[], [], []]
+        self.part_running: list[dict[int, tuple[int, ...]]] = [{}, {}, {}]  # part id -> its running slots
         self.kind = [0] * self.n_flows + [1, 2]
         assert len(self.kind) == kinds
         self.index: dict[tuple[int, ...], int] = {}
@@ -134,19 +139,17 @@ class Packer:
         self.part_memo: dict[tuple[Any, ...], PartResult] = {}
         self.summaries: dict[int, tuple[int, ...]] = {}  # flow part id -> System.flow_summary
         self.interned: dict[Any, Any] = {}
+        self._footprints: dict[Action, tuple[tuple[int, ...], bool]] = {}
+        self._checks: dict[int, tuple[list[Any], list[Any]]] = {}  # event mask -> the checks it triggers
 
     # ------------------------------------------------------------------ states <-> packed
     def pack(self, st: State) -> Packed:
         vals = timers(st)
-        if not self.slotted:
-            return (self._skeleton(_split(st), vals),)
         key = with_timers(st, [SLOT if v >= 0 else v for v in vals])
         return (self._skeleton(_split(key), vals),) + tuple(v for v in vals if v >= 0)
 
     def unpack(self, p: Packed) -> State:
         sk = self.skeletons[p[0]]
-        if not self.slotted:
-            return sk.state
         it = iter(p[1:])
         return with_timers(sk.state, [next(it) if v == SLOT else v for v in timers(sk.state)])
 
@@ -167,7 +170,7 @@ class Packer:
         for pos, (value, width) in enumerate(zip(parts, _part_clocks(_join(parts)), strict=True)):
             chunk = vals[start:start + width]
             start += width
-            ids.append(self._part(pos, value, sum(v >= 0 for v in chunk) if self.slotted else 0))
+            ids.append(self._part(pos, value, sum(v >= 0 for v in chunk)))
         return self._composite(tuple(ids))
 
     def _composite(self, ids: tuple[int, ...]) -> int:
@@ -183,9 +186,6 @@ class Packer:
         state = _join([self.part_values[self.kind[pos]][pid] for pos, pid in enumerate(ids)])
         sk = Skeleton(ids, tuple(offsets), state, n)
         self.skeletons.append(sk)
-        if not self.slotted:
-            sk.rep_parts = _split(state)
-            return i
         marks: list[int] = []
         k = 0
         for v in timers(state):
@@ -196,44 +196,61 @@ class Packer:
                 marks.append(v)
         sk.rep = with_timers(state, marks)
         sk.rep_parts = _split(sk.rep)
-        # the running clocks: those a 1 s wait decrements; it must change nothing else
-        after, wait_ev = self.system.step(sk.rep, (Act.WAIT, 1, 0))
+        local: Sequence[tuple[int, ...] | None] = [self.part_running[self.kind[pos]].get(pid)
+                                                   for pos, pid in enumerate(ids)]
+        if any(r is None for r in local):
+            local = self._running(sk, marks)
+        sk.running = tuple(sk.offsets[pos] + k for pos, r in enumerate(local) if r is not None for k in r)
+        sk.clocks = _getter(sk.running)
+        sk.no_zeros = (False,) * len(sk.running)
+        # a wait changes only clocks, and no property reads one: the representative stands for the state after
+        sk.wait_hits = list(self._hits(sk.rep, WAIT_1, WAIT_1_EVENTS, sk.rep) or ())
+        return i
+
+    def _running(self, sk: Skeleton, marks: list[int]) -> list[tuple[int, ...]]:
+        """Each part's running clocks (slots within the part): those a 1 s wait decrements. Learnt once per
+        part, from a wait on the representative, which must change nothing but clocks."""
+        after, _ = self.system.step(sk.rep, WAIT_1)
         running = []
         for v, w in zip(marks, timers(after), strict=True):
             if w == v - 1 and v >= MARK:
-                running.append(1 + (v - MARK) // STRIDE)
+                running.append((v - MARK) // STRIDE)
             elif w != v and v >= 0:  # a negative clock is due: no wait happens while it is there
                 raise PackingError(f"a wait changed a clock from {v} to {w}")
         if with_timers(after, marks) != sk.rep:
             raise PackingError("a wait changed more than the clocks")
-        sk.running = tuple(running)
-        sk.clocks = _getter(sk.running)
-        sk.no_zeros = (False,) * len(running)
-        sk.wait_hits = list(self._hits(sk.rep, (Act.WAIT, 1, 0), wait_ev, after) or ())
-        return i
+        local = []
+        for pos, pid in enumerate(sk.parts):
+            first = sk.offsets[pos] - 1
+            width = self.part_slots[self.kind[pos]][pid]
+            mine = tuple(k - first for k in running if first <= k < first + width)
+            self.part_running[self.kind[pos]][pid] = mine
+            local.append(mine)
+        return local
 
     # ------------------------------------------------------------------ successors
-    def successors(self, sk: Skeleton, zeros: tuple[bool, ...]) -> list[Record]:
-        """The records of a skeleton whose running clocks are 0 where `zeros` says, in System.actions order."""
+    def successors(self, sk: Skeleton, zeros: tuple[bool, ...]) -> Successors:
+        """The records of a skeleton whose running clocks are 0 where `zeros` says, in System.actions order,
+        whether a wait follows them, and a count of the states that used them (for coverage)."""
         rep = sk.rep
         if any(zeros):
             zero = {MARK + (k - 1) * STRIDE for k, z in zip(sk.running, zeros, strict=True) if z}
             rep = with_timers(rep, [0 if v in zero else v for v in timers(rep)])
         out: list[Record] = []
+        waits = False
         for a in self.system.actions(rep):
             if a[0] == Act.WAIT:
-                if WAIT_RECORD not in out:
-                    out.append(WAIT_RECORD)
+                waits = True  # built per state: its length is the state's nearest deadline
                 continue
             rec = sk.memo.get(a)
             if rec is None:
                 rec = sk.memo[a] = self._record(sk, a)
             out.append(rec)
-        sk.lists[zeros] = out
-        return out
+        entry = sk.lists[zeros] = (tuple(out), waits, [0])
+        return entry
 
     def _record(self, sk: Skeleton, a: Action) -> Record:
-        fp, summary = self._footprint(a)
+        fp, summary = self._footprints.get(a) or self._footprint(a)
         key: tuple[Any, ...] = (a, *(sk.parts[i] for i in fp), self._summary(sk) if summary else None)
         res = self.part_memo.get(key)
         if res is None:
@@ -272,9 +289,12 @@ class Packer:
         the flows' summary."""
         fp = self.system.footprint(a)
         if fp is None:
-            return tuple(range(self.n_flows + 2)), False
-        pos = tuple(a[1] if p == Part.FLOW else self.n_flows + p - 1 for p in fp if p != Part.FLOW_SUMMARY)
-        return pos, Part.FLOW_SUMMARY in fp
+            out = tuple(range(self.n_flows + 2)), False
+        else:
+            out = (tuple(a[1] if p == Part.FLOW else self.n_flows + p - 1 for p in fp if p != Part.FLOW_SUMMARY),
+                   Part.FLOW_SUMMARY in fp)
+        self._footprints[a] = out
+        return out
 
     def _summary(self, sk: Skeleton) -> tuple[int, ...]:
         if sk.summary is None:
@@ -307,23 +327,22 @@ class Packer:
             first = sk.offsets[pos] - 1
             for k in range(self.part_slots[self.kind[pos]][sk.parts[pos]]):
                 slot_part[first + k] = (j, k)
-        stripped = _split(with_timers(n_state, [SLOT if v >= 0 else v for v in vals])) if self.slotted else parts
+        stripped = _split(with_timers(n_state, [SLOT if v >= 0 else v for v in vals]))
         changed = []
         for pos in fp:
             chunk = vals[starts[pos]:starts[pos] + widths[pos]]
             transform: list[tuple[int, int]] = []
-            if self.slotted:
-                for v in chunk:
-                    if v < 0:
-                        continue
-                    if v >= MARK // 2:
-                        k, r = divmod(v - MARK, STRIDE)
-                        if r or k not in slot_part:
-                            raise PackingError(f"{a} computed a clock from another one, or read one outside its "
-                                               f"footprint ({v - MARK})")
-                        transform.append(slot_part[k])
-                    else:
-                        transform.append((-1, v))
+            for v in chunk:
+                if v < 0:
+                    continue
+                if v >= MARK // 2:
+                    k, r = divmod(v - MARK, STRIDE)
+                    if r or k not in slot_part:
+                        raise PackingError(f"{a} computed a clock from another one, or read one outside its "
+                                           f"footprint ({v - MARK})")
+                    transform.append(slot_part[k])
+                else:
+                    transform.append((-1, v))
             pid = self._part(pos, stripped[pos], len(transform))
             changed.append((pid, tuple(transform)))
         return tuple(changed), self._intern(ev)
@@ -332,11 +351,15 @@ class Packer:
         mask = ALWAYS
         for e in ev:
             mask |= 1 << e[0]
+        checks = self._checks.get(mask)
+        if checks is None:  # the checks whose trigger mask meets these events
+            checks = self._checks[mask] = ([c for c in self.safety if c[2] & mask],
+                                           [c for c in self.reach if c[3] & mask])
         sys = self.system
-        viol = tuple(name for name, violated, trig in self.safety
-                     if trig & mask and name not in self.violations and violated(sys, s, a, ev, n))
-        reach = tuple((pn, rn) for pn, rn, holds, trig in self.reach
-                      if trig & mask and rn not in self.reached[pn] and holds(sys, s, a, ev, n))
+        viol = tuple(name for name, violated, _ in checks[0]
+                     if name not in self.violations and violated(sys, s, a, ev, n))
+        reach = tuple((pn, rn) for pn, rn, holds, _ in checks[1]
+                      if rn not in self.reached[pn] and holds(sys, s, a, ev, n))
         return (viol, reach) if viol or reach else None
 
     def _intern(self, x: Any) -> Any:

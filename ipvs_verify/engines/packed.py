@@ -30,13 +30,14 @@ from operator import itemgetter
 from typing import Any
 
 from model.events import Ev, Event
-from model.state import State, timers, with_timers
+from model.state import Client, Entry, Flow, Pod, State, Template, timers, with_timers
 from model.system import Act, Action, Part, System
 from properties.catalog import ALWAYS, Property
 
 SLOT = -(1 << 30)  # a clock's place in a skeleton
 MARK = 1 << 40  # the marker of slot k is MARK + k * STRIDE: far above every constant of the model
 STRIDE = 1 << 20
+HALF = MARK // 2  # a clock this high came from a marker
 
 Packed = tuple[int, ...]
 Hits = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]  # (safety properties violated, (property, check) reached)
@@ -61,7 +62,7 @@ WAIT_1_EVENTS: tuple[Event, ...] = ((Ev.TIME, 0, 1, 0),)
 
 class Skeleton:
     __slots__ = ("parts", "offsets", "state", "n", "rep", "rep_parts", "running", "clocks", "no_zeros", "lists",
-                 "memo", "wait_hits", "summary")
+                 "memo", "wait_hits", "summary", "marks")
 
     def __init__(self, parts: tuple[int, ...], offsets: tuple[int, ...], state: State, n: int) -> None:
         self.parts = parts  # part ids: each flow, then SCHED, then KP
@@ -69,6 +70,7 @@ class Skeleton:
         self.state = state  # slots hold SLOT
         self.n = n  # slots: packed positions 1 .. n
         self.rep = state  # slots hold their markers (set by the packer)
+        self.marks: list[int] = []  # timers(rep)
         self.rep_parts: tuple[Any, ...] = ()
         self.running: tuple[int, ...] = ()  # packed positions a wait decrements
         self.clocks: Callable[[Packed], tuple[int, ...]] = _none  # packed state -> its running clocks
@@ -106,10 +108,43 @@ def _join(parts: tuple[Any, ...] | list[Any]) -> State:
                  flush_pending, budget, templates)
 
 
-def _part_clocks(st: State) -> list[int]:
-    """How many timer fields each part has, in timers() order."""
-    sched = len(st.pods) + sum(t is not None for t in st.templates)
-    return [len(fl.entries) + 1 for fl in st.flows] + [sched, 2]
+# Each part's clocks, in timers() order, and the part with its non-negative clocks made slots. Parts are plain
+# tuples here (tuple.__new__ skips NamedTuple's Python-level constructor: this is the packer's hot path).
+_new = tuple.__new__
+
+
+def _flow_clocks(fl: Flow) -> list[int]:
+    return [e.timer for e in fl.entries] + [fl.client.timer]
+
+
+def _strip_flow(fl: Flow) -> Flow:
+    c = fl.client
+    return _new(Flow, (tuple(_new(Entry, (e[0], e[1], e[2], e[3], SLOT if e[4] >= 0 else e[4], e[5]))
+                             for e in fl.entries), fl.ct_live,
+                       _new(Client, (c[0], c[1], SLOT if c[2] >= 0 else c[2], c[3], c[4]))))
+
+
+def _sched_clocks(sc: tuple[Any, ...]) -> list[int]:
+    return [p.timer for p in sc[3]] + [t.timer for t in sc[4] if t is not None]
+
+
+def _strip_sched(sc: tuple[Any, ...]) -> tuple[Any, ...]:
+    pods = tuple(_new(Pod, (p[0], SLOT if p[1] >= 0 else p[1], p[2])) for p in sc[3])
+    templates = tuple(_new(Template, (t[0], SLOT if t[1] >= 0 else t[1], t[2])) if t is not None else None
+                      for t in sc[4])
+    return (sc[0], sc[1], sc[2], pods, templates)
+
+
+def _kp_clocks(kp: tuple[Any, ...]) -> list[int]:
+    return [kp[0], kp[1]]
+
+
+def _strip_kp(kp: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (SLOT if kp[0] >= 0 else kp[0], SLOT if kp[1] >= 0 else kp[1], kp[2], kp[3], kp[4])
+
+
+CLOCKS: tuple[Callable[[Any], list[int]], ...] = (_flow_clocks, _sched_clocks, _kp_clocks)  # by part kind
+STRIP: tuple[Callable[[Any], Any], ...] = (_strip_flow, _strip_sched, _strip_kp)
 
 
 class Packer:
@@ -144,9 +179,16 @@ class Packer:
 
     # ------------------------------------------------------------------ states <-> packed
     def pack(self, st: State) -> Packed:
-        vals = timers(st)
-        key = with_timers(st, [SLOT if v >= 0 else v for v in vals])
-        return (self._skeleton(_split(key), vals),) + tuple(v for v in vals if v >= 0)
+        ids = []
+        vals: list[int] = []
+        for pos, part in enumerate(_split(st)):
+            kind = self.kind[pos]
+            clocks = [v for v in CLOCKS[kind](part) if v >= 0]
+            ids.append(self._part(pos, STRIP[kind](part), len(clocks)))
+            vals += clocks
+        if vals != [v for v in timers(st) if v >= 0]:
+            raise PackingError("the parts' clocks are not the state's timers, in order")
+        return (self._composite(tuple(ids)), *vals)
 
     def unpack(self, p: Packed) -> State:
         sk = self.skeletons[p[0]]
@@ -162,16 +204,6 @@ class Packer:
             self.part_values[kind].append(value)
             self.part_slots[kind].append(slots)
         return i
-
-    def _skeleton(self, parts: tuple[Any, ...], vals: list[int]) -> int:
-        """The skeleton of stripped `parts` whose original clocks were `vals` (counted per part)."""
-        ids = []
-        start = 0
-        for pos, (value, width) in enumerate(zip(parts, _part_clocks(_join(parts)), strict=True)):
-            chunk = vals[start:start + width]
-            start += width
-            ids.append(self._part(pos, value, sum(v >= 0 for v in chunk)))
-        return self._composite(tuple(ids))
 
     def _composite(self, ids: tuple[int, ...]) -> int:
         i = self.index.get(ids)
@@ -195,6 +227,7 @@ class Packer:
             else:
                 marks.append(v)
         sk.rep = with_timers(state, marks)
+        sk.marks = marks
         sk.rep_parts = _split(sk.rep)
         local: Sequence[tuple[int, ...] | None] = [self.part_running[self.kind[pos]].get(pid)
                                                    for pos, pid in enumerate(ids)]
@@ -235,7 +268,7 @@ class Packer:
         rep = sk.rep
         if any(zeros):
             zero = {MARK + (k - 1) * STRIDE for k, z in zip(sk.running, zeros, strict=True) if z}
-            rep = with_timers(rep, [0 if v in zero else v for v in timers(rep)])
+            rep = with_timers(rep, [0 if v in zero else v for v in sk.marks])
         out: list[Record] = []
         waits = False
         for a in self.system.actions(rep):
@@ -259,28 +292,29 @@ class Packer:
             raise PackingError(f"{a} is not confined to its footprint {[Part(p).name for p in fp]}")
         changed, ev = res
         ids = list(sk.parts)
-        for pos, (pid, _) in zip(fp, changed, strict=True):
+        new: dict[int, Transform] = {}
+        for pos, (pid, clocks) in zip(fp, changed, strict=True):
             ids[pos] = pid
+            new[pos] = clocks
         target = self._composite(tuple(ids))
         width = 1 + sk.n  # the source's packed length; the target id and the constants come after it
         order = [width]
         consts: list[int] = []
-        copies = False
-        new = dict(zip(fp, changed, strict=True))
-        for pos, pid in enumerate(ids):
-            if pos not in new:
-                order.extend(range(sk.offsets[pos], sk.offsets[pos] + self.part_slots[self.kind[pos]][pid]))
-                copies = copies or self.part_slots[self.kind[pos]][pid] > 0
+        offsets = sk.offsets
+        last = len(ids) - 1
+        for pos in range(len(ids)):
+            transform = new.get(pos)
+            if transform is None:  # an untouched part: its clocks are copied
+                order.extend(range(offsets[pos], offsets[pos + 1] if pos < last else width))
                 continue
-            for j, k in new[pos][1]:
+            for j, k in transform:
                 if j < 0:
                     order.append(width + 1 + len(consts))
                     consts.append(k)
                 else:
-                    order.append(sk.offsets[fp[j]] + k)
-                    copies = True
-        full = (target,) + tuple(consts)
-        get = itemgetter(*order) if copies else None
+                    order.append(offsets[fp[j]] + k)
+        full = (target, *consts)
+        get = itemgetter(*order) if len(order) > 1 + len(consts) else None  # None: no clock is copied
         hits = self._hits(sk.rep, a, ev, self.skeletons[target].rep)
         return (a, get, full, ev, list(hits or ()))
 
@@ -311,40 +345,33 @@ class Packer:
         """step(a) on the skeleton's representative, as new footprint parts and their clock transforms."""
         n_state, ev = self.system.step(sk.rep, a)
         for e in ev:
-            if any(x >= MARK // 2 for x in e[1:]):
+            if e[1] >= HALF or e[2] >= HALF or e[3] >= HALF:
                 raise PackingError(f"the events of {a} carry a clock value: {e}")
         parts = _split(n_state)
         if len(parts) != len(sk.rep_parts):
             raise PackingError(f"{a} changed the number of flows")
         for pos, (before, after) in enumerate(zip(sk.rep_parts, parts, strict=True)):
-            if pos not in fp and before != after:
+            if before is not after and pos not in fp and before != after:
                 raise PackingError(f"{a} wrote part {pos} outside its footprint")
-        vals = timers(n_state)
-        widths = _part_clocks(n_state)
-        starts = [sum(widths[:pos]) for pos in range(len(widths))]
-        slot_part = {}  # source slot (0-based) -> (footprint index, slot within that part)
-        for j, pos in enumerate(fp):
-            first = sk.offsets[pos] - 1
-            for k in range(self.part_slots[self.kind[pos]][sk.parts[pos]]):
-                slot_part[first + k] = (j, k)
-        stripped = _split(with_timers(n_state, [SLOT if v >= 0 else v for v in vals]))
+        # the footprint's slots in the source: packed positions first .. first + width - 1
+        spans = [(j, sk.offsets[pos] - 1, self.part_slots[self.kind[pos]][sk.parts[pos]]) for j, pos in enumerate(fp)]
         changed = []
         for pos in fp:
-            chunk = vals[starts[pos]:starts[pos] + widths[pos]]
+            kind = self.kind[pos]
             transform: list[tuple[int, int]] = []
-            for v in chunk:
+            for v in CLOCKS[kind](parts[pos]):
                 if v < 0:
                     continue
-                if v >= MARK // 2:
-                    k, r = divmod(v - MARK, STRIDE)
-                    if r or k not in slot_part:
-                        raise PackingError(f"{a} computed a clock from another one, or read one outside its "
-                                           f"footprint ({v - MARK})")
-                    transform.append(slot_part[k])
-                else:
+                if v < HALF:
                     transform.append((-1, v))
-            pid = self._part(pos, stripped[pos], len(transform))
-            changed.append((pid, tuple(transform)))
+                    continue
+                k, r = divmod(v - MARK, STRIDE)
+                src = next(((j, k - first) for j, first, width in spans if first <= k < first + width), None)
+                if r or src is None:
+                    raise PackingError(f"{a} computed a clock from another one, or read one outside its "
+                                       f"footprint ({v - MARK})")
+                transform.append(src)
+            changed.append((self._part(pos, STRIP[kind](parts[pos]), len(transform)), tuple(transform)))
         return tuple(changed), self._intern(ev)
 
     def _hits(self, s: State, a: Action, ev: tuple[Event, ...], n: State) -> Hits | None:

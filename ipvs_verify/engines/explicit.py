@@ -200,10 +200,7 @@ def explore(
 ) -> Exploration:
     """Breadth-first search over packed states (engines/packed.py): the same states, in the same order, with
     the same edges, violations and coverage as `explore_plain`, from memoised transitions. `verify`
-    recomputes every memoised step where it is applied (slow: for tests). An untimed system runs the plain
-    search: its clocks keep their values until they fire, so packing would share nothing."""
-    if system.untimed:
-        return explore_plain(system, properties, max_states, progress, keep_edges)
+    recomputes every memoised step where it is applied (slow: for tests)."""
     t0 = time.perf_counter()
     violations: dict[str, Found] = {}
     reached: dict[str, set[str]] = {p.name: set() for p in properties}

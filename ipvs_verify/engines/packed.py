@@ -19,8 +19,8 @@ event that carries a clock, or a write outside the footprint raises PackingError
 search with the plain one, state by state and edge by edge, and `verify=True` recomputes every memoised
 step on the state it is applied to (tests/test_packed_search.py).
 
-Timed systems only (event or exact timing). In an untimed system a clock keeps its value (1: armed, it may
-fire) until it fires, so every state is its own skeleton: packing would only add cost (2.3x slower, measured).
+An untimed system's clocks stay in its parts (0: due, 1: armed, and an armed clock may fire, so the value
+matters): no slots, every state is its own skeleton, and what is shared is the footprint memo of its steps.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ Packed = tuple[int, ...]
 Hits = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]  # (safety properties violated, (property, check) reached)
 # a part's new clocks: (j, k) copies slot k of the footprint's j-th part; (-1, v) is the constant v
 Transform = tuple[tuple[int, int], ...]
+Footprint = tuple[tuple[int, ...], bool, Callable[[tuple[int, ...]], Any]]  # see Packer._footprint
 PartResult = tuple[tuple[tuple[int, Transform], ...], tuple[Event, ...]]  # per footprint part (new id, clocks)
 
 
@@ -153,8 +154,7 @@ class Packer:
     def __init__(self, system: System, properties: tuple[Property, ...], violations: Container[str],
                  reached: dict[str, set[str]], verify: bool = False) -> None:
         self.system = system
-        if system.untimed:
-            raise ValueError("packed search of an untimed system: use explore_plain")
+        self.clocked = not system.untimed  # untimed: no slots (see the module's docstring)
         self.verify = verify
         # what the search has already reported needs no evaluating again
         self.violations = violations
@@ -174,7 +174,7 @@ class Packer:
         self.part_memo: dict[tuple[Any, ...], PartResult] = {}
         self.summaries: dict[int, tuple[int, ...]] = {}  # flow part id -> System.flow_summary
         self.interned: dict[Any, Any] = {}
-        self._footprints: dict[Action, tuple[tuple[int, ...], bool]] = {}
+        self._footprints: dict[Action, Footprint] = {}
         self._checks: dict[int, tuple[list[Any], list[Any]]] = {}  # event mask -> the checks it triggers
 
     # ------------------------------------------------------------------ states <-> packed
@@ -183,10 +183,13 @@ class Packer:
         vals: list[int] = []
         for pos, part in enumerate(_split(st)):
             kind = self.kind[pos]
+            if not self.clocked:
+                ids.append(self._part(pos, part, 0))
+                continue
             clocks = [v for v in CLOCKS[kind](part) if v >= 0]
             ids.append(self._part(pos, STRIP[kind](part), len(clocks)))
             vals += clocks
-        if vals != [v for v in timers(st) if v >= 0]:
+        if self.clocked and vals != [v for v in timers(st) if v >= 0]:
             raise PackingError("the parts' clocks are not the state's timers, in order")
         return (self._composite(tuple(ids)), *vals)
 
@@ -218,6 +221,9 @@ class Packer:
         state = _join([self.part_values[self.kind[pos]][pid] for pos, pid in enumerate(ids)])
         sk = Skeleton(ids, tuple(offsets), state, n)
         self.skeletons.append(sk)
+        if not self.clocked:
+            sk.rep_parts = _split(state)
+            return i
         marks: list[int] = []
         k = 0
         for v in timers(state):
@@ -283,8 +289,8 @@ class Packer:
         return entry
 
     def _record(self, sk: Skeleton, a: Action) -> Record:
-        fp, summary = self._footprints.get(a) or self._footprint(a)
-        key: tuple[Any, ...] = (a, *(sk.parts[i] for i in fp), self._summary(sk) if summary else None)
+        fp, summary, view = self._footprints.get(a) or self._footprint(a)
+        key = (a, view(sk.parts), self._summary(sk) if summary else None)
         res = self.part_memo.get(key)
         if res is None:
             res = self.part_memo[key] = self._part_result(sk, a, fp)
@@ -318,16 +324,15 @@ class Packer:
         hits = self._hits(sk.rep, a, ev, self.skeletons[target].rep)
         return (a, get, full, ev, list(hits or ()))
 
-    def _footprint(self, a: Action) -> tuple[tuple[int, ...], bool]:
-        """Part positions (into a skeleton's parts) that step(_, a) reads and writes, and whether it reads
-        the flows' summary."""
-        fp = self.system.footprint(a)
-        if fp is None:
-            out = tuple(range(self.n_flows + 2)), False
+    def _footprint(self, a: Action) -> Footprint:
+        """Part positions (into a skeleton's parts) that step(_, a) reads and writes, whether it reads the
+        flows' summary, and a getter of those parts' ids (the memo key)."""
+        claim = self.system.footprint(a)
+        if claim is None:
+            fp = tuple(range(self.n_flows + 2))
         else:
-            out = (tuple(a[1] if p == Part.FLOW else self.n_flows + p - 1 for p in fp if p != Part.FLOW_SUMMARY),
-                   Part.FLOW_SUMMARY in fp)
-        self._footprints[a] = out
+            fp = tuple(a[1] if p == Part.FLOW else self.n_flows + p - 1 for p in claim if p != Part.FLOW_SUMMARY)
+        out = self._footprints[a] = (fp, claim is not None and Part.FLOW_SUMMARY in claim, _getter(fp))
         return out
 
     def _summary(self, sk: Skeleton) -> tuple[int, ...]:
@@ -355,8 +360,11 @@ class Packer:
                 raise PackingError(f"{a} wrote part {pos} outside its footprint")
         # the footprint's slots in the source: packed positions first .. first + width - 1
         spans = [(j, sk.offsets[pos] - 1, self.part_slots[self.kind[pos]][sk.parts[pos]]) for j, pos in enumerate(fp)]
-        changed = []
+        changed: list[tuple[int, Transform]] = []
         for pos in fp:
+            if not self.clocked:
+                changed.append((self._part(pos, parts[pos], 0), ()))
+                continue
             kind = self.kind[pos]
             transform: list[tuple[int, int]] = []
             for v in CLOCKS[kind](parts[pos]):

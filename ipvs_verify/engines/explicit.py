@@ -13,6 +13,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import sub
 from typing import Any
 
 from ipvs_verify.engines.packed import Packer
@@ -213,6 +214,7 @@ def explore(
     exact = system.timing_mode == "exact"
     waits: dict[int, tuple[Action, tuple[Event, ...]]] = {}
     count = len(keys)
+    fired_waits = 0
     head = 0
     gc_was_on = gc.isenabled()
     gc.disable()  # the search builds no cycles; the collector would walk millions of live tuples for nothing
@@ -233,17 +235,15 @@ def explore(
             if waits_here:
                 # wait to the nearest deadline (and, in exact timing, by 1 s too): built per state
                 t = min(vals)
-                extra = []
                 for w in (t, 1) if exact and t > 1 else (t,):
                     wa = waits.get(w)
                     if wa is None:
                         wa = waits[w] = ((Act.WAIT, w, 0), ((Ev.TIME, 0, w, 0),))
-                    nxt = list(p)
-                    for k in sk.running:
-                        nxt[k] -= w
-                    extra.append((wa[0], None, tuple(nxt), wa[1], sk.wait_hits))
-                recs = recs + tuple(extra)
-                fired[Act.WAIT] += len(extra)
+                    by = sk.decrements.get(w)
+                    if by is None:
+                        by = sk.decrements[w] = tuple([w * m for m in sk.dec])
+                    recs = recs + ((wa[0], None, tuple(map(sub, p, by)), wa[1], sk.wait_hits),)
+                    fired_waits += 1
             for a, get, consts, ev, hits in recs:
                 n = consts if get is None else get(p + consts)
                 j = index.setdefault(n, count)
@@ -276,6 +276,7 @@ def explore(
     finally:
         if gc_was_on:
             gc.enable()
+    fired[Act.WAIT] += fired_waits
     for sk in skeletons:  # every record of a list fired once per state that used it
         for recs, _, used in sk.lists.values():
             for rec in recs:

@@ -63,7 +63,7 @@ WAIT_1_EVENTS: tuple[Event, ...] = ((Ev.TIME, 0, 1, 0),)
 
 class Skeleton:
     __slots__ = ("parts", "offsets", "state", "n", "rep", "rep_parts", "running", "clocks", "no_zeros", "lists",
-                 "memo", "wait_hits", "summary", "marks")
+                 "memo", "wait_hits", "summary", "marks", "dec", "decrements")
 
     def __init__(self, parts: tuple[int, ...], offsets: tuple[int, ...], state: State, n: int) -> None:
         self.parts = parts  # part ids: each flow, then SCHED, then KP
@@ -72,6 +72,8 @@ class Skeleton:
         self.n = n  # slots: packed positions 1 .. n
         self.rep = state  # slots hold their markers (set by the packer)
         self.marks: list[int] = []  # timers(rep)
+        self.dec: tuple[int, ...] = ()  # 1 at the running positions of a packed state, else 0
+        self.decrements: dict[int, tuple[int, ...]] = {}  # w -> w * dec (a wait of w subtracts it)
         self.rep_parts: tuple[Any, ...] = ()
         self.running: tuple[int, ...] = ()  # packed positions a wait decrements
         self.clocks: Callable[[Packed], tuple[int, ...]] = _none  # packed state -> its running clocks
@@ -242,6 +244,7 @@ class Packer:
         sk.running = tuple(sk.offsets[pos] + k for pos, r in enumerate(local) if r is not None for k in r)
         sk.clocks = _getter(sk.running)
         sk.no_zeros = (False,) * len(sk.running)
+        sk.dec = tuple(int(k in sk.running) for k in range(1 + n))
         # a wait changes only clocks, and no property reads one: the representative stands for the state after
         sk.wait_hits = list(self._hits(sk.rep, WAIT_1, WAIT_1_EVENTS, sk.rep) or ())
         return i

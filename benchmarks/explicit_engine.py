@@ -1,9 +1,11 @@
 """Benchmark the explicit engine: per cell states, transitions, depth, time, rate and peak memory.
 
     python benchmarks/explicit_engine.py [--out benchmarks/results/explicit.json] [--cells K46:0,K516:1]
+                                         [--search packed|plain] [--no-matrix]
 
 Each cell runs in a fresh process (so peak memory is the cell's own); the whole default matrix is
-also timed through the CLI's parallel runner.
+also timed through the CLI's parallel runner. `--search plain` runs the reference search (one
+System.step per transition) instead of the packed one, for comparison.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from ipvs_verify.check import check_config
+from ipvs_verify.engines.explicit import explore, explore_plain
 from ipvs_verify.matrix import DEFAULT_SCOPE, EVENT_STATE_CAP, CellSpec, default_cells, run_matrix
 from properties.catalog import PROPERTIES
 
+SEARCHES = {"packed": explore, "plain": explore_plain}
 
-def _cell(spec: CellSpec) -> dict[str, Any]:
+
+def _cell(spec: CellSpec, search: str) -> dict[str, Any]:
     t0 = time.perf_counter()
-    res = check_config(spec.config(DEFAULT_SCOPE), PROPERTIES, EVENT_STATE_CAP)
+    res = check_config(spec.config(DEFAULT_SCOPE), PROPERTIES, EVENT_STATE_CAP, search=SEARCHES[search])
     return {
         "cell": spec.slug,
         "seconds": round(time.perf_counter() - t0, 3),
@@ -43,6 +48,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/explicit.json"))
     ap.add_argument("--cells", default="", help="variant:mode,... (default: the whole default matrix)")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--search", choices=sorted(SEARCHES), default="packed")
+    ap.add_argument("--no-matrix", action="store_true", help="skip timing the whole matrix")
     args = ap.parse_args()
     cells = default_cells()
     if args.cells:
@@ -52,23 +59,32 @@ def main() -> None:
     per_cell = []
     for spec in cells:  # one process per cell, one at a time: clean single-core rates and peak memory
         with ctx.Pool(1) as pool:
-            per_cell.append(pool.apply(_cell, (spec,)))
-    t0 = time.perf_counter()
-    run_matrix(cells, DEFAULT_SCOPE, PROPERTIES, args.jobs)
-    wall = time.perf_counter() - t0
-    states = sum(s["states"] for c in per_cell for s in c["searches"])
-    secs = sum(s["seconds"] for c in per_cell for s in c["searches"])
+            per_cell.append(pool.apply(_cell, (spec, args.search)))
+    wall = None
+    if not args.no_matrix:
+        t0 = time.perf_counter()
+        run_matrix(cells, DEFAULT_SCOPE, PROPERTIES, args.jobs)
+        wall = round(time.perf_counter() - t0, 2)
+
+    def rate(timing: str | None) -> int:
+        searches = [s for c in per_cell for s in c["searches"] if timing is None or s["timing"] == timing]
+        secs = sum(s["seconds"] for s in searches)
+        return round(sum(s["states"] for s in searches) / secs) if secs else 0
+
     result = {
-        "benchmark": "explicit-engine", "scope": DEFAULT_SCOPE.describe(), "event_state_cap": EVENT_STATE_CAP,
-        "python": platform.python_version(), "machine": platform.machine(), "cpus": mp.cpu_count(),
-        "matrix_wall_seconds": round(wall, 2), "matrix_jobs": args.jobs,
-        "single_core_states_per_second": round(states / secs) if secs else 0,
+        "benchmark": "explicit-engine", "search": args.search, "scope": DEFAULT_SCOPE.describe(),
+        "event_state_cap": EVENT_STATE_CAP, "python": platform.python_version(), "machine": platform.machine(),
+        "cpus": mp.cpu_count(), "matrix_wall_seconds": wall, "matrix_jobs": args.jobs,
+        "single_core_states_per_second": rate(None),
+        "event_search_states_per_second": rate("event"), "untimed_search_states_per_second": rate("untimed"),
         "cells": per_cell,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"{len(cells)} cells; matrix {wall:.1f} s on {args.jobs} workers; "
-          f"{result['single_core_states_per_second']:,} states/s on one core; wrote {args.out}")
+    matrix = f"matrix {wall:.1f} s on {args.jobs} workers; " if wall is not None else ""
+    print(f"{len(cells)} cells, {args.search} search; {matrix}{result['single_core_states_per_second']:,} states/s "
+          f"on one core (event search {result['event_search_states_per_second']:,}, untimed "
+          f"{result['untimed_search_states_per_second']:,}); wrote {args.out}")
 
 
 if __name__ == "__main__":

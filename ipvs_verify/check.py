@@ -11,6 +11,7 @@ about a feature the scope lacks (a TCP property in a UDP cell, say) gives "n/a" 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ipvs_verify.engines.explicit import Exploration, Progress, explore
@@ -84,13 +85,15 @@ def check_config(
     properties: tuple[Property, ...],
     max_states: int = 300_000,
     progress: Progress | None = None,
+    search: Callable[..., Exploration] = explore,
 ) -> CellResult:
+    """`search` is the explicit search to use: `explore` (packed), or `explore_plain` (benchmarks compare them)."""
     # the event-driven search may stop at its cap: its violations are still real, and "holds" comes only
     # from the untimed search, which is complete
     lacking = {p.name: missing_needs(p, config.scope) for p in properties}
     not_applicable = {name: needs for name, needs in lacking.items() if needs}
     checked = tuple(p for p in properties if p.name not in not_applicable)
-    event = explore(System(config, "event"), checked, max_states, progress)
+    event = search(System(config, "event"), checked, max_states, progress)
     searches = [_stats(event)]
     verdicts: list[Verdict] = []
     undecided: list[Property] = []
@@ -110,7 +113,7 @@ def check_config(
             verdicts.append(Verdict(prop.name, "holds"))  # provisional: decided by the untimed search
             undecided.append(prop)
     if undecided:
-        untimed = explore(System(config, "untimed"), tuple(undecided), max_states, progress)
+        untimed = search(System(config, "untimed"), tuple(undecided), max_states, progress)
         searches.append(_stats(untimed))
         for v in verdicts:
             if v.prop not in undecided:

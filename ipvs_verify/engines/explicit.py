@@ -201,7 +201,10 @@ def explore(
 ) -> Exploration:
     """Breadth-first search over packed states (engines/packed.py): the same states, in the same order, with
     the same edges, violations and coverage as `explore_plain`, from memoised transitions. `verify`
-    recomputes every memoised step where it is applied (slow: for tests)."""
+    recomputes every memoised step where it is applied (slow: for tests). An untimed system runs the plain
+    search (engines/packed.py says why)."""
+    if system.untimed:
+        return explore_plain(system, properties, max_states, progress, keep_edges)
     t0 = time.perf_counter()
     violations: dict[str, Found] = {}
     reached: dict[str, set[str]] = {p.name: set() for p in properties}

@@ -10,10 +10,12 @@ tests show that the packer's checks do fail when the model breaks the packing's 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from ipvs_verify.engines.explicit import Exploration, explore, explore_plain
+from ipvs_verify.engines.lasso import armed
 from ipvs_verify.engines.packed import PackingError
 from ipvs_verify.matrix import DEFAULT_SCOPE
 from model.config import Config, make_config
@@ -22,7 +24,7 @@ from model.system import Act, Action, Part, System
 from properties.catalog import PROPERTIES
 
 
-def _cfg(variant: str, mode: int, kube_proxy: str = "1.30", scheduler: str = "rr", **scope: object) -> Config:
+def _cfg(variant: str, mode: int, kube_proxy: str = "1.30", scheduler: str = "rr", **scope: Any) -> Config:
     return make_config(variant, kube_proxy, {"conn_reuse_mode": mode}, replace(DEFAULT_SCOPE, **scope),
                        scheduler=scheduler)
 
@@ -60,6 +62,35 @@ def test_packed_search_equals_plain_search(name: str, config: Config, timing: st
     plain = explore_plain(System(config, timing), PROPERTIES, cap)
     assert plain.n_edges > plain.n_states  # a search of substance, not an empty one
     _same(packed, plain)
+
+
+CLOCK_FREE_CASES = [CASES[0], CASES[3], CASES[4]]
+
+
+@pytest.mark.parametrize("name, config, timing, cap", CLOCK_FREE_CASES, ids=[c[0] for c in CLOCK_FREE_CASES])
+def test_no_predicate_reads_a_clock(name: str, config: Config, timing: str, cap: int) -> None:
+    """Hits and the lasso read states up to their clocks (a skeleton's representative): every predicate of the
+    catalog must then say the same on the real state, on every state and transition of the search."""
+    sys = System(config, timing)
+    ex = explore(sys, PROPERTIES, cap)
+    real, timeless = ex.states, ex.timeless_states()
+    assert real != timeless  # the representatives do differ from the states (in their clocks)
+    for p in PROPERTIES:
+        if p.liveness is None:
+            continue
+        for i, (s, t) in enumerate(zip(real, timeless, strict=True)):
+            for pod in range(sys.n_pods):
+                assert bool(p.liveness.pending(sys, s, pod)) == bool(p.liveness.pending(sys, t, pod)), (p.name, i)
+            for jname, just in p.liveness.justice:
+                assert just(sys, s) == just(sys, t), (p.name, jname, i)
+            assert armed(s) == armed(t), i
+    edge_preds = [p.violated for p in PROPERTIES if p.violated is not None]
+    edge_preds += [r.holds for p in PROPERTIES for r in p.sometimes]
+    edge_preds += [pred for p in PROPERTIES if p.liveness is not None for _, pred in p.liveness.must_happen]
+    for k in range(ex.n_edges):
+        i, j, a, ev = ex.edge_src[k], ex.edge_dst[k], ex.edge_act[k], ex.edge_ev[k]
+        for pred in edge_preds:
+            assert bool(pred(sys, real[i], a, ev, real[j])) == bool(pred(sys, timeless[i], a, ev, timeless[j])), k
 
 
 def test_a_write_outside_the_footprint_is_caught() -> None:

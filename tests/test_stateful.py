@@ -82,7 +82,7 @@ def _cells() -> list[CellSpec]:
 
 CASES = [
     Case(spec, prop) for spec in _cells() for prop in SAFETY
-    if not missing_needs(prop, replace(DEFAULT_SCOPE, protocol=spec.protocol))
+    if not missing_needs(prop, replace(DEFAULT_SCOPE, protocol=spec.protocol or DEFAULT_SCOPE.protocol))
 ]
 
 

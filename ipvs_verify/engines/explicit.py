@@ -51,6 +51,9 @@ class Exploration:
     seconds: float = 0.0
     _out: list[list[int]] | None = None
     _states: list[State] | None = None
+    # key -> a State equal to the key's up to clock values, shared by all keys with the same skeleton: what
+    # reads no clock (the properties' predicates, the lasso's fairness) may read it instead of decoding
+    timeless: Callable[[Any], State] | None = None
 
     @property
     def states(self) -> list[State]:
@@ -59,6 +62,13 @@ class Exploration:
             decode = self.decode
             self._states = [decode(k) for k in self.keys]
         return self._states
+
+    def timeless_states(self) -> list[State]:
+        """Every state up to its clocks, in BFS order (one shared object per skeleton: no decoding)."""
+        if self.timeless is None:
+            return self.states
+        timeless = self.timeless
+        return [timeless(k) for k in self.keys]
 
     @property
     def n_states(self) -> int:
@@ -210,6 +220,7 @@ def explore(
     reached: dict[str, set[str]] = {p.name: set() for p in properties}
     packer = Packer(system, properties, violations, reached, verify)
     ex, index = _start(system, packer.pack, packer.unpack, violations, reached)
+    ex.timeless = packer.timeless
     keys, parent, depth, via = ex.keys, ex.parent, ex.depth, ex.via
     fired = [0] * (max(Act) + 1)
     edge_src, edge_dst, edge_act, edge_ev = ex.edge_src, ex.edge_dst, ex.edge_act, ex.edge_ev

@@ -32,7 +32,7 @@ class Lasso:
         return self.prefix + self.cycle
 
 
-def _armed(st: State) -> set[tuple[str, int]]:
+def armed(st: State) -> set[tuple[str, int]]:
     slots: set[tuple[str, int]] = set()
     for f, fl in enumerate(st.flows):
         if fl.entries:
@@ -78,8 +78,17 @@ def find_lasso(ex: Exploration, prop: Property) -> Lasso | None:
     out = ex.adjacency()
     dst, evs = ex.edge_dst, ex.edge_ev
     discharges = live.discharges
+    # no property predicate reads a clock: they read states up to their clocks (one object per skeleton of
+    # the packed search, evaluated once; tests/test_packed_search.py checks the two readings agree)
+    states = ex.timeless_states()
     for pod in range(sys.n_pods):
-        pending = [live.pending(sys, s, pod) for s in ex.states]
+        memo: dict[int, bool] = {}
+        pending = []
+        for s in states:
+            v = memo.get(id(s))
+            if v is None:
+                v = memo[id(s)] = bool(live.pending(sys, s, pod))
+            pending.append(v)
         nodes = [i for i, p in enumerate(pending) if p]
         if not nodes:
             continue
@@ -101,7 +110,7 @@ def find_lasso(ex: Exploration, prop: Property) -> Lasso | None:
             if i in in_comp:
                 edge_info.setdefault((i, dst[k]), []).append((k, evs[k]))
         for comp in sorted(comps, key=min):
-            lasso = _fair_lasso(ex, prop, pod, comp, g, edge_info)
+            lasso = _fair_lasso(ex, states, prop, pod, comp, g, edge_info)
             if lasso is not None:
                 return lasso
     return None
@@ -113,7 +122,7 @@ def _self_loop(g: nx.DiGraph, comp: set[int]) -> bool:
 
 
 def _fair_lasso(
-    ex: Exploration, prop: Property, pod: int, comp: set[int], g: nx.DiGraph,
+    ex: Exploration, states: list[State], prop: Property, pod: int, comp: set[int], g: nx.DiGraph,
     edge_info: dict[tuple[int, int], list[tuple[int, tuple]]],
 ) -> Lasso | None:
     live = prop.liveness
@@ -127,19 +136,19 @@ def _fair_lasso(
     witness_edges: list[tuple[int, int, int]] = []
     for _name, pred in live.must_happen:
         hit = next(
-            (e for e in inner if pred(sys, ex.states[e[0]], ex.edge_act[e[2]], e[3], ex.states[e[1]])), None
+            (e for e in inner if pred(sys, states[e[0]], ex.edge_act[e[2]], e[3], states[e[1]])), None
         )
         if hit is None:
             return None
         witness_edges.append(hit[:3])
     witness_nodes: list[int] = []
     for _name, spred in live.justice:
-        hit_node = next((i for i in sorted(comp) if spred(sys, ex.states[i])), None)
+        hit_node = next((i for i in sorted(comp) if spred(sys, states[i])), None)
         if hit_node is None:
             return None
         witness_nodes.append(hit_node)
     # weak fairness of timers: a slot armed in every state of the cycle must fire (or be re-armed) on it
-    always = set.intersection(*(_armed(ex.states[i]) for i in comp))
+    always = set.intersection(*(armed(states[i]) for i in comp))
     for slot in sorted(always):
         hit = next((e for e in inner if slot in _services(sys, ex.edge_act[e[2]])), None)
         if hit is None:

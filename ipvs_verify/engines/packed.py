@@ -199,6 +199,10 @@ class Packer:
         it = iter(p[1:])
         return with_timers(sk.state, [next(it) if v == SLOT else v for v in timers(sk.state)])
 
+    def timeless(self, p: Packed) -> State:
+        """The state up to its clock values: its skeleton's representative (markers in the slots)."""
+        return self.skeletons[p[0]].rep
+
     def _part(self, pos: int, value: Any, slots: int) -> int:
         kind = self.kind[pos]
         index = self.part_index[kind]

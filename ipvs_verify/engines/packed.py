@@ -27,6 +27,7 @@ than the plain one (measured), so `explore` runs the plain search for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Sequence
+from itertools import count
 from operator import itemgetter
 from typing import Any
 
@@ -63,19 +64,19 @@ WAIT_1_EVENTS: tuple[Event, ...] = ((Ev.TIME, 0, 1, 0),)
 
 
 class Skeleton:
-    __slots__ = ("parts", "offsets", "state", "n", "rep", "rep_parts", "running", "clocks", "no_zeros", "lists",
+    __slots__ = ("parts", "offsets", "n", "rep", "rep_parts", "running", "clocks", "no_zeros", "lists",
                  "memo", "wait_hits", "summary", "marks", "dec", "decrements")
 
-    def __init__(self, parts: tuple[int, ...], offsets: tuple[int, ...], state: State, n: int) -> None:
+    def __init__(self, parts: tuple[int, ...], offsets: tuple[int, ...], n: int, rep: State, marks: list[int],
+                 rep_parts: tuple[Any, ...]) -> None:
         self.parts = parts  # part ids: each flow, then SCHED, then KP
         self.offsets = offsets  # the packed position of each part's first slot
-        self.state = state  # slots hold SLOT
         self.n = n  # slots: packed positions 1 .. n
-        self.rep = state  # slots hold their markers (set by the packer)
-        self.marks: list[int] = []  # timers(rep)
+        self.rep = rep  # the representative: slot k holds the marker MARK + (k - 1) * STRIDE
+        self.marks = marks  # timers(rep)
+        self.rep_parts = rep_parts  # _split(rep)
         self.dec: tuple[int, ...] = ()  # 1 at the running positions of a packed state, else 0
         self.decrements: dict[int, tuple[int, ...]] = {}  # w -> w * dec (a wait of w subtracts it)
-        self.rep_parts: tuple[Any, ...] = ()
         self.running: tuple[int, ...] = ()  # packed positions a wait decrements
         self.clocks: Callable[[Packed], tuple[int, ...]] = _none  # packed state -> its running clocks
         self.no_zeros: tuple[bool, ...] = ()
@@ -108,8 +109,8 @@ def _split(st: State) -> tuple[Any, ...]:
 def _join(parts: tuple[Any, ...] | list[Any]) -> State:
     dests, order, cursor, pods, templates = parts[-2]
     sync_timer, check_timer, graceful, flush_pending, budget = parts[-1]
-    return State(tuple(parts[:-2]), dests, order, cursor, pods, sync_timer, check_timer, graceful,
-                 flush_pending, budget, templates)
+    return _new(State, (tuple(parts[:-2]), dests, order, cursor, pods, sync_timer, check_timer, graceful,
+                        flush_pending, budget, templates))
 
 
 # Each part's clocks, in timers() order, and the part with its non-negative clocks made slots. Parts are plain
@@ -147,8 +148,26 @@ def _strip_kp(kp: tuple[Any, ...]) -> tuple[Any, ...]:
     return (SLOT if kp[0] >= 0 else kp[0], SLOT if kp[1] >= 0 else kp[1], kp[2], kp[3], kp[4])
 
 
+def _fill_flow(fl: Flow, f: Callable[[int], int]) -> Flow:
+    c = fl.client
+    return _new(Flow, (tuple(_new(Entry, (e[0], e[1], e[2], e[3], f(e[4]), e[5])) for e in fl.entries), fl.ct_live,
+                       _new(Client, (c[0], c[1], f(c[2]), c[3], c[4]))))
+
+
+def _fill_sched(sc: tuple[Any, ...], f: Callable[[int], int]) -> tuple[Any, ...]:
+    pods = tuple(_new(Pod, (p[0], f(p[1]), p[2])) for p in sc[3])
+    templates = tuple(_new(Template, (t[0], f(t[1]), t[2])) if t is not None else None for t in sc[4])
+    return (sc[0], sc[1], sc[2], pods, templates)
+
+
+def _fill_kp(kp: tuple[Any, ...], f: Callable[[int], int]) -> tuple[Any, ...]:
+    sync = f(kp[0])  # in timers() order
+    return (sync, f(kp[1]), kp[2], kp[3], kp[4])
+
+
 CLOCKS: tuple[Callable[[Any], list[int]], ...] = (_flow_clocks, _sched_clocks, _kp_clocks)  # by part kind
 STRIP: tuple[Callable[[Any], Any], ...] = (_strip_flow, _strip_sched, _strip_kp)
+FILL: tuple[Callable[[Any, Callable[[int], int]], Any], ...] = (_fill_flow, _fill_sched, _fill_kp)  # f per clock
 
 
 class Packer:
@@ -196,8 +215,7 @@ class Packer:
 
     def unpack(self, p: Packed) -> State:
         sk = self.skeletons[p[0]]
-        it = iter(p[1:])
-        return with_timers(sk.state, [next(it) if v == SLOT else v for v in timers(sk.state)])
+        return with_timers(sk.rep, [p[1 + (v - MARK) // STRIDE] if v >= HALF else v for v in sk.marks])
 
     def timeless(self, p: Packed) -> State:
         """The state up to its clock values: its skeleton's representative (markers in the slots)."""
@@ -223,20 +241,20 @@ class Packer:
         for pos, pid in enumerate(ids):
             offsets.append(1 + n)
             n += self.part_slots[self.kind[pos]][pid]
-        state = _join([self.part_values[self.kind[pos]][pid] for pos, pid in enumerate(ids)])
-        sk = Skeleton(ids, tuple(offsets), state, n)
-        self.skeletons.append(sk)
         marks: list[int] = []
-        k = 0
-        for v in timers(state):
-            if v == SLOT:
-                marks.append(MARK + k * STRIDE)
-                k += 1
-            else:
-                marks.append(v)
-        sk.rep = with_timers(state, marks)
-        sk.marks = marks
-        sk.rep_parts = _split(sk.rep)
+        slot = count()
+
+        def mark(v: int) -> int:  # slot k (0-based, in timers() order) -> its marker
+            m = MARK + STRIDE * next(slot) if v == SLOT else v
+            marks.append(m)
+            return m
+
+        rep_parts = tuple(FILL[self.kind[pos]](self.part_values[self.kind[pos]][pid], mark)
+                          for pos, pid in enumerate(ids))
+        sk = Skeleton(ids, tuple(offsets), n, _join(rep_parts), marks, rep_parts)
+        self.skeletons.append(sk)
+        if self.verify and marks != timers(sk.rep):
+            raise PackingError("the parts' clocks are not the state's timers, in order")
         local: Sequence[tuple[int, ...] | None] = [self.part_running[self.kind[pos]].get(pid)
                                                    for pos, pid in enumerate(ids)]
         if any(r is None for r in local):

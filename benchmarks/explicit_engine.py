@@ -16,12 +16,15 @@ import multiprocessing as mp
 import platform
 import resource
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ipvs_verify.check import check_config
 from ipvs_verify.engines.explicit import explore, explore_plain
 from ipvs_verify.matrix import DEFAULT_SCOPE, EVENT_STATE_CAP, CellSpec, default_cells, run_matrix
+from model.config import make_config
+from model.system import System
 from properties.catalog import PROPERTIES
 
 SEARCHES = {"packed": explore, "plain": explore_plain}
@@ -43,6 +46,22 @@ def _cell(spec: CellSpec, search: str) -> dict[str, Any]:
     }
 
 
+# a larger scope: two ports per client, where a skeleton stands for more states
+LARGE = ("K46", 0, 2, 1_500_000)  # variant, conn_reuse_mode, ports, state cap
+
+
+def _large(search: str) -> dict[str, Any]:
+    variant, mode, ports, cap = LARGE
+    cfg = make_config(variant, "1.30", {"conn_reuse_mode": mode}, replace(DEFAULT_SCOPE, ports=ports))
+    t0 = time.perf_counter()
+    ex = SEARCHES[search](System(cfg, "event"), PROPERTIES, cap)
+    secs = time.perf_counter() - t0
+    return {"cell": f"{variant}-kp1.30-mode{mode}", "scope": replace(DEFAULT_SCOPE, ports=ports).describe(),
+            "timing": "event", "states": ex.n_states, "transitions": ex.n_edges, "complete": ex.complete,
+            "seconds": round(secs, 3), "states_per_second": round(ex.n_states / secs),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/explicit.json"))
@@ -50,6 +69,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--search", choices=sorted(SEARCHES), default="packed")
     ap.add_argument("--no-matrix", action="store_true", help="skip timing the whole matrix")
+    ap.add_argument("--no-large", action="store_true", help="skip the larger-scope search (2 ports, 1.5M states)")
     args = ap.parse_args()
     cells = default_cells()
     if args.cells:
@@ -60,6 +80,10 @@ def main() -> None:
     for spec in cells:  # one process per cell, one at a time: clean single-core rates and peak memory
         with ctx.Pool(1) as pool:
             per_cell.append(pool.apply(_cell, (spec, args.search)))
+    large = None
+    if not args.no_large:
+        with ctx.Pool(1) as pool:
+            large = pool.apply(_large, (args.search,))
     wall = None
     if not args.no_matrix:
         t0 = time.perf_counter()
@@ -77,11 +101,14 @@ def main() -> None:
         "cpus": mp.cpu_count(), "matrix_wall_seconds": wall, "matrix_jobs": args.jobs,
         "single_core_states_per_second": rate(None),
         "event_search_states_per_second": rate("event"), "untimed_search_states_per_second": rate("untimed"),
-        "cells": per_cell,
+        "cells": per_cell, "larger_scope": large,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     matrix = f"matrix {wall:.1f} s on {args.jobs} workers; " if wall is not None else ""
+    if large is not None:
+        print(f"larger scope ({large['scope']}): {large['states']:,} states at {large['states_per_second']:,} "
+              f"states/s, peak {large['peak_rss_mib']} MiB")
     print(f"{len(cells)} cells, {args.search} search; {matrix}{result['single_core_states_per_second']:,} states/s "
           f"on one core (event search {result['event_search_states_per_second']:,}, untimed "
           f"{result['untimed_search_states_per_second']:,}); wrote {args.out}")

@@ -21,13 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from ipvs_verify.check import check_config
-from ipvs_verify.engines.explicit import explore, explore_plain
+from ipvs_verify.engines.explicit import SEARCHES
 from ipvs_verify.matrix import DEFAULT_SCOPE, EVENT_STATE_CAP, CellSpec, default_cells, run_matrix
 from model.config import make_config
 from model.system import System
 from properties.catalog import PROPERTIES
-
-SEARCHES = {"packed": explore, "plain": explore_plain}
 
 
 def _cell(spec: CellSpec, search: str) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ipvs_verify.engines.explicit import SEARCHES
+from ipvs_verify.engines.packed import PackingError
 from ipvs_verify.errors import UserError
 from ipvs_verify.matrix import (
     DEFAULT_KUBE_PROXY,
@@ -83,8 +85,12 @@ def matrix(
     engine: Annotated[str, typer.Option(help="explicit | bmc | induction | all (all: report disagreements)")] = (
         "explicit"),
     depth: Annotated[int, typer.Option(help="bmc: the depth bound")] = 8,
+    search: Annotated[str, typer.Option(help="explicit search: packed (fast), or plain (one System.step per "
+                                        "transition, the reference the packed one is tested against)")] = "packed",
 ) -> None:
     """Check every property on every cell of the matrix and print the verdicts."""
+    if search not in SEARCHES:
+        raise UserError(f"--search: expected one of {', '.join(SEARCHES)}, got '{search}'")
     try:
         mode_values = tuple(int(m) for m in _split(modes))
     except ValueError:
@@ -128,7 +134,11 @@ def matrix(
             progress.update(tasks[i], visible=False)
             progress.advance(overall)
 
-        results = run_matrix(cells, scope, props, jobs, max_states, on_progress, on_done)
+        try:
+            results = run_matrix(cells, scope, props, jobs, max_states, on_progress, on_done, search)
+        except PackingError as e:
+            raise UserError(f"the packed search cannot represent this model ({e}); --search plain does not "
+                            "need to") from None
     paths = save_counterexamples(cells, results, out_dir)
     data = matrix_json(cells, results, paths, scope)
     if as_json:

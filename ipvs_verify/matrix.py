@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ipvs_verify.check import CellResult, Verdict, check_config
+from ipvs_verify.engines.explicit import SEARCHES
 from ipvs_verify.minimise import minimise
 from ipvs_verify.story import story_markdown
 from ipvs_verify.trace import build_trace, config_to_json
@@ -74,15 +75,15 @@ def _init(queue: Any) -> None:
     _queue = queue
 
 
-def _run_cell(args: tuple[int, CellSpec, Scope, tuple[str, ...], int]) -> tuple[int, CellResult]:
-    idx, spec, scope, prop_names, cap = args
+def _run_cell(args: tuple[int, CellSpec, Scope, tuple[str, ...], int, str]) -> tuple[int, CellResult]:
+    idx, spec, scope, prop_names, cap, search = args
     props = tuple(p for p in PROPERTIES if p.name in prop_names)
 
     def progress(states: int, edges: int, depth: int, secs: float) -> None:
         if _queue is not None:
             _queue.put((idx, states, edges, depth, secs))
 
-    return idx, check_config(spec.config(scope), props, cap, progress)
+    return idx, check_config(spec.config(scope), props, cap, progress, SEARCHES[search])
 
 
 def run_matrix(
@@ -93,10 +94,12 @@ def run_matrix(
     cap: int = EVENT_STATE_CAP,
     on_progress: Callable[[int, int, int, int, float], None] | None = None,
     on_done: Callable[[int, CellResult], None] | None = None,
+    search: str = "packed",
 ) -> list[CellResult]:
+    """Every cell's verdicts, in parallel worker processes; `search` names the explicit search (SEARCHES)."""
     jobs = jobs or mp.cpu_count()
     names = tuple(p.name for p in properties)
-    work = [(i, c, scope, names, cap) for i, c in enumerate(cells)]
+    work = [(i, c, scope, names, cap, search) for i, c in enumerate(cells)]
     results: dict[int, CellResult] = {}
     if jobs == 1:
         _init(None)

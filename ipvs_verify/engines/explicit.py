@@ -297,3 +297,7 @@ def explore(
                 fired[rec[0][0]] += used[0]
     _finish(ex, fired, t0, progress)
     return ex
+
+
+# the explicit searches by name (`matrix --search`, benchmarks): they give the same explorations
+SEARCHES: dict[str, Callable[..., Exploration]] = {"packed": explore, "plain": explore_plain}

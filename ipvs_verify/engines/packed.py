@@ -46,6 +46,7 @@ Hits = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]  # (safety properties
 # a part's new clocks: (j, k) copies slot k of the footprint's j-th part; (-1, v) is the constant v
 Transform = tuple[tuple[int, int], ...]
 Footprint = tuple[tuple[int, ...], bool, Callable[[tuple[int, ...]], Any]]  # see Packer._footprint
+Shape = tuple[Callable[[Packed], Packed] | None, tuple[int, ...]]  # see Packer._shape
 PartResult = tuple[tuple[tuple[int, Transform], ...], tuple[Event, ...]]  # per footprint part (new id, clocks)
 
 
@@ -198,6 +199,7 @@ class Packer:
         self.summaries: dict[int, tuple[int, ...]] = {}  # flow part id -> System.flow_summary
         self.interned: dict[Any, Any] = {}
         self._footprints: dict[Action, Footprint] = {}
+        self._shapes: dict[tuple[Any, ...], Shape] = {}
         self._checks: dict[int, tuple[list[Any], list[Any]]] = {}  # event mask -> the checks it triggers
 
     # ------------------------------------------------------------------ states <-> packed
@@ -319,17 +321,29 @@ class Packer:
             raise PackingError(f"{a} is not confined to its footprint {[Part(p).name for p in fp]}")
         changed, ev = res
         ids = list(sk.parts)
-        new: dict[int, Transform] = {}
-        for pos, (pid, clocks) in zip(fp, changed, strict=True):
+        for pos, (pid, _) in zip(fp, changed, strict=True):
             ids[pos] = pid
-            new[pos] = clocks
         target = self._composite(tuple(ids))
+        # how the successor's clocks come from the source's: the same for every skeleton of this layout
+        layout = (key, sk.offsets, sk.n)
+        shape = self._shapes.get(layout)
+        if shape is None:
+            shape = self._shapes[layout] = self._shape(sk, fp, changed)
+        get, consts = shape
+        full = (target, *consts)
+        hits = self._hits(sk.rep, a, ev, self.skeletons[target].rep)
+        return (a, get, full, ev, list(hits or ()))
+
+    @staticmethod
+    def _shape(sk: Skeleton, fp: tuple[int, ...], changed: tuple[tuple[int, Transform], ...]) -> Shape:
+        """The getter and constants that build a successor's clocks from the source's packed state."""
+        new = {pos: clocks for pos, (_, clocks) in zip(fp, changed, strict=True)}
         width = 1 + sk.n  # the source's packed length; the target id and the constants come after it
         order = [width]
         consts: list[int] = []
         offsets = sk.offsets
-        last = len(ids) - 1
-        for pos in range(len(ids)):
+        last = len(offsets) - 1
+        for pos in range(len(offsets)):
             transform = new.get(pos)
             if transform is None:  # an untouched part: its clocks are copied
                 order.extend(range(offsets[pos], offsets[pos + 1] if pos < last else width))
@@ -340,10 +354,8 @@ class Packer:
                     consts.append(k)
                 else:
                     order.append(offsets[fp[j]] + k)
-        full = (target, *consts)
         get = itemgetter(*order) if len(order) > 1 + len(consts) else None  # None: no clock is copied
-        hits = self._hits(sk.rep, a, ev, self.skeletons[target].rep)
-        return (a, get, full, ev, list(hits or ()))
+        return get, tuple(consts)
 
     def _footprint(self, a: Action) -> Footprint:
         """Part positions (into a skeleton's parts) that step(_, a) reads and writes, whether it reads the

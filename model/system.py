@@ -90,6 +90,7 @@ class Part(IntEnum):
     SCHED = 1  # dests, order, cursor, pods, templates
     KP = 2  # kube-proxy and time: sync_timer, check_timer, graceful, flush_pending, budget
     FLOW_SUMMARY = 3  # read only: the sum over every flow of System.flow_summary
+    STATUS = 4  # read only: of the scheduling side, System.status_view (each dest's status, each pod's phase)
 
 ACTORS = {
     Act.REQUEST: "client", Act.CONNECT: "client", Act.SEND: "client", Act.CLOSE: "client",
@@ -202,7 +203,7 @@ class System:
         if kind == Act.EXPIRE:
             return (Part.FLOW,)  # _expire: the entry, and the flow's conntrack
         if kind in (Act.SEND, Act.CLOSE):
-            return (Part.FLOW, Part.SCHED)  # _packet: the flow, its dests' status, its pod's phase
+            return (Part.FLOW, Part.STATUS)  # _packet: the flow, its dests' status, its pod's phase
         if kind in (Act.REQUEST, Act.CONNECT, Act.DATAGRAM, Act.CLIENT_TIMER):
             # _schedule reads dests, order and cursor; templates and lc/wlc's overheads reach other flows
             return None if self.persistent or self.sched.reads_load else (Part.FLOW, Part.SCHED)
@@ -213,6 +214,12 @@ class System:
         if kind in (Act.SYNC, Act.CHECK):
             return (Part.SCHED, Part.KP, Part.FLOW_SUMMARY)  # the flows: only through counters and _delete_dest
         return None  # flush and templates walk the flows
+
+    @staticmethod
+    def status_view(dests: tuple[Dest, ...], pods: tuple[Pod, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Part.STATUS: all that a packet of an established connection reads beyond its own flow (_packet:
+        whether the entry's dest was deleted, whether the pod is destroyed)."""
+        return tuple(d.status for d in dests), tuple(p.phase for p in pods)
 
     def flow_summary(self, flow: Flow) -> tuple[int, ...]:
         """All that sync and check read of one flow, per pod: the entries it adds to ActiveConn and InActConn

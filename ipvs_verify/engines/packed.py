@@ -45,7 +45,8 @@ Packed = tuple[int, ...]
 Hits = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]  # (safety properties violated, (property, check) reached)
 # a part's new clocks: (j, k) copies slot k of the footprint's j-th part; (-1, v) is the constant v
 Transform = tuple[tuple[int, int], ...]
-Footprint = tuple[tuple[int, ...], bool, Callable[[tuple[int, ...]], Any]]  # see Packer._footprint
+Footprint = tuple[tuple[int, ...], tuple[Part, ...], Callable[[tuple[int, ...]], Any]]  # see Packer._footprint
+VIEWS = (Part.FLOW_SUMMARY, Part.STATUS)  # footprint parts that are read-only views, not parts of the skeleton
 Shape = tuple[Callable[[Packed], Packed] | None, tuple[int, ...]]  # see Packer._shape
 PartResult = tuple[tuple[tuple[int, Transform], ...], tuple[Event, ...]]  # per footprint part (new id, clocks)
 
@@ -197,6 +198,7 @@ class Packer:
         self.skeletons: list[Skeleton] = []
         self.part_memo: dict[tuple[Any, ...], PartResult] = {}
         self.summaries: dict[int, tuple[int, ...]] = {}  # flow part id -> System.flow_summary
+        self.statuses: dict[int, Any] = {}  # SCHED part id -> System.status_view
         self.interned: dict[Any, Any] = {}
         self._footprints: dict[Action, Footprint] = {}
         self._shapes: dict[tuple[Any, ...], Shape] = {}
@@ -312,8 +314,8 @@ class Packer:
         return entry
 
     def _record(self, sk: Skeleton, a: Action) -> Record:
-        fp, summary, view = self._footprints.get(a) or self._footprint(a)
-        key = (a, view(sk.parts), self._summary(sk) if summary else None)
+        fp, views, parts_of = self._footprints.get(a) or self._footprint(a)
+        key = (a, parts_of(sk.parts), *(self._view(sk, v) for v in views))
         res = self.part_memo.get(key)
         if res is None:
             res = self.part_memo[key] = self._part_result(sk, a, fp)
@@ -359,13 +361,24 @@ class Packer:
 
     def _footprint(self, a: Action) -> Footprint:
         """Part positions (into a skeleton's parts) that step(_, a) reads and writes, whether it reads the
-        flows' summary, and a getter of those parts' ids (the memo key)."""
+        read-only views it reads, and a getter of those parts' ids (with the views: the memo key)."""
         claim = self.system.footprint(a)
         if claim is None:
             fp = tuple(range(self.n_flows + 2))
         else:
-            fp = tuple(a[1] if p == Part.FLOW else self.n_flows + p - 1 for p in claim if p != Part.FLOW_SUMMARY)
-        out = self._footprints[a] = (fp, claim is not None and Part.FLOW_SUMMARY in claim, _getter(fp))
+            fp = tuple(a[1] if p == Part.FLOW else self.n_flows + p - 1 for p in claim if p not in VIEWS)
+        views = tuple(p for p in claim or () if p in VIEWS)
+        out = self._footprints[a] = (fp, views, _getter(fp))
+        return out
+
+    def _view(self, sk: Skeleton, view: Part) -> Any:
+        if view == Part.FLOW_SUMMARY:
+            return self._summary(sk)
+        sched = sk.parts[self.n_flows]
+        out = self.statuses.get(sched)
+        if out is None:
+            value = self.part_values[1][sched]
+            out = self.statuses[sched] = self.system.status_view(value[0], value[3])
         return out
 
     def _summary(self, sk: Skeleton) -> tuple[int, ...]:

@@ -285,6 +285,7 @@ def explore(
                     for pname, rname in reach:
                         reached[pname].add(rname)
                     hits.clear()  # reported: any later occurrence adds nothing
+                    packer.reported()
             if progress is not None and head % 20000 == 0:
                 progress(count, len(edge_src), d, time.perf_counter() - t0)
     finally:

@@ -203,6 +203,7 @@ class Packer:
         self._footprints: dict[Action, Footprint] = {}
         self._shapes: dict[tuple[Any, ...], Shape] = {}
         self._checks: dict[int, tuple[list[Any], list[Any]]] = {}  # event mask -> the checks it triggers
+        self._masks: dict[tuple[Event, ...], int] = {}  # events -> ALWAYS | a bit per event kind
 
     # ------------------------------------------------------------------ states <-> packed
     def pack(self, st: State) -> Packed:
@@ -315,7 +316,7 @@ class Packer:
 
     def _record(self, sk: Skeleton, a: Action) -> Record:
         fp, views, parts_of = self._footprints.get(a) or self._footprint(a)
-        key = (a, parts_of(sk.parts), *(self._view(sk, v) for v in views))
+        key = (a, parts_of(sk.parts), *[self._view(sk, v) for v in views]) if views else (a, parts_of(sk.parts))
         res = self.part_memo.get(key)
         if res is None:
             res = self.part_memo[key] = self._part_result(sk, a, fp)
@@ -426,19 +427,28 @@ class Packer:
         return tuple(changed), self._intern(ev)
 
     def _hits(self, s: State, a: Action, ev: tuple[Event, ...], n: State) -> Hits | None:
-        mask = ALWAYS
-        for e in ev:
-            mask |= 1 << e[0]
+        mask = self._masks.get(ev)
+        if mask is None:
+            mask = ALWAYS
+            for e in ev:
+                mask |= 1 << e[0]
+            self._masks[ev] = mask
         checks = self._checks.get(mask)
-        if checks is None:  # the checks whose trigger mask meets these events
-            checks = self._checks[mask] = ([c for c in self.safety if c[2] & mask],
-                                           [c for c in self.reach if c[3] & mask])
+        if checks is None:  # the checks not reported yet whose trigger mask meets these events
+            checks = self._checks[mask] = (
+                [c for c in self.safety if c[2] & mask and c[0] not in self.violations],
+                [c for c in self.reach if c[3] & mask and c[1] not in self.reached[c[0]]])
+        safety, reach = checks
+        if not safety and not reach:
+            return None
         sys = self.system
-        viol = tuple(name for name, violated, _ in checks[0]
-                     if name not in self.violations and violated(sys, s, a, ev, n))
-        reach = tuple((pn, rn) for pn, rn, holds, _ in checks[1]
-                      if rn not in self.reached[pn] and holds(sys, s, a, ev, n))
-        return (viol, reach) if viol or reach else None
+        viol = tuple(name for name, violated, _ in safety if violated(sys, s, a, ev, n))
+        got = tuple((pn, rn) for pn, rn, holds, _ in reach if holds(sys, s, a, ev, n))
+        return (viol, got) if viol or got else None
+
+    def reported(self) -> None:
+        """The search reported a violation or a reached check: drop the cached lists of checks to evaluate."""
+        self._checks.clear()
 
     def _intern(self, x: Any) -> Any:
         return self.interned.setdefault(x, x)

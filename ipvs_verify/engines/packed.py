@@ -405,25 +405,37 @@ class Packer:
         for pos, (before, after) in enumerate(zip(sk.rep_parts, parts, strict=True)):
             if before is not after and pos not in fp and before != after:
                 raise PackingError(f"{a} wrote part {pos} outside its footprint")
-        # the footprint's slots in the source: packed positions first .. first + width - 1
-        spans = [(j, sk.offsets[pos] - 1, self.part_slots[self.kind[pos]][sk.parts[pos]]) for j, pos in enumerate(fp)]
+        rep_parts = sk.rep_parts
+        spans: list[tuple[int, int, int]] = []  # the footprint's source slots (j, first, width), when needed
         changed: list[tuple[int, Transform]] = []
-        for pos in fp:
+        for j, pos in enumerate(fp):
+            part = parts[pos]
             kind = self.kind[pos]
+            if part is rep_parts[pos] or part == rep_parts[pos]:  # untouched: the same part, its clocks kept
+                width = self.part_slots[kind][sk.parts[pos]]
+                changed.append((sk.parts[pos], tuple((j, k) for k in range(width))))
+                continue
             transform: list[tuple[int, int]] = []
-            for v in CLOCKS[kind](parts[pos]):
+            for v in CLOCKS[kind](part):
                 if v < 0:
                     continue
                 if v < HALF:
                     transform.append((-1, v))
                     continue
                 k, r = divmod(v - MARK, STRIDE)
-                src = next(((j, k - first) for j, first, width in spans if first <= k < first + width), None)
+                if not spans:
+                    spans = [(jj, sk.offsets[p] - 1, self.part_slots[self.kind[p]][sk.parts[p]])
+                             for jj, p in enumerate(fp)]
+                src = None
+                for jj, first, width in spans:
+                    if first <= k < first + width:
+                        src = (jj, k - first)
+                        break
                 if r or src is None:
                     raise PackingError(f"{a} computed a clock from another one, or read one outside its "
                                        f"footprint ({v - MARK})")
                 transform.append(src)
-            changed.append((self._part(pos, STRIP[kind](parts[pos]), len(transform)), tuple(transform)))
+            changed.append((self._part(pos, STRIP[kind](part), len(transform)), tuple(transform)))
         return tuple(changed), self._intern(ev)
 
     def _hits(self, s: State, a: Action, ev: tuple[Event, ...], n: State) -> Hits | None:

@@ -8,8 +8,9 @@ that skeleton: each new clock is a copy of an old one or a constant. `wait` subt
 from the running clocks (the slots that a 1 s wait decrements).
 
 A skeleton is itself made of parts (each flow, the scheduling side, kube-proxy's side: model.system.Part), and
-a step that `System.footprint` confines to some parts is memoised on those parts alone: a connection's step
-is computed once for a flow and a scheduling side, whatever kube-proxy's timers and graceful list hold.
+a step that `System.footprint` confines to some parts (and read-only views: the flows' counters, the dests'
+statuses and pods' phases) is memoised on those alone: a connection's step is computed once for a flow and a
+scheduling side, whatever kube-proxy's timers and graceful list hold.
 
 The search's state is a flat tuple of ints, (skeleton id, slot values...): cheap to hash and compare. Its
 successors are memoised records, each applied with one tuple concatenation and one itemgetter. All semantics
@@ -187,13 +188,11 @@ class Packer:
         self.safety = [(p.name, p.violated, p.trigger_mask) for p in properties if p.violated is not None]
         self.reach = [(p.name, r.name, r.holds, r.trigger_mask) for p in properties for r in p.sometimes]
         self.n_flows = system.n_flows
-        kinds = self.n_flows + 2
         self.part_index: list[dict[Any, int]] = [{}, {}, {}]  # by kind: flow, SCHED, KP
         self.part_values: list[list[Any]] = [[], [], []]
         self.part_slots: list[list[int]] = [[], [], []]
         self.part_running: list[dict[int, tuple[int, ...]]] = [{}, {}, {}]  # part id -> its running slots
-        self.kind = [0] * self.n_flows + [1, 2]
-        assert len(self.kind) == kinds
+        self.kind = [0] * self.n_flows + [1, 2]  # part position -> kind
         self.index: dict[tuple[int, ...], int] = {}
         self.skeletons: list[Skeleton] = []
         self.part_memo: dict[tuple[Any, ...], PartResult] = {}

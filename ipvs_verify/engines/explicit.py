@@ -15,7 +15,8 @@ import gc
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import sub
 from typing import Any
@@ -130,50 +131,63 @@ def explore_plain(
     head = 0
     step = system.step
     actions = system.actions
-    while head < len(states):
-        i = head
-        head += 1
-        s = states[i]
-        d = depth[i]
-        for a in actions(s):
-            n, ev = step(s, a)
-            fired[a[0]] += 1
-            j = index.get(n)
-            if j is None:
-                if len(states) >= max_states:
-                    ex.complete = False
-                    ex.bound = f"state cap {max_states}"
-                    continue
-                j = len(states)
-                index[n] = j
-                states.append(n)
-                parent.append(i)
-                depth.append(d + 1)
-                via.append(a)
-            if keep_edges:
-                edge_src.append(i)
-                edge_dst.append(j)
-                edge_act.append(a)
-                edge_ev.append(interned.setdefault(ev, ev))
-            mask = ALWAYS  # the "always" bit, then one bit per event kind
-            for e in ev:
-                mask |= 1 << e[0]
-            if safety:
-                for k in range(len(safety) - 1, -1, -1):
-                    name, violated, trig = safety[k]
-                    if trig & mask and violated(system, s, a, ev, n):
-                        violations[name] = Found(i, a)
-                        del safety[k]
-            if reach:
-                for k in range(len(reach) - 1, -1, -1):
-                    pname, rname, holds, trig = reach[k]
-                    if trig & mask and holds(system, s, a, ev, n):
-                        ex.reached[pname].add(rname)
-                        del reach[k]
-        if progress is not None and head % 20000 == 0:
-            progress(len(states), len(ex.edge_src), d, time.perf_counter() - t0)
+    with _no_gc():
+        while head < len(states):
+            i = head
+            head += 1
+            s = states[i]
+            d = depth[i]
+            for a in actions(s):
+                n, ev = step(s, a)
+                fired[a[0]] += 1
+                j = index.get(n)
+                if j is None:
+                    if len(states) >= max_states:
+                        ex.complete = False
+                        ex.bound = f"state cap {max_states}"
+                        continue
+                    j = len(states)
+                    index[n] = j
+                    states.append(n)
+                    parent.append(i)
+                    depth.append(d + 1)
+                    via.append(a)
+                if keep_edges:
+                    edge_src.append(i)
+                    edge_dst.append(j)
+                    edge_act.append(a)
+                    edge_ev.append(interned.setdefault(ev, ev))
+                mask = ALWAYS  # the "always" bit, then one bit per event kind
+                for e in ev:
+                    mask |= 1 << e[0]
+                if safety:
+                    for k in range(len(safety) - 1, -1, -1):
+                        name, violated, trig = safety[k]
+                        if trig & mask and violated(system, s, a, ev, n):
+                            violations[name] = Found(i, a)
+                            del safety[k]
+                if reach:
+                    for k in range(len(reach) - 1, -1, -1):
+                        pname, rname, holds, trig = reach[k]
+                        if trig & mask and holds(system, s, a, ev, n):
+                            ex.reached[pname].add(rname)
+                            del reach[k]
+            if progress is not None and head % 20000 == 0:
+                progress(len(states), len(ex.edge_src), d, time.perf_counter() - t0)
     _finish(ex, fired, t0, progress)
     return ex
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The searches build no reference cycles: the cyclic collector would only walk their live tuples."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def _same(st: State) -> State:
@@ -234,9 +248,7 @@ def explore(
     count = len(keys)
     fired_waits = 0
     head = 0
-    gc_was_on = gc.isenabled()
-    gc.disable()  # the search builds no cycles; the collector would walk millions of live tuples for nothing
-    try:
+    with _no_gc():
         while head < count:
             i = head
             head += 1
@@ -292,9 +304,6 @@ def explore(
                     packer.reported()
             if progress is not None and head % 20000 == 0:
                 progress(count, len(edge_src), d, time.perf_counter() - t0)
-    finally:
-        if gc_was_on:
-            gc.enable()
     fired[Act.WAIT] += fired_waits
     for sk in skeletons:  # every record of a list fired once per state that used it
         for recs, _, used in sk.lists.values():

@@ -33,7 +33,7 @@ from operator import itemgetter
 from typing import Any
 
 from model.events import Ev, Event
-from model.state import Client, Entry, Flow, Pod, State, Template, timers, with_timers
+from model.state import Client, Entry, Flow, Pod, State, Template
 from model.system import Act, Action, Part, System
 from properties.catalog import ALWAYS, Property
 
@@ -76,7 +76,7 @@ class Skeleton:
         self.offsets = offsets  # the packed position of each part's first slot
         self.n = n  # slots: packed positions 1 .. n
         self.rep = rep  # the representative: slot k holds the marker MARK + (k - 1) * STRIDE
-        self.marks = marks  # timers(rep)
+        self.marks = marks  # _timers(rep)
         self.rep_parts = rep_parts  # _split(rep)
         self.dec: tuple[int, ...] = ()  # 1 at the running positions of a packed state, else 0
         self.decrements: dict[int, tuple[int, ...]] = {}  # w -> w * dec (a wait of w subtracts it)
@@ -116,8 +116,9 @@ def _join(parts: tuple[Any, ...] | list[Any]) -> State:
                         flush_pending, budget, templates))
 
 
-# Each part's clocks, in timers() order, and the part with its non-negative clocks made slots. Parts are plain
-# tuples here (tuple.__new__ skips NamedTuple's Python-level constructor: this is the packer's hot path).
+# Each part's clocks in order (a flow: its entries, then its client; the scheduling side: its pods, then its
+# hashed templates; kube-proxy's side: sync, then check), and the part with f applied to each of them. Parts are
+# plain tuples here (tuple.__new__ skips NamedTuple's Python-level constructor: this is the packer's hot path).
 _new = tuple.__new__
 
 
@@ -125,30 +126,12 @@ def _flow_clocks(fl: Flow) -> list[int]:
     return [e.timer for e in fl.entries] + [fl.client.timer]
 
 
-def _strip_flow(fl: Flow) -> Flow:
-    c = fl.client
-    return _new(Flow, (tuple(_new(Entry, (e[0], e[1], e[2], e[3], SLOT if e[4] >= 0 else e[4], e[5]))
-                             for e in fl.entries), fl.ct_live,
-                       _new(Client, (c[0], c[1], SLOT if c[2] >= 0 else c[2], c[3], c[4]))))
-
-
 def _sched_clocks(sc: tuple[Any, ...]) -> list[int]:
     return [p.timer for p in sc[3]] + [t.timer for t in sc[4] if t is not None]
 
 
-def _strip_sched(sc: tuple[Any, ...]) -> tuple[Any, ...]:
-    pods = tuple(_new(Pod, (p[0], SLOT if p[1] >= 0 else p[1], p[2])) for p in sc[3])
-    templates = tuple(_new(Template, (t[0], SLOT if t[1] >= 0 else t[1], t[2])) if t is not None else None
-                      for t in sc[4])
-    return (sc[0], sc[1], sc[2], pods, templates)
-
-
 def _kp_clocks(kp: tuple[Any, ...]) -> list[int]:
     return [kp[0], kp[1]]
-
-
-def _strip_kp(kp: tuple[Any, ...]) -> tuple[Any, ...]:
-    return (SLOT if kp[0] >= 0 else kp[0], SLOT if kp[1] >= 0 else kp[1], kp[2], kp[3], kp[4])
 
 
 def _fill_flow(fl: Flow, f: Callable[[int], int]) -> Flow:
@@ -164,13 +147,42 @@ def _fill_sched(sc: tuple[Any, ...], f: Callable[[int], int]) -> tuple[Any, ...]
 
 
 def _fill_kp(kp: tuple[Any, ...], f: Callable[[int], int]) -> tuple[Any, ...]:
-    sync = f(kp[0])  # in timers() order
+    sync = f(kp[0])  # in order
     return (sync, f(kp[1]), kp[2], kp[3], kp[4])
 
 
 CLOCKS: tuple[Callable[[Any], list[int]], ...] = (_flow_clocks, _sched_clocks, _kp_clocks)  # by part kind
-STRIP: tuple[Callable[[Any], Any], ...] = (_strip_flow, _strip_sched, _strip_kp)
 FILL: tuple[Callable[[Any, Callable[[int], int]], Any], ...] = (_fill_flow, _fill_sched, _fill_kp)  # f per clock
+
+
+def _slot(v: int) -> int:
+    """A part's clock in its skeleton: a slot, unless it is negative (due at once, or none)."""
+    return SLOT if v >= 0 else v
+
+
+def _kinds(st: State) -> list[int]:
+    return [0] * len(st.flows) + [1, 2]
+
+
+def _timers(st: State) -> list[int]:
+    """Every clock of the state, part by part, in the order above."""
+    out: list[int] = []
+    for kind, part in zip(_kinds(st), _split(st), strict=True):
+        out += CLOCKS[kind](part)
+    return out
+
+
+def _with_timers(st: State, values: list[int]) -> State:
+    """The state with its clocks, in the order of _timers, replaced by `values`."""
+    it = iter(values)
+
+    def take(_v: int) -> int:
+        return next(it)
+
+    state = _join([FILL[kind](part, take) for kind, part in zip(_kinds(st), _split(st), strict=True)])
+    if next(it, None) is not None:
+        raise ValueError("more values than the state has clocks")
+    return state
 
 
 class Packer:
@@ -211,15 +223,13 @@ class Packer:
         for pos, part in enumerate(_split(st)):
             kind = self.kind[pos]
             clocks = [v for v in CLOCKS[kind](part) if v >= 0]
-            ids.append(self._part(pos, STRIP[kind](part), len(clocks)))
+            ids.append(self._part(pos, FILL[kind](part, _slot), len(clocks)))
             vals += clocks
-        if vals != [v for v in timers(st) if v >= 0]:
-            raise PackingError("the parts' clocks are not the state's timers, in order")
         return (self._composite(tuple(ids)), *vals)
 
     def unpack(self, p: Packed) -> State:
         sk = self.skeletons[p[0]]
-        return with_timers(sk.rep, [p[1 + (v - MARK) // STRIDE] if v >= HALF else v for v in sk.marks])
+        return _with_timers(sk.rep, [p[1 + (v - MARK) // STRIDE] if v >= HALF else v for v in sk.marks])
 
     def timeless(self, p: Packed) -> State:
         """The state up to its clock values: its skeleton's representative (markers in the slots)."""
@@ -248,7 +258,7 @@ class Packer:
         marks: list[int] = []
         slot = count()
 
-        def mark(v: int) -> int:  # slot k (0-based, in timers() order) -> its marker
+        def mark(v: int) -> int:  # slot k (0-based, in _timers order) -> its marker
             m = MARK + STRIDE * next(slot) if v == SLOT else v
             marks.append(m)
             return m
@@ -257,8 +267,6 @@ class Packer:
                           for pos, pid in enumerate(ids))
         sk = Skeleton(ids, tuple(offsets), n, _join(rep_parts), marks, rep_parts)
         self.skeletons.append(sk)
-        if self.verify and marks != timers(sk.rep):
-            raise PackingError("the parts' clocks are not the state's timers, in order")
         local: Sequence[tuple[int, ...] | None] = [self.part_running[self.kind[pos]].get(pid)
                                                    for pos, pid in enumerate(ids)]
         if any(r is None for r in local):
@@ -276,12 +284,12 @@ class Packer:
         part, from a wait on the representative, which must change nothing but clocks."""
         after, _ = self.system.step(sk.rep, WAIT_1)
         running = []
-        for v, w in zip(marks, timers(after), strict=True):
+        for v, w in zip(marks, _timers(after), strict=True):
             if w == v - 1 and v >= MARK:
                 running.append((v - MARK) // STRIDE)
             elif w != v and v >= 0:  # a negative clock is due: no wait happens while it is there
                 raise PackingError(f"a wait changed a clock from {v} to {w}")
-        if with_timers(after, marks) != sk.rep:
+        if _with_timers(after, marks) != sk.rep:
             raise PackingError("a wait changed more than the clocks")
         local = []
         for pos, pid in enumerate(sk.parts):
@@ -299,7 +307,7 @@ class Packer:
         rep = sk.rep
         if any(zeros):
             zero = {MARK + (k - 1) * STRIDE for k, z in zip(sk.running, zeros, strict=True) if z}
-            rep = with_timers(rep, [0 if v in zero else v for v in sk.marks])
+            rep = _with_timers(rep, [0 if v in zero else v for v in sk.marks])
         out: list[Record] = []
         waits = False
         for a in self.system.actions(rep):
@@ -434,7 +442,7 @@ class Packer:
                     raise PackingError(f"{a} computed a clock from another one, or read one outside its "
                                        f"footprint ({v - MARK})")
                 transform.append(src)
-            changed.append((self._part(pos, STRIP[kind](part), len(transform)), tuple(transform)))
+            changed.append((self._part(pos, FILL[kind](part, _slot), len(transform)), tuple(transform)))
         return tuple(changed), self._intern(ev)
 
     def _hits(self, s: State, a: Action, ev: tuple[Event, ...], n: State) -> Hits | None:

@@ -180,13 +180,19 @@ def explore_plain(
 
 @contextmanager
 def _no_gc() -> Iterator[None]:
-    """The searches build no reference cycles: the cyclic collector would only walk their live tuples."""
+    """The searches build no reference cycles, so the cyclic collector would only walk their live tuples: it
+    is off while they run, and afterwards what they built is frozen (gc.freeze: never walked again, still
+    freed by reference counting). Re-enabled without that, its first pass walked every object of the search:
+    0.15 s of a 0.9 s search (measured). Garbage already pending is collected first, so none is frozen."""
     was_on = gc.isenabled()
+    if was_on:
+        gc.collect()
     gc.disable()
     try:
         yield
     finally:
         if was_on:
+            gc.freeze()
             gc.enable()
 
 

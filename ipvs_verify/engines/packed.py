@@ -50,6 +50,9 @@ Footprint = tuple[tuple[int, ...], tuple[Part, ...], Callable[[tuple[int, ...]],
 VIEWS = (Part.FLOW_SUMMARY, Part.STATUS)  # footprint parts that are read-only views, not parts of the skeleton
 Shape = tuple[Callable[[Packed], Packed] | None, tuple[int, ...]]  # see Packer._shape
 PartResult = tuple[tuple[tuple[int, Transform], ...], tuple[Event, ...]]  # per footprint part (new id, clocks)
+# a memoised step: its PartResult, the footprint's new part ids, its trigger mask, its Shape per layout
+StepMemo = tuple[tuple[tuple[int, Transform], ...], tuple[Event, ...], tuple[int, ...], int,
+                 dict[tuple[tuple[int, ...], int], Shape]]
 
 
 class PackingError(RuntimeError):
@@ -66,8 +69,19 @@ WAIT_1: Action = (Act.WAIT, 1, 0)
 WAIT_1_EVENTS: tuple[Event, ...] = ((Ev.TIME, 0, 1, 0),)
 
 
+def _trigger_mask(ev: tuple[Event, ...]) -> int:
+    """The bits of a transition that properties' trigger masks meet: ALWAYS, and one per event kind."""
+    mask = ALWAYS
+    for e in ev:
+        mask |= 1 << e[0]
+    return mask
+
+
+WAIT_1_MASK = _trigger_mask(WAIT_1_EVENTS)
+
+
 class Skeleton:
-    __slots__ = ("parts", "offsets", "n", "rep", "rep_parts", "running", "clocks", "no_zeros", "lists",
+    __slots__ = ("parts", "offsets", "n", "rep", "rep_parts", "running", "run_part", "clocks", "no_zeros", "lists",
                  "memo", "wait_hits", "summary", "marks", "dec", "decrements")
 
     def __init__(self, parts: tuple[int, ...], offsets: tuple[int, ...], n: int, rep: State, marks: list[int],
@@ -81,6 +95,7 @@ class Skeleton:
         self.dec: tuple[int, ...] = ()  # 1 at the running positions of a packed state, else 0
         self.decrements: dict[int, tuple[int, ...]] = {}  # w -> w * dec (a wait of w subtracts it)
         self.running: tuple[int, ...] = ()  # packed positions a wait decrements
+        self.run_part: tuple[int, ...] = ()  # the part position of each of them
         self.clocks: Callable[[Packed], tuple[int, ...]] = _none  # packed state -> its running clocks
         self.no_zeros: tuple[bool, ...] = ()
         self.lists: dict[tuple[bool, ...], Successors] = {}  # which running clocks are 0 -> successors
@@ -155,6 +170,11 @@ CLOCKS: tuple[Callable[[Any], list[int]], ...] = (_flow_clocks, _sched_clocks, _
 FILL: tuple[Callable[[Any, Callable[[int], int]], Any], ...] = (_fill_flow, _fill_sched, _fill_kp)  # f per clock
 
 
+def _zero_at(markers: frozenset[int]) -> Callable[[int], int]:
+    """A fill that sets the clocks holding these markers to 0."""
+    return lambda v: 0 if v in markers else v
+
+
 def _slot(v: int) -> int:
     """A part's clock in its skeleton: a slot, unless it is negative (due at once, or none)."""
     return SLOT if v >= 0 else v
@@ -207,14 +227,14 @@ class Packer:
         self.kind = [0] * self.n_flows + [1, 2]  # part position -> kind
         self.index: dict[tuple[int, ...], int] = {}
         self.skeletons: list[Skeleton] = []
-        self.part_memo: dict[tuple[Any, ...], PartResult] = {}
+        self.part_memo: dict[tuple[Any, ...], StepMemo] = {}
         self.summaries: dict[int, tuple[int, ...]] = {}  # flow part id -> System.flow_summary
         self.statuses: dict[int, Any] = {}  # SCHED part id -> System.status_view
         self.interned: dict[Any, Any] = {}
+        self._marked: dict[tuple[int, int, int], tuple[Any, list[int]]] = {}  # see _mark
+        self._zero_parts: dict[tuple[int, ...], Any] = {}  # see _zeroed
         self._footprints: dict[Action, Footprint] = {}
-        self._shapes: dict[tuple[Any, ...], Shape] = {}
         self._checks: dict[int, tuple[list[Any], list[Any]]] = {}  # event mask -> the checks it triggers
-        self._masks: dict[tuple[Event, ...], int] = {}  # events -> ALWAYS | a bit per event kind
 
     # ------------------------------------------------------------------ states <-> packed
     def pack(self, st: State) -> Packed:
@@ -252,32 +272,48 @@ class Packer:
         i = self.index[ids] = len(self.skeletons)
         offsets = []
         n = 0
+        marks: list[int] = []
+        rep_parts = []
         for pos, pid in enumerate(ids):
             offsets.append(1 + n)
-            n += self.part_slots[self.kind[pos]][pid]
-        marks: list[int] = []
-        slot = count()
-
-        def mark(v: int) -> int:  # slot k (0-based, in _timers order) -> its marker
-            m = MARK + STRIDE * next(slot) if v == SLOT else v
-            marks.append(m)
-            return m
-
-        rep_parts = tuple(FILL[self.kind[pos]](self.part_values[self.kind[pos]][pid], mark)
-                          for pos, pid in enumerate(ids))
-        sk = Skeleton(ids, tuple(offsets), n, _join(rep_parts), marks, rep_parts)
+            kind = self.kind[pos]
+            key = (kind, pid, n)
+            marked = self._marked.get(key)
+            if marked is None:
+                marked = self._marked[key] = self._mark(kind, pid, n)
+            rep_parts.append(marked[0])
+            marks += marked[1]
+            n += self.part_slots[kind][pid]
+        sk = Skeleton(ids, tuple(offsets), n, _join(rep_parts), marks, tuple(rep_parts))
         self.skeletons.append(sk)
         local: Sequence[tuple[int, ...] | None] = [self.part_running[self.kind[pos]].get(pid)
                                                    for pos, pid in enumerate(ids)]
         if any(r is None for r in local):
             local = self._running(sk, marks)
-        sk.running = tuple(sk.offsets[pos] + k for pos, r in enumerate(local) if r is not None for k in r)
+        sk.running = tuple(offsets[pos] + k for pos, r in enumerate(local) if r is not None for k in r)
+        sk.run_part = tuple(pos for pos, r in enumerate(local) if r is not None for _ in r)
         sk.clocks = _getter(sk.running)
         sk.no_zeros = (False,) * len(sk.running)
-        sk.dec = tuple(int(k in sk.running) for k in range(1 + n))
+        dec = [0] * (1 + n)
+        for k in sk.running:
+            dec[k] = 1
+        sk.dec = tuple(dec)
         # a wait changes only clocks, and no property reads one: the representative stands for the state after
-        sk.wait_hits = list(self._hits(sk.rep, WAIT_1, WAIT_1_EVENTS, sk.rep) or ())
+        sk.wait_hits = list(self._hits(sk.rep, WAIT_1, WAIT_1_EVENTS, WAIT_1_MASK, sk.rep) or ())
         return i
+
+    def _mark(self, kind: int, pid: int, first: int) -> tuple[Any, list[int]]:
+        """A part with a marker in each slot, the first one being the skeleton's slot `first` (0-based, in
+        _timers order), and the part's clocks so marked."""
+        marks: list[int] = []
+        slot = count(first)
+
+        def mark(v: int) -> int:
+            m = MARK + STRIDE * next(slot) if v == SLOT else v
+            marks.append(m)
+            return m
+
+        return FILL[kind](self.part_values[kind][pid], mark), marks
 
     def _running(self, sk: Skeleton, marks: list[int]) -> list[tuple[int, ...]]:
         """Each part's running clocks (slots within the part): those a 1 s wait decrements. Learnt once per
@@ -304,10 +340,7 @@ class Packer:
     def successors(self, sk: Skeleton, zeros: tuple[bool, ...]) -> Successors:
         """The records of a skeleton whose running clocks are 0 where `zeros` says, in System.actions order,
         whether a wait follows them, and a count of the states that used them (for coverage)."""
-        rep = sk.rep
-        if any(zeros):
-            zero = {MARK + (k - 1) * STRIDE for k, z in zip(sk.running, zeros, strict=True) if z}
-            rep = _with_timers(rep, [0 if v in zero else v for v in sk.marks])
+        rep = sk.rep if True not in zeros else self._zeroed(sk, zeros)
         out: list[Record] = []
         waits = False
         for a in self.system.actions(rep):
@@ -321,28 +354,49 @@ class Packer:
         entry = sk.lists[zeros] = (tuple(out), waits, [0])
         return entry
 
+    def _zeroed(self, sk: Skeleton, zeros: tuple[bool, ...]) -> State:
+        """The representative with the running clocks that `zeros` marks set to 0: only the parts holding one
+        are refilled, each once per marked part and zeroed slots."""
+        slots: dict[int, list[int]] = {}  # part position -> its zeroed markers
+        for k, pos, z in zip(sk.running, sk.run_part, zeros, strict=True):
+            if z:
+                slots.setdefault(pos, []).append(MARK + (k - 1) * STRIDE)
+        parts = list(sk.rep_parts)
+        for pos, zero in slots.items():
+            kind = self.kind[pos]
+            key = (kind, sk.parts[pos], sk.offsets[pos], *zero)
+            part = self._zero_parts.get(key)
+            if part is None:
+                part = self._zero_parts[key] = FILL[kind](parts[pos], _zero_at(frozenset(zero)))
+            parts[pos] = part
+        return _join(parts)
+
     def _record(self, sk: Skeleton, a: Action) -> Record:
         fp, views, parts_of = self._footprints.get(a) or self._footprint(a)
         key = (a, parts_of(sk.parts), *[self._view(sk, v) for v in views]) if views else (a, parts_of(sk.parts))
-        res = self.part_memo.get(key)
-        if res is None:
-            res = self.part_memo[key] = self._part_result(sk, a, fp)
-        elif self.verify and self._part_result(sk, a, fp) != res:
+        memo = self.part_memo.get(key)
+        if memo is None:
+            changed, ev = self._part_result(sk, a, fp)
+            memo = self.part_memo[key] = (changed, ev, tuple(pid for pid, _ in changed), _trigger_mask(ev), {})
+        elif self.verify and self._part_result(sk, a, fp) != memo[:2]:
             raise PackingError(f"{a} is not confined to its footprint {[Part(p).name for p in fp]}")
-        changed, ev = res
-        ids = list(sk.parts)
-        for pos, (pid, _) in zip(fp, changed, strict=True):
-            ids[pos] = pid
-        target = self._composite(tuple(ids))
+        changed, ev, new_ids, mask, shapes = memo
+        if len(fp) == len(sk.parts):
+            ids = new_ids
+        else:
+            parts = list(sk.parts)
+            for pos, pid in zip(fp, new_ids, strict=True):
+                parts[pos] = pid
+            ids = tuple(parts)
+        target = self._composite(ids)
         # how the successor's clocks come from the source's: the same for every skeleton of this layout
-        layout = (key, sk.offsets, sk.n)
-        shape = self._shapes.get(layout)
+        layout = (sk.offsets, sk.n)
+        shape = shapes.get(layout)
         if shape is None:
-            shape = self._shapes[layout] = self._shape(sk, fp, changed)
+            shape = shapes[layout] = self._shape(sk, fp, changed)
         get, consts = shape
-        full = (target, *consts)
-        hits = self._hits(sk.rep, a, ev, self.skeletons[target].rep)
-        return (a, get, full, ev, list(hits or ()))
+        hits = self._hits(sk.rep, a, ev, mask, self.skeletons[target].rep)
+        return (a, get, (target, *consts), ev, list(hits or ()))
 
     @staticmethod
     def _shape(sk: Skeleton, fp: tuple[int, ...], changed: tuple[tuple[int, Transform], ...]) -> Shape:
@@ -445,13 +499,7 @@ class Packer:
             changed.append((self._part(pos, FILL[kind](part, _slot), len(transform)), tuple(transform)))
         return tuple(changed), self._intern(ev)
 
-    def _hits(self, s: State, a: Action, ev: tuple[Event, ...], n: State) -> Hits | None:
-        mask = self._masks.get(ev)
-        if mask is None:
-            mask = ALWAYS
-            for e in ev:
-                mask |= 1 << e[0]
-            self._masks[ev] = mask
+    def _hits(self, s: State, a: Action, ev: tuple[Event, ...], mask: int, n: State) -> Hits | None:
         checks = self._checks.get(mask)
         if checks is None:  # the checks not reported yet whose trigger mask meets these events
             checks = self._checks[mask] = (

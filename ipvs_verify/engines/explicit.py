@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from operator import sub
+from operator import itemgetter, sub
 from typing import Any
 
 from ipvs_verify.engines.packed import Packer
@@ -44,17 +44,21 @@ class Exploration:
     parent: array  # state index -> parent index (-1 for initial states)
     via: list[Action | None]  # action from the parent
     depth: array
-    edge_src: array
+    # the edges, grouped by source in BFS order: state i's are edge_start[i] .. edge_start[i + 1] - 1
+    edge_start: array
     edge_dst: array
-    edge_act: list[Action]
-    edge_ev: list[tuple[Event, ...]]  # the events of each edge (interned), for the liveness pass
+    # each edge's label: an object holding its action and its events (interned), read with label_parts
+    edge_label: list[Any]
+    label_parts: Callable[[Any], tuple[Action, tuple[Event, ...]]]
     violations: dict[str, Found] = field(default_factory=dict)
     reached: dict[str, set[str]] = field(default_factory=dict)  # property -> sometimes-checks reached
     coverage: Counter[str] = field(default_factory=Counter)
     complete: bool = True  # False when the state cap stopped the search
     bound: str = ""
     seconds: float = 0.0
-    _out: list[list[int]] | None = None
+    _src: array | None = None
+    _acts: list[Action] | None = None
+    _evs: list[tuple[Event, ...]] | None = None
     _states: list[State] | None = None
     # key -> a State equal to the key's up to clock values, shared by all keys with the same skeleton: what
     # reads no clock (the properties' predicates, the lasso's fairness) may read it instead of decoding
@@ -81,19 +85,43 @@ class Exploration:
 
     @property
     def n_edges(self) -> int:
-        return len(self.edge_src)
+        return len(self.edge_dst)
+
+    @property
+    def edge_src(self) -> array:
+        """Each edge's source state (built once, on first use)."""
+        if self._src is None:
+            start = self.edge_start
+            self._src = array("i")
+            for i in range(len(start) - 1):
+                self._src.extend([i] * (start[i + 1] - start[i]))
+        return self._src
+
+    @property
+    def edge_act(self) -> list[Action]:
+        """Each edge's action (built once, on first use)."""
+        if self._acts is None:
+            self._label_lists()
+        assert self._acts is not None
+        return self._acts
+
+    @property
+    def edge_ev(self) -> list[tuple[Event, ...]]:
+        """Each edge's events, for the liveness pass (built once, on first use)."""
+        if self._evs is None:
+            self._label_lists()
+        assert self._evs is not None
+        return self._evs
+
+    def _label_lists(self) -> None:
+        parts = self.label_parts
+        pairs = [parts(x) for x in self.edge_label]
+        self._acts = [a for a, _ in pairs]
+        self._evs = [ev for _, ev in pairs]
 
     @property
     def max_depth(self) -> int:
         return max(self.depth) if len(self.depth) else 0
-
-    def adjacency(self) -> list[list[int]]:
-        """The edge numbers leaving each state, computed once (for the liveness pass)."""
-        if self._out is None:
-            self._out = [[] for _ in range(self.n_states)]
-            for k, i in enumerate(self.edge_src):
-                self._out[i].append(k)
-        return self._out
 
     def path_to(self, i: int) -> list[Action]:
         out: list[Action] = []
@@ -119,14 +147,14 @@ def explore_plain(
     """The search on whole `State` values, one `System.step` per transition: the reference that the packed
     search (`explore`) is tested against, state by state and edge by edge."""
     t0 = time.perf_counter()
-    ex, index = _start(system, _same, _same, {}, {p.name: set() for p in properties})
+    ex, index = _start(system, _same, _same, {}, {p.name: set() for p in properties}, _pair)
     states, parent, depth, via = ex.keys, ex.parent, ex.depth, ex.via
     # a property is evaluated only on transitions whose events can matter to it (its trigger mask)
     safety = [(p.name, p.violated, p.trigger_mask) for p in properties if p.violated is not None]
     reach = [(p.name, r.name, r.holds, r.trigger_mask) for p in properties for r in p.sometimes]
     fired = [0] * (max(Act) + 1)
     interned: dict[tuple[Event, ...], tuple[Event, ...]] = {}
-    edge_src, edge_dst, edge_act, edge_ev = ex.edge_src, ex.edge_dst, ex.edge_act, ex.edge_ev
+    edge_start, edge_dst, edge_label = ex.edge_start, ex.edge_dst, ex.edge_label
     violations = ex.violations
     head = 0
     step = system.step
@@ -137,6 +165,8 @@ def explore_plain(
             head += 1
             s = states[i]
             d = depth[i]
+            if keep_edges:
+                edge_start.append(len(edge_dst))
             for a in actions(s):
                 n, ev = step(s, a)
                 fired[a[0]] += 1
@@ -153,10 +183,8 @@ def explore_plain(
                     depth.append(d + 1)
                     via.append(a)
                 if keep_edges:
-                    edge_src.append(i)
                     edge_dst.append(j)
-                    edge_act.append(a)
-                    edge_ev.append(interned.setdefault(ev, ev))
+                    edge_label.append((a, interned.setdefault(ev, ev)))
                 mask = ALWAYS  # the "always" bit, then one bit per event kind
                 for e in ev:
                     mask |= 1 << e[0]
@@ -173,7 +201,7 @@ def explore_plain(
                             ex.reached[pname].add(rname)
                             del reach[k]
             if progress is not None and head % 20000 == 0:
-                progress(len(states), len(ex.edge_src), d, time.perf_counter() - t0)
+                progress(len(states), len(edge_dst), d, time.perf_counter() - t0)
     _finish(ex, fired, t0, progress)
     return ex
 
@@ -200,10 +228,15 @@ def _same(st: State) -> State:
     return st
 
 
+def _pair(label: tuple[Action, tuple[Event, ...]]) -> tuple[Action, tuple[Event, ...]]:
+    return label  # the plain search's edge label is (action, events)
+
+
 def _start(system: System, key: Callable[[State], Any], decode: Callable[[Any], State],
-           violations: dict[str, Found], reached: dict[str, set[str]]) -> tuple[Exploration, dict[Any, int]]:
+           violations: dict[str, Found], reached: dict[str, set[str]],
+           label_parts: Callable[[Any], tuple[Action, tuple[Event, ...]]]) -> tuple[Exploration, dict[Any, int]]:
     """An exploration holding the initial states (keyed by `key`), and the index of their keys."""
-    ex = Exploration(system, [], decode, array("i"), [], array("i"), array("i"), array("i"), [], [],
+    ex = Exploration(system, [], decode, array("i"), [], array("i"), array("i"), array("i"), [], label_parts,
                      violations, reached)
     index: dict[Any, int] = {}
     for s in system.initial_states():
@@ -218,6 +251,10 @@ def _start(system: System, key: Callable[[State], Any], decode: Callable[[Any], 
 
 
 def _finish(ex: Exploration, fired: list[int], t0: float, progress: Progress | None) -> None:
+    if ex.edge_start:
+        ex.edge_start.append(len(ex.edge_dst))
+    else:  # edges were not kept
+        ex.edge_start.extend([0] * (ex.n_states + 1))
     names = {k: k.name.lower().replace("_", "-") for k in Act}
     ex.coverage.update({names[Act(k)]: c for k, c in enumerate(fired) if c})
     ex.seconds = time.perf_counter() - t0
@@ -243,11 +280,11 @@ def explore(
     violations: dict[str, Found] = {}
     reached: dict[str, set[str]] = {p.name: set() for p in properties}
     packer = Packer(system, properties, violations, reached, verify)
-    ex, index = _start(system, packer.pack, packer.unpack, violations, reached)
+    ex, index = _start(system, packer.pack, packer.unpack, violations, reached, _record_label)
     ex.timeless = packer.timeless
     keys, parent, depth, via = ex.keys, ex.parent, ex.depth, ex.via
     fired = [0] * (max(Act) + 1)
-    edge_src, edge_dst, edge_act, edge_ev = ex.edge_src, ex.edge_dst, ex.edge_act, ex.edge_ev
+    edge_start, edge_dst, edge_label = ex.edge_start, ex.edge_dst, ex.edge_label
     skeletons = packer.skeletons
     exact = system.timing_mode == "exact"
     waits: dict[int, tuple[Action, tuple[Event, ...]]] = {}
@@ -268,6 +305,8 @@ def explore(
                 entry = packer.successors(sk, zeros)
             recs, waits_here, used = entry
             used[0] += 1
+            if keep_edges:
+                edge_start.append(len(edge_dst))
             if waits_here:
                 # wait to the nearest deadline (and, in exact timing, by 1 s too): built per state
                 t = min(vals)
@@ -280,7 +319,8 @@ def explore(
                         by = sk.decrements[w] = tuple([w * m for m in sk.dec])
                     recs = recs + ((wa[0], None, tuple(map(sub, p, by)), wa[1], sk.wait_hits),)
                     fired_waits += 1
-            for a, get, consts, ev, hits in recs:
+            for rec in recs:
+                a, get, consts, ev, hits = rec
                 n = consts if get is None else get(p + consts)
                 j = index.setdefault(n, count)
                 if j == count:
@@ -295,10 +335,8 @@ def explore(
                     depth.append(d + 1)
                     via.append(a)
                 if keep_edges:
-                    edge_src.append(i)
                     edge_dst.append(j)
-                    edge_act.append(a)
-                    edge_ev.append(ev)
+                    edge_label.append(rec)
                 if hits:
                     viol, reach = hits
                     for name in viol:
@@ -309,7 +347,7 @@ def explore(
                     hits.clear()  # reported: any later occurrence adds nothing
                     packer.reported()
             if progress is not None and head % 20000 == 0:
-                progress(count, len(edge_src), d, time.perf_counter() - t0)
+                progress(count, len(edge_dst), d, time.perf_counter() - t0)
     fired[Act.WAIT] += fired_waits
     for sk in skeletons:  # every record of a list fired once per state that used it
         for recs, _, used in sk.lists.values():
@@ -317,6 +355,9 @@ def explore(
                 fired[rec[0][0]] += used[0]
     _finish(ex, fired, t0, progress)
     return ex
+
+
+_record_label = itemgetter(0, 3)  # a packed search's edge label is its Record: (action, get, consts, events, hits)
 
 
 # the explicit searches by name (`matrix --search`, benchmarks): they give the same explorations

@@ -75,8 +75,7 @@ def find_lasso(ex: Exploration, prop: Property) -> Lasso | None:
     live = prop.liveness
     assert live is not None
     sys: System = ex.system
-    out = ex.adjacency()
-    dst, evs = ex.edge_dst, ex.edge_ev
+    start, dst, evs = ex.edge_start, ex.edge_dst, ex.edge_ev
     discharges = live.discharges
     # no property predicate reads a clock: they read states up to their clocks (one object per skeleton of
     # the packed search, evaluated once; tests/test_packed_search.py checks the two readings agree)
@@ -94,7 +93,7 @@ def find_lasso(ex: Exploration, prop: Property) -> Lasso | None:
             continue
         kept: list[int] = []  # edges inside the pending states that do not discharge the obligation
         for i in nodes:
-            for k in out[i]:
+            for k in range(start[i], start[i + 1]):
                 if pending[dst[k]] and not (discharges is not None and discharges(evs[k], pod)):
                     kept.append(k)
         g: nx.DiGraph = nx.DiGraph()

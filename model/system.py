@@ -426,17 +426,27 @@ class System:
 
     @staticmethod
     def _forget_time(st: State) -> State:
-        """Untimed: keep only whether a timer is due (0) or armed (1)."""
-        flows = tuple(
-            Flow(
-                tuple(e._replace(timer=1) if e.timer > 1 else e for e in fl.entries),
-                fl.ct_live,
-                fl.client._replace(timer=1) if fl.client.timer > 1 else fl.client,
+        """Untimed: keep only whether a timer is due (0) or armed (1). A step arms a few timers: only the
+        parts holding one are rebuilt (this runs after every untimed step)."""
+        flows = st.flows
+        if any(fl.client.timer > 1 or any(e.timer > 1 for e in fl.entries) for fl in flows):
+            flows = tuple(
+                Flow(
+                    tuple(e._replace(timer=1) if e.timer > 1 else e for e in fl.entries),
+                    fl.ct_live,
+                    fl.client._replace(timer=1) if fl.client.timer > 1 else fl.client,
+                )
+                for fl in flows
             )
-            for fl in st.flows
-        )
-        pods = tuple(p._replace(timer=1) if p.timer > 1 else p for p in st.pods)
-        templates = tuple(t._replace(timer=1) if t is not None and t.timer > 1 else t for t in st.templates)
+        pods = st.pods
+        if any(p.timer > 1 for p in pods):
+            pods = tuple(p._replace(timer=1) if p.timer > 1 else p for p in pods)
+        templates = st.templates
+        if any(t is not None and t.timer > 1 for t in templates):
+            templates = tuple(t._replace(timer=1) if t is not None and t.timer > 1 else t for t in templates)
+        if (flows is st.flows and pods is st.pods and templates is st.templates and st.check_timer <= 1
+                and st.sync_timer <= 1):
+            return st
         return st._replace(
             flows=flows, pods=pods, check_timer=min(st.check_timer, 1),
             sync_timer=min(st.sync_timer, 1), templates=templates,

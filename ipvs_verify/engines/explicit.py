@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from operator import itemgetter, sub
 from typing import Any
 
@@ -287,7 +288,6 @@ def explore(
     edge_start, edge_dst, edge_label = ex.edge_start, ex.edge_dst, ex.edge_label
     skeletons = packer.skeletons
     exact = system.timing_mode == "exact"
-    waits: dict[int, tuple[Action, tuple[Event, ...]]] = {}
     count = len(keys)
     fired_waits = 0
     head = 0
@@ -311,13 +311,10 @@ def explore(
                 # wait to the nearest deadline (and, in exact timing, by 1 s too): built per state
                 t = min(vals)
                 for w in (t, 1) if exact and t > 1 else (t,):
-                    wa = waits.get(w)
+                    wa = sk.waits.get(w)
                     if wa is None:
-                        wa = waits[w] = ((Act.WAIT, w, 0), ((Ev.TIME, 0, w, 0),))
-                    by = sk.decrements.get(w)
-                    if by is None:
-                        by = sk.decrements[w] = tuple([w * m for m in sk.dec])
-                    recs = recs + ((wa[0], None, tuple(map(sub, p, by)), wa[1], sk.wait_hits),)
+                        wa = sk.waits[w] = (*_wait(w), tuple([w * m for m in sk.dec]))
+                    recs = recs + ((wa[0], None, tuple(map(sub, p, wa[2])), wa[1], sk.wait_hits),)
                     fired_waits += 1
             for rec in recs:
                 a, get, consts, ev, hits = rec
@@ -355,6 +352,12 @@ def explore(
                 fired[rec[0][0]] += used[0]
     _finish(ex, fired, t0, progress)
     return ex
+
+
+@cache
+def _wait(w: int) -> tuple[Action, tuple[Event, ...]]:
+    """A wait of w seconds: its action and events (one shared pair per length)."""
+    return (Act.WAIT, w, 0), ((Ev.TIME, 0, w, 0),)
 
 
 _record_label = itemgetter(0, 3)  # a packed search's edge label is its Record: (action, get, consts, events, hits)

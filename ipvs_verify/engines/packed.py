@@ -82,7 +82,7 @@ WAIT_1_MASK = _trigger_mask(WAIT_1_EVENTS)
 
 class Skeleton:
     __slots__ = ("parts", "offsets", "n", "rep", "rep_parts", "running", "run_part", "clocks", "no_zeros", "lists",
-                 "memo", "wait_hits", "summary", "marks", "dec", "decrements")
+                 "memo", "wait_hits", "summary", "marks", "dec", "waits")
 
     def __init__(self, parts: tuple[int, ...], offsets: tuple[int, ...], n: int, rep: State, marks: list[int],
                  rep_parts: tuple[Any, ...]) -> None:
@@ -93,7 +93,8 @@ class Skeleton:
         self.marks = marks  # _timers(rep)
         self.rep_parts = rep_parts  # _split(rep)
         self.dec: tuple[int, ...] = ()  # 1 at the running positions of a packed state, else 0
-        self.decrements: dict[int, tuple[int, ...]] = {}  # w -> w * dec (a wait of w subtracts it)
+        # w -> a wait of w s: its action, its events, and w * dec (what it subtracts from a packed state)
+        self.waits: dict[int, tuple[Action, tuple[Event, ...], tuple[int, ...]]] = {}
         self.running: tuple[int, ...] = ()  # packed positions a wait decrements
         self.run_part: tuple[int, ...] = ()  # the part position of each of them
         self.clocks: Callable[[Packed], tuple[int, ...]] = _none  # packed state -> its running clocks

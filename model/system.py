@@ -426,24 +426,32 @@ class System:
 
     @staticmethod
     def _forget_time(st: State) -> State:
-        """Untimed: keep only whether a timer is due (0) or armed (1). A step arms a few timers: only the
-        parts holding one are rebuilt (this runs after every untimed step)."""
+        """Untimed: keep only whether a timer is due (0) or armed (1). This runs after every untimed step, most
+        of which arm nothing: only the parts holding a timer above 1 are rebuilt (plain loops, not nested
+        generators: this is a fifth of the untimed search)."""
         flows = st.flows
-        if any(fl.client.timer > 1 or any(e.timer > 1 for e in fl.entries) for fl in flows):
-            flows = tuple(
-                Flow(
-                    tuple(e._replace(timer=1) if e.timer > 1 else e for e in fl.entries),
-                    fl.ct_live,
-                    fl.client._replace(timer=1) if fl.client.timer > 1 else fl.client,
-                )
-                for fl in flows
-            )
+        for f, fl in enumerate(flows):
+            c = fl.client
+            stale = c.timer > 1
+            if not stale:
+                for e in fl.entries:
+                    if e.timer > 1:
+                        stale = True
+                        break
+            if stale:
+                fl = Flow(tuple([e._replace(timer=1) if e.timer > 1 else e for e in fl.entries]), fl.ct_live,
+                          c._replace(timer=1) if c.timer > 1 else c)
+                flows = flows[:f] + (fl,) + flows[f + 1:]
         pods = st.pods
-        if any(p.timer > 1 for p in pods):
-            pods = tuple(p._replace(timer=1) if p.timer > 1 else p for p in pods)
+        for p in pods:
+            if p.timer > 1:
+                pods = tuple([q._replace(timer=1) if q.timer > 1 else q for q in pods])
+                break
         templates = st.templates
-        if any(t is not None and t.timer > 1 for t in templates):
-            templates = tuple(t._replace(timer=1) if t is not None and t.timer > 1 else t for t in templates)
+        for t in templates:
+            if t is not None and t.timer > 1:
+                templates = tuple([u._replace(timer=1) if u is not None and u.timer > 1 else u for u in templates])
+                break
         if (flows is st.flows and pods is st.pods and templates is st.templates and st.check_timer <= 1
                 and st.sync_timer <= 1):
             return st

@@ -35,6 +35,14 @@ def triggers(*kinds: Ev) -> int:
     return mask
 
 
+def event_mask(ev: tuple[Event, ...]) -> int:
+    """The bits of a transition that trigger masks meet: ALWAYS, and one per kind of event it carries."""
+    mask = ALWAYS
+    for e in ev:
+        mask |= 1 << e[0]
+    return mask
+
+
 @dataclass(frozen=True)
 class Reach:
     """A "sometimes" check: some reachable transition satisfies it."""

@@ -13,19 +13,12 @@ import pytest
 from ipvs_verify.engines.explicit import explore
 from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec
 from model.system import System
-from properties.catalog import ALWAYS, PROPERTIES
+from properties.catalog import PROPERTIES, event_mask
 
 CELLS = [("K41", 1, "untimed", "1.30", "tcp"), ("K46", 0, "untimed", "1.30", "tcp"),
          ("K46", 1, "untimed", "1.30", "tcp"), ("K516", 0, "untimed", "1.30", "tcp"),
          ("K59", 0, "untimed", "1.30", "tcp"), ("K46", 0, "event", "1.14.0", "udp"), ("K59", 1, "event", "1.30", "udp"),
          ("K516", 0, "untimed", "1.30", "tcp-persistent")]
-
-
-def _mask(ev: tuple) -> int:
-    m = ALWAYS
-    for e in ev:
-        m |= 1 << e[0]
-    return m
 
 
 @pytest.mark.parametrize("variant, mode, timing, kube_proxy, protocol", CELLS)
@@ -44,7 +37,7 @@ def test_trigger_masks_cover_every_true_predicate(variant: str, mode: int, timin
         pre, a, post = ex.states[ex.edge_src[k]], ex.edge_act[k], ex.states[ex.edge_dst[k]]
         _, ev = sys.step(pre, a)
         assert ev == ex.edge_ev[k], f"recorded events differ from the step's at edge {k}"
-        m = _mask(ev)
+        m = event_mask(ev)
         for name, pred, trig in checks:
             if pred(sys, pre, a, ev, post):
                 true_somewhere.add(name)

@@ -26,7 +26,7 @@ from ipvs_verify.engines.packed import Packer
 from model.events import Ev, Event
 from model.state import State
 from model.system import Act, Action, System
-from properties.catalog import ALWAYS, Property
+from properties.catalog import Property, event_mask
 
 
 @dataclass
@@ -154,7 +154,8 @@ def explore_plain(
     safety = [(p.name, p.violated, p.trigger_mask) for p in properties if p.violated is not None]
     reach = [(p.name, r.name, r.holds, r.trigger_mask) for p in properties for r in p.sometimes]
     fired = [0] * (max(Act) + 1)
-    interned: dict[tuple[Event, ...], tuple[Event, ...]] = {}
+    # events (interned) -> themselves, and the checks not reported yet whose trigger mask they meet
+    checks: dict[tuple[Event, ...], tuple[tuple[Event, ...], list[Any], list[Any]]] = {}
     edge_start, edge_dst, edge_label = ex.edge_start, ex.edge_dst, ex.edge_label
     violations = ex.violations
     head = 0
@@ -183,24 +184,27 @@ def explore_plain(
                     parent.append(i)
                     depth.append(d + 1)
                     via.append(a)
+                due = checks.get(ev)
+                if due is None:
+                    mask = event_mask(ev)
+                    due = checks[ev] = (ev, [c for c in safety if c[2] & mask], [c for c in reach if c[3] & mask])
+                ev, due_safety, due_reach = due
                 if keep_edges:
                     edge_dst.append(j)
-                    edge_label.append((a, interned.setdefault(ev, ev)))
-                mask = ALWAYS  # the "always" bit, then one bit per event kind
-                for e in ev:
-                    mask |= 1 << e[0]
-                if safety:
-                    for k in range(len(safety) - 1, -1, -1):
-                        name, violated, trig = safety[k]
-                        if trig & mask and violated(system, s, a, ev, n):
-                            violations[name] = Found(i, a)
-                            del safety[k]
-                if reach:
-                    for k in range(len(reach) - 1, -1, -1):
-                        pname, rname, holds, trig = reach[k]
-                        if trig & mask and holds(system, s, a, ev, n):
-                            ex.reached[pname].add(rname)
-                            del reach[k]
+                    edge_label.append((a, ev))
+                reported = False
+                for name, violated, _ in due_safety:
+                    if violated(system, s, a, ev, n):
+                        violations[name] = Found(i, a)
+                        reported = True
+                for pname, rname, holds, _ in due_reach:
+                    if holds(system, s, a, ev, n):
+                        ex.reached[pname].add(rname)
+                        reported = True
+                if reported:  # a property's first violation, a check's first reach, is all the search keeps
+                    safety = [c for c in safety if c[0] not in violations]
+                    reach = [c for c in reach if c[1] not in ex.reached[c[0]]]
+                    checks.clear()
             if progress is not None and head % 20000 == 0:
                 progress(len(states), len(edge_dst), d, time.perf_counter() - t0)
     _finish(ex, fired, t0, progress)

@@ -35,7 +35,7 @@ from typing import Any
 from model.events import Ev, Event
 from model.state import Client, Entry, Flow, Pod, State, Template
 from model.system import Act, Action, Part, System
-from properties.catalog import ALWAYS, Property
+from properties.catalog import Property, event_mask
 
 SLOT = -(1 << 30)  # a clock's place in a skeleton
 MARK = 1 << 40  # the marker of slot k is MARK + k * STRIDE: far above every constant of the model
@@ -69,15 +69,7 @@ WAIT_1: Action = (Act.WAIT, 1, 0)
 WAIT_1_EVENTS: tuple[Event, ...] = ((Ev.TIME, 0, 1, 0),)
 
 
-def _trigger_mask(ev: tuple[Event, ...]) -> int:
-    """The bits of a transition that properties' trigger masks meet: ALWAYS, and one per event kind."""
-    mask = ALWAYS
-    for e in ev:
-        mask |= 1 << e[0]
-    return mask
-
-
-WAIT_1_MASK = _trigger_mask(WAIT_1_EVENTS)
+WAIT_1_MASK = event_mask(WAIT_1_EVENTS)
 
 
 class Skeleton:
@@ -378,7 +370,7 @@ class Packer:
         memo = self.part_memo.get(key)
         if memo is None:
             changed, ev = self._part_result(sk, a, fp)
-            memo = self.part_memo[key] = (changed, ev, tuple(pid for pid, _ in changed), _trigger_mask(ev), {})
+            memo = self.part_memo[key] = (changed, ev, tuple(pid for pid, _ in changed), event_mask(ev), {})
         elif self.verify and self._part_result(sk, a, fp) != memo[:2]:
             raise PackingError(f"{a} is not confined to its footprint {[Part(p).name for p in fp]}")
         changed, ev, new_ids, mask, shapes = memo

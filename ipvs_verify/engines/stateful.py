@@ -37,7 +37,7 @@ from model.config import Config, Scope
 from model.events import Ev, Event
 from model.state import DestStatus, PodPhase, Sock, State
 from model.system import Act, Action, System
-from properties.catalog import ALWAYS, PROPERTIES, Property
+from properties.catalog import PROPERTIES, Property, event_mask
 
 ENGINE = "hypothesis"
 _WAIT = int(Act.WAIT)
@@ -190,9 +190,7 @@ def make_machine(
                 self.now += a[1]
             coverage.steps += 1
             coverage.actions[a[0]] += 1
-            mask = ALWAYS
-            for e in events:
-                mask |= 1 << e[0]
+            mask = event_mask(events)
             for p, r in reach:  # a predicate can only hold on a transition carrying one of its trigger events
                 if r.trigger_mask & mask and r.holds(sys, pre, a, events, post):
                     coverage.record_reach(p, r.name)

@@ -61,8 +61,9 @@ class PackingError(RuntimeError):
 
 # One memoised transition of a skeleton: (action, get, consts, events, hits). The successor of packed state p
 # is get(p + consts), or consts itself when get is None (it copies no clock); consts is (successor skeleton,
-# constants...). `hits` is a list, emptied once reported: a property's first violation is all the search keeps.
-Record = tuple[Action, Callable[[Packed], Packed] | None, Packed, tuple[Event, ...], list[Any]]
+# constants...). `hits` is () or a list, emptied once reported: a property's first violation is all the search
+# keeps.
+Record = tuple[Action, Callable[[Packed], Packed] | None, Packed, tuple[Event, ...], list[Any] | tuple[()]]
 
 Successors = tuple[tuple[Record, ...], bool, list[int]]  # see Packer.successors
 WAIT_1: Action = (Act.WAIT, 1, 0)
@@ -73,14 +74,15 @@ WAIT_1_MASK = event_mask(WAIT_1_EVENTS)
 
 
 class Skeleton:
-    __slots__ = ("parts", "offsets", "n", "rep", "rep_parts", "running", "run_part", "clocks", "no_zeros", "lists",
-                 "memo", "wait_hits", "summary", "marks", "dec", "waits")
+    __slots__ = ("parts", "offsets", "n", "layout", "rep", "rep_parts", "running", "run_part", "clocks", "no_zeros",
+                 "lists", "memo", "wait_hits", "summary", "marks", "dec", "waits")
 
     def __init__(self, parts: tuple[int, ...], offsets: tuple[int, ...], n: int, rep: State, marks: list[int],
                  rep_parts: tuple[Any, ...]) -> None:
         self.parts = parts  # part ids: each flow, then SCHED, then KP
         self.offsets = offsets  # the packed position of each part's first slot
         self.n = n  # slots: packed positions 1 .. n
+        self.layout = (offsets, n)  # where each part's slots are: what a step's clock shape depends on
         self.rep = rep  # the representative: slot k holds the marker MARK + (k - 1) * STRIDE
         self.marks = marks  # _timers(rep)
         self.rep_parts = rep_parts  # _split(rep)
@@ -381,15 +383,19 @@ class Packer:
             for pos, pid in zip(fp, new_ids, strict=True):
                 parts[pos] = pid
             ids = tuple(parts)
-        target = self._composite(ids)
+        target = self.index.get(ids)
+        if target is None:
+            target = self._composite(ids)
         # how the successor's clocks come from the source's: the same for every skeleton of this layout
-        layout = (sk.offsets, sk.n)
-        shape = shapes.get(layout)
+        shape = shapes.get(sk.layout)
         if shape is None:
-            shape = shapes[layout] = self._shape(sk, fp, changed)
+            shape = shapes[sk.layout] = self._shape(sk, fp, changed)
         get, consts = shape
+        checks = self._checks.get(mask)
+        if checks is not None and not checks[0] and not checks[1]:  # nothing left to evaluate here
+            return (a, get, (target, *consts), ev, ())
         hits = self._hits(sk.rep, a, ev, mask, self.skeletons[target].rep)
-        return (a, get, (target, *consts), ev, list(hits or ()))
+        return (a, get, (target, *consts), ev, list(hits) if hits else ())
 
     @staticmethod
     def _shape(sk: Skeleton, fp: tuple[int, ...], changed: tuple[tuple[int, Transform], ...]) -> Shape:

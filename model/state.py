@@ -9,7 +9,7 @@ in the kernel, where only bind/unbind and state changes touch them.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from model.tcp_states import TcpState, is_active
 
@@ -127,3 +127,16 @@ def flow_counters(flow: Flow, dest: int) -> tuple[int, int]:
             else:
                 inactive += 1
     return active, inactive
+
+
+Timed = TypeVar("Timed", Entry, Client, Pod, Template)
+
+
+def with_timer(x: Timed, timer: int) -> Timed:
+    """x with its `timer` field set: what `x._replace(timer=timer)` gives, at a third of its cost (the
+    untimed search rewrites timers after every step)."""
+    k = _TIMER_FIELD[type(x)]
+    return tuple.__new__(type(x), x[:k] + (timer,) + x[k + 1:])
+
+
+_TIMER_FIELD = {cls: cls._fields.index("timer") for cls in (Entry, Client, Pod, Template)}

@@ -46,6 +46,7 @@ from model.state import (
     Template,
     counters,
     flow_counters,
+    with_timer,
 )
 from model.tcp_states import Dir, Seg, TcpState, tcp_transition
 from model.variants import Feature
@@ -428,7 +429,7 @@ class System:
     def _forget_time(st: State) -> State:
         """Untimed: keep only whether a timer is due (0) or armed (1). This runs after every untimed step, most
         of which arm nothing: only the parts holding a timer above 1 are rebuilt (plain loops, not nested
-        generators: this is a fifth of the untimed search)."""
+        generators, and `with_timer`, not `_replace`: this is a fifth of the untimed search)."""
         flows = st.flows
         for f, fl in enumerate(flows):
             c = fl.client
@@ -439,18 +440,18 @@ class System:
                         stale = True
                         break
             if stale:
-                fl = Flow(tuple([e._replace(timer=1) if e.timer > 1 else e for e in fl.entries]), fl.ct_live,
-                          c._replace(timer=1) if c.timer > 1 else c)
+                fl = Flow(tuple([with_timer(e, 1) if e.timer > 1 else e for e in fl.entries]), fl.ct_live,
+                          with_timer(c, 1) if c.timer > 1 else c)
                 flows = flows[:f] + (fl,) + flows[f + 1:]
         pods = st.pods
         for p in pods:
             if p.timer > 1:
-                pods = tuple([q._replace(timer=1) if q.timer > 1 else q for q in pods])
+                pods = tuple([with_timer(q, 1) if q.timer > 1 else q for q in pods])
                 break
         templates = st.templates
         for t in templates:
             if t is not None and t.timer > 1:
-                templates = tuple([u._replace(timer=1) if u is not None and u.timer > 1 else u for u in templates])
+                templates = tuple([with_timer(u, 1) if u is not None and u.timer > 1 else u for u in templates])
                 break
         if (flows is st.flows and pods is st.pods and templates is st.templates and st.check_timer <= 1
                 and st.sync_timer <= 1):

@@ -1,17 +1,21 @@
 """The explicit engine's shortcuts never hide a violation.
 
-The engine evaluates a property only on transitions that carry one of its trigger events, and the lasso
-search reuses the events recorded during the search. Both are checked here against the plain definitions,
-on every transition of complete explorations (untimed TCP cells; the event-timed ones are UDP cells, which are
-small: an event-timed TCP cell costs 7 s here).
+The engine evaluates a property only on transitions that carry one of its trigger events, the lasso
+search reuses the events recorded during the search, and untimed steps forget time only where a timer was
+armed. All three are checked here against the plain definitions, on every transition of complete
+explorations (untimed TCP cells; the event-timed ones are UDP cells, which are small: an event-timed TCP cell
+costs 7 s here).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
 from ipvs_verify.engines.explicit import explore
 from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec
+from model.state import State
 from model.system import System
 from properties.catalog import PROPERTIES, event_mask
 
@@ -43,3 +47,32 @@ def test_trigger_masks_cover_every_true_predicate(variant: str, mode: int, timin
                 true_somewhere.add(name)
                 assert trig & m, f"{name} holds on {a} but its trigger mask misses events {ev}"
     assert true_somewhere, "no predicate was ever true: the check above proved nothing"
+
+
+def _forgotten(st: State) -> State:
+    """The plain definition of the untimed abstraction: every timer above 1 (armed) becomes 1."""
+    def one(x: Any) -> Any:
+        return x._replace(timer=1) if x is not None and x.timer > 1 else x
+    flows = tuple(fl._replace(entries=tuple(one(e) for e in fl.entries), client=one(fl.client)) for fl in st.flows)
+    return st._replace(flows=flows, pods=tuple(one(p) for p in st.pods), templates=tuple(one(t) for t in st.templates),
+                       check_timer=min(st.check_timer, 1), sync_timer=min(st.sync_timer, 1))
+
+
+@pytest.mark.parametrize("variant, mode, timing, kube_proxy, protocol", [c for c in CELLS if c[2] == "untimed"])
+def test_untimed_steps_forget_time_as_defined(variant: str, mode: int, timing: str, kube_proxy: str,
+                                              protocol: str) -> None:
+    """System._forget_time rebuilds only the parts holding a timer to forget: on every transition of the
+    complete untimed search it must give what the plain definition gives on the timed step."""
+    proto, _, persistent = protocol.partition("-")
+    cfg = CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),), proto, 10800 if persistent else 0).config(
+        DEFAULT_SCOPE)
+    untimed, timed = System(cfg, "untimed"), System(cfg, "event")
+    ex = explore(untimed, (), max_states=60_000)
+    assert ex.complete
+    armed = 0
+    for k in range(ex.n_edges):
+        pre, a, post = ex.states[ex.edge_src[k]], ex.edge_act[k], ex.states[ex.edge_dst[k]]
+        raw, _ = timed.step(pre, a)
+        assert _forgotten(raw) == post, f"edge {k} ({a}): forgetting time differs from its definition"
+        armed += raw != post
+    assert armed, "no step armed a timer: the check above proved nothing"

@@ -1,0 +1,58 @@
+"""The actions of the transition system: what clients, timers, kube-proxy, the environment and an operator can
+do, who does each, and the parts of a state an action's step may be confined to (System.footprint).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Act(IntEnum):
+    # clients
+    REQUEST = 0  # (flow, plan): a short connection, connect + close in one step
+    CONNECT = 1  # (flow): open a long-lived connection
+    SEND = 2  # (flow): data on an established connection
+    CLOSE = 3  # (flow, plan): close an established connection
+    # time and timers
+    WAIT = 4  # (seconds)
+    EXPIRE = 5  # (flow, entry index): an IPVS entry's timer fires
+    CLIENT_TIMER = 6  # (flow): SYN retransmission, or the end of the client's TIME_WAIT
+    GRACE_END = 7  # (pod): the grace period ends, the pod is destroyed
+    SYNC = 8  # kube-proxy syncProxyRules
+    CHECK = 9  # kube-proxy graceful-deletion check
+    FLUSH = 10  # 5.9+ expire_nodest_conn work
+    # the environment (kubectl, controllers)
+    DELETE_POD = 11  # (pod)
+    ADD_POD = 12  # (pod)
+    CRASH_POD = 13  # (pod)
+    ENDPOINT_GONE = 14  # (pod): the endpoints controller drops a crashed pod's endpoint
+    # operator (scenarios): ipvsadm by hand
+    SET_WEIGHT = 15  # (pod, weight)
+    DELETE_DEST = 16  # (pod)
+    ADD_DEST = 17  # (pod, weight)
+    # UDP clients
+    DATAGRAM = 18  # (flow): a datagram to the service, answered by the pod (a DNS query, say)
+    # persistence (sessionAffinity: ClientIP)
+    TEMPLATE_EXPIRE = 19  # (client): a persistence template's timer fires
+
+
+Action = tuple[int, int, int]
+
+
+class Part(IntEnum):
+    """The parts of a state that a step may be confined to (see System.footprint)."""
+
+    FLOW = 0  # the action's own flow, flows[a[1]]
+    SCHED = 1  # dests, order, cursor, pods, templates
+    KP = 2  # kube-proxy and time: sync_timer, check_timer, graceful, flush_pending, budget
+    FLOW_SUMMARY = 3  # read only: the sum over every flow of System.flow_summary
+    STATUS = 4  # read only: of the scheduling side, System.status_view (each dest's status, each pod's phase)
+
+ACTORS = {
+    Act.REQUEST: "client", Act.CONNECT: "client", Act.SEND: "client", Act.CLOSE: "client",
+    Act.WAIT: "time", Act.EXPIRE: "ipvs", Act.CLIENT_TIMER: "client", Act.GRACE_END: "kubelet",
+    Act.SYNC: "kube-proxy", Act.CHECK: "kube-proxy", Act.FLUSH: "ipvs", Act.DELETE_POD: "user",
+    Act.ADD_POD: "user", Act.CRASH_POD: "kubelet", Act.ENDPOINT_GONE: "endpoints-controller",
+    Act.SET_WEIGHT: "operator", Act.DELETE_DEST: "operator", Act.ADD_DEST: "operator", Act.DATAGRAM: "client",
+    Act.TEMPLATE_EXPIRE: "ipvs",
+}

@@ -1,0 +1,96 @@
+"""Time (README, "Time"): the next deadline, a wait that moves every running clock, and the untimed
+abstraction, which keeps only whether a timer is due or armed.
+"""
+
+from __future__ import annotations
+
+from model.core import Core
+from model.state import Flow, PodPhase, Sock, State, with_timer
+
+
+class Clock(Core):
+    """Deadlines, waits and the untimed abstraction."""
+
+    @staticmethod
+    def _any_due(st: State) -> bool:
+        if st.flush_pending or st.check_timer == 0 or st.sync_timer == 0:
+            return True
+        for flow in st.flows:
+            if any(e.timer <= 0 for e in flow.entries):
+                return True
+            if flow.client.sock in (Sock.SYN_SENT, Sock.TIME_WAIT) and flow.client.timer == 0:
+                return True
+        if any(t is not None and t.timer <= 0 for t in st.templates):
+            return True
+        return any(p.phase == PodPhase.TERMINATING and p.timer == 0 for p in st.pods)
+
+    def _next_deadline(self, st: State) -> int:
+        t = st.check_timer
+        if st.sync_timer > 0:
+            t = min(t, st.sync_timer)
+        for flow in st.flows:
+            for e in flow.entries:
+                t = min(t, e.timer)
+            c = flow.client
+            if c.sock in (Sock.SYN_SENT, Sock.TIME_WAIT):
+                t = min(t, c.timer)
+        for pod in st.pods:
+            if pod.phase == PodPhase.TERMINATING:
+                t = min(t, pod.timer)
+        for tpl in st.templates:
+            if tpl is not None:
+                t = min(t, tpl.timer)
+        return t
+
+    @staticmethod
+    def _forget_time(st: State) -> State:
+        """Untimed: keep only whether a timer is due (0) or armed (1). This runs after every untimed step, most
+        of which arm nothing: only the parts holding a timer above 1 are rebuilt (plain loops, not nested
+        generators, and `with_timer`, not `_replace`: this is a fifth of the untimed search)."""
+        flows = st.flows
+        for f, fl in enumerate(flows):
+            c = fl.client
+            stale = c.timer > 1
+            if not stale:
+                for e in fl.entries:
+                    if e.timer > 1:
+                        stale = True
+                        break
+            if stale:
+                fl = Flow(tuple([with_timer(e, 1) if e.timer > 1 else e for e in fl.entries]), fl.ct_live,
+                          with_timer(c, 1) if c.timer > 1 else c)
+                flows = flows[:f] + (fl,) + flows[f + 1:]
+        pods = st.pods
+        for p in pods:
+            if p.timer > 1:
+                pods = tuple([with_timer(q, 1) if q.timer > 1 else q for q in pods])
+                break
+        templates = st.templates
+        for t in templates:
+            if t is not None and t.timer > 1:
+                templates = tuple([with_timer(u, 1) if u is not None and u.timer > 1 else u for u in templates])
+                break
+        if (flows is st.flows and pods is st.pods and templates is st.templates and st.check_timer <= 1
+                and st.sync_timer <= 1):
+            return st
+        return st._replace(
+            flows=flows, pods=pods, check_timer=min(st.check_timer, 1),
+            sync_timer=min(st.sync_timer, 1), templates=templates,
+        )
+
+    def _advance(self, st: State, d: int) -> State:
+        flows = tuple(
+            Flow(
+                tuple(e._replace(timer=e.timer - d) for e in fl.entries),
+                fl.ct_live,
+                fl.client._replace(timer=fl.client.timer - d)
+                if fl.client.sock in (Sock.SYN_SENT, Sock.TIME_WAIT) else fl.client,
+            )
+            for fl in st.flows
+        )
+        pods = tuple(p._replace(timer=p.timer - d) if p.phase == PodPhase.TERMINATING else p for p in st.pods)
+        templates = tuple(t._replace(timer=t.timer - d) if t is not None else t for t in st.templates)
+        return st._replace(
+            flows=flows, pods=pods, check_timer=st.check_timer - d,
+            sync_timer=st.sync_timer - d if st.sync_timer >= 0 else -1, templates=templates,
+        )

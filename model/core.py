@@ -1,0 +1,121 @@
+"""What every part of the transition system shares: the configuration it models (the variant's memoised
+decisions, the scope, the timeouts), the encodings of time, and the small updates of a state.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from model.actions import Act, Action
+from model.config import Config
+from model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_REUSED
+from model.ip_vs_in import SkbCt, StatusVerdict, reuse_block, status_block
+from model.scheduler import SCHEDULERS
+from model.state import Dest, DestStatus, Entry, Flow, Plan, Pod, PodPhase, State, Template
+from model.variants import Feature
+
+# How time passes (README, "Time"):
+#   exact:   integer seconds; `wait` by 1 s or to the next deadline (digitization of the real timers)
+#   event:   `wait` only to the next deadline: actions happen at instants when some timer fires.
+#            Every run is an exact run (an under-approximation): its violations are real.
+#   untimed: no clock; an armed timer may fire at any moment (an over-approximation): what holds here
+#            holds for every timing. Armed timers are kept as 1, due ones as 0.
+TIMINGS = ("exact", "event", "untimed")
+
+# ip_vs_conn_expire_now(): the timer fires at the next jiffy, before this client port can complete
+# another connection; a natural deadline (timer 0) instead ties with whatever else happens at that second
+EXPIRE_NOW = -1
+
+
+_new_state = tuple.__new__
+
+
+class Core:
+    """The model of one configuration: its parameters, and the updates every part of it uses."""
+
+    def __init__(self, config: Config, timing: str = "exact") -> None:
+        if timing not in TIMINGS:
+            raise ValueError(f"unknown timing '{timing}' (expected one of {', '.join(TIMINGS)})")
+        self.timing_mode = timing
+        self.untimed = timing == "untimed"
+        self.config = config
+        self.v = config.variant
+        self.s = config.sysctls
+        self.scope = config.scope
+        self.timing = config.timing
+        self.sched = SCHEDULERS[config.scheduler]
+        self.pod_names = config.scope.all_pods
+        self.n_pods = len(self.pod_names)
+        self.n_flows = config.scope.flows
+        self._timeout = dict(config.timing.ipvs_timeouts)
+        v, s = self.v, self.s
+        # the variant's decisions, memoised over their finite domains
+        self.reuse = lru_cache(maxsize=None)(
+            lambda st, w0, nfct, ct, controlled=False: reuse_block(v, s, st, controlled, False, nfct, w0, ct))
+        self.status = lru_cache(maxsize=None)(lambda ct: status_block(v, s, ct))
+        self.nodest_work = v.has(Feature.NODEST_WORK) and s.expire_nodest_conn
+        self.udp = config.scope.protocol == "udp"
+        self.persistent = config.scope.persistence > 0
+        plans = []
+        if config.scope.short_requests:
+            plans += [Plan.CLIENT_CLOSES, Plan.SERVER_CLOSES]
+        self._client_actions: list[tuple[int, Action]] = []
+        for f in range(self.n_flows):
+            if self.udp:
+                self._client_actions.append((f, (Act.DATAGRAM, f, 0)))
+                continue
+            for p in plans:
+                self._client_actions.append((f, (Act.REQUEST, f, p)))
+            if config.scope.long_lived:
+                self._client_actions.append((f, (Act.CONNECT, f, 0)))
+
+    @staticmethod
+    def _set_flow(st: State, f: int, flow: Flow) -> State:
+        # the hottest update of the search: built directly (NamedTuple._replace costs three times as much)
+        flows = st.flows
+        return _new_state(State, (flows[:f] + (flow,) + flows[f + 1:],) + st[1:])
+
+    @staticmethod
+    def _set_pod(st: State, p: int, pod: Pod) -> State:
+        pods = list(st.pods)
+        pods[p] = pod
+        return st._replace(pods=tuple(pods))
+
+    @staticmethod
+    def _set_dest(st: State, p: int, dest: Dest) -> State:
+        dests = list(st.dests)
+        dests[p] = dest
+        return st._replace(dests=tuple(dests))
+
+    @staticmethod
+    def _set_template(st: State, c: int, tpl: Template | None) -> State:
+        templates = list(st.templates)
+        templates[c] = tpl
+        return st._replace(templates=tuple(templates))
+
+    def _skb_ct(self, flow: Flow) -> SkbCt:
+        if not self.config.nf_conntrack:
+            return SkbCt.NONE
+        # nf_conntrack_proto_tcp.c: a live entry ignores the SYN (stays confirmed); a TIME_WAIT/CLOSE one
+        # seen closing (CLOSE_INIT or RST) is killed and the SYN gets a new, unconfirmed entry
+        return SkbCt.CONFIRMED if flow.ct_live else SkbCt.NEW
+
+    def _ct_after(self, flow: Flow, cp: Entry) -> bool:
+        """Is the flow's conntrack entry confirmed once a packet has gone through `cp`?
+
+        ip_vs_nat_xmit: an entry without NFCT calls ip_vs_notrack(), so a new conntrack is never confirmed.
+        """
+        return flow.ct_live or (self.config.nf_conntrack and cp.nfct)
+
+    def _server_status(self, cp: Entry, skb_ct: SkbCt) -> tuple[Entry, StatusVerdict]:
+        """The server-status block on an entry whose dest was deleted: the entry after it, and the verdict."""
+        sv = self.status(skb_ct)
+        return Entry(cp.state, cp.dest, cp.nfct and not sv.clear_nfct, cp.owns_ct,
+                     EXPIRE_NOW if sv.expire else cp.timer, cp.control), sv
+
+    @staticmethod
+    def _forward_flags(st: State, dest: int, reused: bool) -> int:
+        """What a forwarded SYN or datagram meets: a reused entry, weight 0, a deleted dest, a destroyed pod."""
+        d = st.dests[dest]
+        return ((SF_REUSED if reused else 0) | (SF_POD_DEAD if st.pods[dest].phase == PodPhase.DESTROYED else 0)
+                | (SF_DEST_W0 if d.weight == 0 else 0) | (SF_DEST_DELETED if d.status == DestStatus.TRASH else 0))

@@ -1,0 +1,248 @@
+"""The packet path (ip_vs_in): a SYN or a datagram meeting the connection table, the packets of an
+established connection and its close, a client's retransmission and TIME_WAIT, and the IPVS entries' timers.
+"""
+
+from __future__ import annotations
+
+from model.core import EXPIRE_NOW
+from model.events import SF_RETRANSMIT, BrokenWhy, DropWhy, Ev, Event
+from model.scheduling import Scheduling
+from model.state import FREE_CLIENT, Client, DestStatus, Entry, Flow, Plan, PodPhase, Sock, State
+from model.tcp_states import Dir, Seg, TcpState, tcp_transition
+
+
+def _disown(entries: tuple[Entry, ...]) -> tuple[Entry, ...]:
+    """The flow's conntrack entry is gone or closed: no IPVS entry owns a live one any more."""
+    if not any(e.owns_ct for e in entries):
+        return entries
+    return tuple(Entry(e.state, e.dest, e.nfct, False, e.timer, e.control) if e.owns_ct else e for e in entries)
+
+
+class DataPath(Scheduling):
+    """What packets and IPVS timers do to the connection table, the conntrack entries and the clients."""
+
+    def _send_syn(self, st: State, f: int, tries: int, plan: Plan, ev: list[Event]) -> State:
+        flow = st.flows[f]
+        entries = list(flow.entries)
+        skb_ct = self._skb_ct(flow)
+        cp: Entry | None = entries[0] if entries else None  # ip_vs_conn_in_get: the newest entry wins
+        reused = cp is not None
+        retrans = SF_RETRANSMIT if tries else 0
+        if cp is not None:
+            ev.append((Ev.REUSE_HIT, f, int(cp.state), cp.dest))
+            # ip_vs_core.c ip_vs_in(): the port-reuse block (SYN, entry found)
+            d = st.dests[cp.dest]
+            r = self.reuse(cp.state, d.weight == 0, cp.nfct, skb_ct, cp.control != 0)
+            if r.resched:
+                entries[0] = cp = Entry(cp.state, cp.dest, cp.nfct and not r.clear_nfct, cp.owns_ct,
+                                        EXPIRE_NOW if r.expire_old else cp.timer, cp.control)
+                ev.append((Ev.RESCHEDULED, f, cp.dest, 0))
+                if r.drop:
+                    ev.append((Ev.SYN_DROPPED, f, DropWhy.REUSE, 0))
+                    return self._syn_dropped(st, f, entries, flow, tries, plan)
+                cp = None
+        if cp is not None and st.dests[cp.dest].status == DestStatus.TRASH:
+            # the server-status block: the entry's dest was deleted (not AVAILABLE)
+            entries[0], sv = self._server_status(cp, skb_ct)
+            cp = entries[0]
+            if sv.drop:
+                ev.append((Ev.SYN_DROPPED, f, DropWhy.NODEST, 0))
+                return self._syn_dropped(st, f, entries, flow, tries, plan)
+            ev.append((Ev.RESCHEDULED, f, cp.dest, 0))
+            cp = None
+            reused = False
+        if cp is None:
+            reused = False
+            # tcp_conn_schedule -> ip_vs_schedule
+            st, dest, control = self._schedule(st, f, ev)
+            if dest < 0:
+                # ip_vs_leave(): ICMP port unreachable -> ECONNREFUSED; the SYN's conntrack is never confirmed
+                ev.append((Ev.REFUSED, f, 0, 0))
+                return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, FREE_CLIENT))
+            # ip_vs_conn_new(): NFCT iff sysctl conntrack; hashed at the head of its chain
+            cp = Entry(TcpState.NONE, dest, self.s.conntrack, False, 0, control)
+            entries.insert(0, cp)
+        pod = st.pods[cp.dest]
+        ev.append((Ev.SYN_FORWARDED, f, cp.dest, retrans | self._forward_flags(st, cp.dest, reused)))
+        # set_tcp_state(INPUT, SYN) runs before xmit; ip_vs_conn_put() re-arms the timer whatever xmit does
+        state = tcp_transition(cp.state, Dir.INPUT, Seg.SYN)
+        if pod.phase == PodPhase.DESTROYED:
+            # ip_vs_nat_xmit: no route to the pod's IP -> ICMP host unreachable, translated back to the VIP;
+            # the SYN's new conntrack entry is never confirmed (routed /32 pod network)
+            entries[0] = Entry(state, cp.dest, cp.nfct, cp.owns_ct, self._timeout[state], cp.control)
+            ev.append((Ev.NO_ROUTE, f, cp.dest, 0))
+            return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, FREE_CLIENT))
+        # SYN-ACK (OUTPUT), ACK (INPUT): the handshake completes through the same entry
+        state = tcp_transition(tcp_transition(state, Dir.OUTPUT, Seg.SYN), Dir.INPUT, Seg.ACK)
+        entries = list(_disown(tuple(entries)))
+        ct_live = self._ct_after(flow, cp)
+        entries[0] = Entry(state, cp.dest, cp.nfct, ct_live, self._timeout[state], cp.control)
+        ev.append((Ev.CONNECTED, f, cp.dest, 0))
+        client = Client(Sock.ESTABLISHED, cp.dest, 0, 0, plan)
+        st = self._set_flow(st, f, Flow(tuple(entries), ct_live, client))
+        if plan != Plan.HOLD:
+            st = self._close(st, f, plan, ev)
+        return st
+
+    def _syn_dropped(
+        self, st: State, f: int, entries: list[Entry], flow: Flow, tries: int, plan: Plan
+    ) -> State:
+        # the SYN's unconfirmed conntrack dies with it; the client retransmits after its RTO (1, 2, 4 .. s)
+        client = Client(Sock.SYN_SENT, -1, self.timing.syn_rto << tries, tries, plan)
+        return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, client))
+
+    def _send_datagram(self, st: State, f: int, ev: list[Event]) -> State:
+        flow = st.flows[f]
+        entries = list(flow.entries)
+        skb_ct = self._skb_ct(flow)  # a UDP conntrack entry is confirmed once a datagram has passed
+        cp: Entry | None = entries[0] if entries else None  # ip_vs_conn_in_get: the newest entry wins
+        reused = cp is not None
+        # is_new_conn() is false for UDP: no port-reuse block, a weight-0 dest keeps its flows (T10)
+        if cp is not None and st.dests[cp.dest].status == DestStatus.TRASH:
+            # the server-status block (the same decision as for TCP: ip_vs_in / 5.9+ ip_vs_in_hook)
+            entries[0], sv = self._server_status(cp, skb_ct)
+            cp = entries[0]
+            if sv.drop:
+                # __ip_vs_conn_put: dropped without re-arming the timer; the application must retry
+                ev.append((Ev.DGRAM_DROPPED, f, DropWhy.NODEST, 0))
+                return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client))
+            ev.append((Ev.RESCHEDULED, f, cp.dest, 0))
+            cp = None
+            reused = False
+        if cp is None:
+            # udp_conn_schedule(): any datagram without an entry is scheduled (no SYN test)
+            st, dest, control = self._schedule(st, f, ev)
+            if dest < 0:
+                ev.append((Ev.REFUSED, f, 0, 0))  # ip_vs_leave(): ICMP port unreachable
+                return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client))
+            # ip_vs_conn_new(): NFCT iff sysctl conntrack; UDP entries stay INACTIVE (udp_state_transition)
+            cp = Entry(TcpState.NORMAL, dest, self.s.conntrack, False, 0, control)
+            entries.insert(0, cp)
+        pod = st.pods[cp.dest]
+        ev.append((Ev.DGRAM_FORWARDED, f, cp.dest, self._forward_flags(st, cp.dest, reused)))
+        # udp_state_transition() sets the 300 s timeout; ip_vs_conn_put() re-arms it whatever xmit does
+        timer = self._timeout[TcpState.NORMAL]
+        if pod.phase == PodPhase.DESTROYED:
+            # no route to the pod's IP: ICMP host unreachable; the datagram's new conntrack is never confirmed
+            entries[0] = Entry(cp.state, cp.dest, cp.nfct, cp.owns_ct, timer, cp.control)
+            ev.append((Ev.NO_ROUTE, f, cp.dest, 0))
+            return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client))
+        # the reply (handle_response) refreshes the same entry; the conntrack entry is now confirmed
+        ct_live = self._ct_after(flow, cp)
+        owns = cp.owns_ct if flow.ct_live else ct_live
+        if owns and not cp.owns_ct:
+            entries = list(_disown(tuple(entries)))
+        entries[0] = Entry(cp.state, cp.dest, cp.nfct, owns, timer, cp.control)
+        ev.append((Ev.ANSWERED, f, cp.dest, 0))
+        return self._set_flow(st, f, Flow(tuple(entries), ct_live, flow.client))
+
+    def _client_timer(self, st: State, f: int, ev: list[Event]) -> State:
+        flow = st.flows[f]
+        c = flow.client
+        if c.sock == Sock.TIME_WAIT:
+            ev.append((Ev.TIME_WAIT_OVER, f, 0, 0))
+            return self._set_flow(st, f, flow._replace(client=FREE_CLIENT))
+        if c.tries >= self.timing.syn_retries:
+            ev.append((Ev.TIMED_OUT, f, 0, 0))  # tcp_syn_retries exhausted: connect() fails ETIMEDOUT
+            return self._set_flow(st, f, flow._replace(client=FREE_CLIENT))
+        return self._send_syn(st, f, c.tries + 1, c.plan, ev)
+
+    _CLOSE_SEQ = {
+        Plan.CLIENT_CLOSES: ((Dir.INPUT, Seg.FIN), (Dir.OUTPUT, Seg.ACK), (Dir.OUTPUT, Seg.FIN), (Dir.INPUT, Seg.ACK)),
+        Plan.SERVER_CLOSES: ((Dir.OUTPUT, Seg.FIN), (Dir.INPUT, Seg.ACK), (Dir.INPUT, Seg.FIN), (Dir.OUTPUT, Seg.ACK)),
+    }
+
+    def _packet(self, st: State, flow: Flow, f: int, direction: Dir, seg: Seg, ev: list[Event]) -> tuple[Flow, int]:
+        """One packet of flow `f` through IPVS; returns (flow, -1), or (flow, BrokenWhy) if the connection broke.
+
+        Works on the flow alone (a packet changes nothing else), so a close's four packets build one new flow.
+        """
+        entries = flow.entries
+        pod_of_conn = flow.client.pod
+        if direction == Dir.OUTPUT:
+            # handle_response: the reply is matched by its real-server address (ip_vs_conn_out_get)
+            idx = next((i for i, e in enumerate(entries) if e.dest == pod_of_conn), -1)
+            if idx < 0:
+                return flow, BrokenWhy.RESET  # not NATed back: the client answers RST
+        else:
+            if not entries:
+                # tcp_conn_schedule(): not a SYN, no entry -> ACCEPT to the node's stack, which answers RST
+                return flow, BrokenWhy.RESET
+            idx = 0
+            cp = entries[0]
+            if st.dests[cp.dest].status == DestStatus.TRASH:
+                cp, sv = self._server_status(cp, self._skb_ct(flow))
+                # dropped (pre-5.9, or confirmed conntrack) or rescheduled as a non-SYN -> RST
+                return (Flow((cp,) + entries[1:], flow.ct_live, flow.client),
+                        BrokenWhy.DEST_DELETED if sv.drop else BrokenWhy.RESET)
+        cp = entries[idx]
+        state = tcp_transition(cp.state, direction, seg)
+        ct_live = self._ct_after(flow, cp)
+        owns = cp.owns_ct if flow.ct_live else ct_live
+        cp = Entry(state, cp.dest, cp.nfct, owns, self._timeout[state], cp.control)
+        flow = Flow(entries[:idx] + (cp,) + entries[idx + 1:], ct_live, flow.client)
+        if direction == Dir.INPUT:
+            ev.append((Ev.PKT_FORWARDED, f, cp.dest, pod_of_conn))
+            if st.pods[cp.dest].phase == PodPhase.DESTROYED:
+                return flow, BrokenWhy.POD_GONE
+        return flow, -1
+
+    def _send_data(self, st: State, f: int, ev: list[Event]) -> State:
+        flow, broken = self._packet(st, st.flows[f], f, Dir.INPUT, Seg.ACK, ev)
+        if broken < 0:
+            flow, broken = self._packet(st, flow, f, Dir.OUTPUT, Seg.ACK, ev)
+        st = self._set_flow(st, f, flow)
+        return self._broken(st, f, broken, ev) if broken >= 0 else st
+
+    def _close(self, st: State, f: int, plan: Plan, ev: list[Event]) -> State:
+        flow = st.flows[f]
+        for direction, seg in self._CLOSE_SEQ[plan]:
+            flow, broken = self._packet(st, flow, f, direction, seg, ev)
+            if broken >= 0:
+                return self._broken(self._set_flow(st, f, flow), f, broken, ev)
+        ev.append((Ev.CLOSED, f, plan, 0))
+        # the conntrack entry is now TIME_WAIT with CLOSE_INIT: a new SYN reopens it
+        entries = _disown(flow.entries)
+        if plan == Plan.CLIENT_CLOSES:
+            client = Client(Sock.TIME_WAIT, -1, self.timing.client_time_wait, 0, Plan.HOLD)
+        else:
+            client = FREE_CLIENT
+        return self._set_flow(st, f, Flow(entries, False, client))
+
+    def _broken(self, st: State, f: int, why: int, ev: list[Event]) -> State:
+        flow = st.flows[f]
+        ev.append((Ev.BROKEN, f, why, flow.client.pod))
+        # the client gives up on the connection; its conntrack entry is treated as expired by then
+        return self._set_flow(st, f, Flow(_disown(flow.entries), False, FREE_CLIENT))
+
+    def _expire(self, st: State, f: int, i: int, ev: list[Event]) -> State:
+        # ip_vs_conn.c ip_vs_conn_expire(): unhash; NFCT -> ip_vs_conn_drop_conntrack (by original tuple,
+        # i.e. whatever conntrack entry now has this tuple); unbind the dest (its counters)
+        flow = st.flows[f]
+        e = flow.entries[i]
+        entries = flow.entries[:i] + flow.entries[i + 1:]
+        ct_live = flow.ct_live
+        ev.append((Ev.ENTRY_EXPIRED, f, e.dest, 0))
+        if e.nfct and ct_live:
+            ev.append((Ev.CT_KILLED, f, 0 if e.owns_ct else 1, 0))
+            ct_live = False
+            entries = _disown(entries)
+        return self._set_flow(st, f, Flow(entries, ct_live, flow.client))
+
+    def _flush(self, st: State, ev: list[Event]) -> State:
+        # ip_vs_conn.c ip_vs_expire_nodest_conn_flush(): delete every entry whose dest is not AVAILABLE
+        st = st._replace(flush_pending=False)
+        removed = 0
+        for f in range(len(st.flows)):
+            i = 0
+            while i < len(st.flows[f].entries):
+                if st.dests[st.flows[f].entries[i].dest].status == DestStatus.TRASH:
+                    st = self._expire(st, f, i, ev)
+                    removed += 1
+                else:
+                    i += 1
+        for c, tpl in enumerate(st.templates):
+            if tpl is not None and st.dests[tpl.dest].status == DestStatus.TRASH:
+                st = self._drop_template(st, c)  # "del controlling connection" once it controls none
+        ev.append((Ev.FLUSHED, removed, 0, 0))
+        return st

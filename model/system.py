@@ -145,10 +145,10 @@ class System(DataPath, ControlPlane, Clock):
         if st.check_timer <= fires:
             acts.append((Act.CHECK, 0, 0))
             due = True
+        # an old entry's expire-now runs within a jiffy: before this port can complete a new connection
+        free = [fl.client.sock == Sock.FREE and EXPIRE_NOW not in [e.timer for e in fl.entries] for fl in st.flows]
         for f, act in self._client_actions:
-            flow = st.flows[f]
-            # an old entry's expire-now runs within a jiffy: before this port can complete a new connection
-            if flow.client.sock == Sock.FREE and not any(e.timer == EXPIRE_NOW for e in flow.entries):
+            if free[f]:
                 acts.append(act)
         for f, flow in enumerate(st.flows):
             if flow.client.sock == Sock.ESTABLISHED:

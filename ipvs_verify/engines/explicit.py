@@ -22,6 +22,7 @@ from functools import cache
 from operator import itemgetter, sub
 from typing import Any
 
+from ipvs_verify.engines.checks import PendingChecks
 from ipvs_verify.engines.packed import Packer
 from model.events import Ev, Event
 from model.state import State
@@ -150,12 +151,9 @@ def explore_plain(
     t0 = time.perf_counter()
     ex, index = _start(system, _same, _same, {}, {p.name: set() for p in properties}, _pair)
     states, parent, depth, via = ex.keys, ex.parent, ex.depth, ex.via
-    # a property is evaluated only on transitions whose events can matter to it (its trigger mask)
-    safety = [(p.name, p.violated, p.trigger_mask) for p in properties if p.violated is not None]
-    reach = [(p.name, r.name, r.holds, r.trigger_mask) for p in properties for r in p.sometimes]
+    pending = PendingChecks(properties, ex.violations, ex.reached)
     fired = [0] * (max(Act) + 1)
-    # events (interned) -> themselves, and the checks not reported yet whose trigger mask they meet
-    checks: dict[tuple[Event, ...], tuple[tuple[Event, ...], list[Any], list[Any]]] = {}
+    masks: dict[tuple[Event, ...], tuple[tuple[Event, ...], int]] = {}  # events -> (interned, event_mask)
     edge_start, edge_dst, edge_label = ex.edge_start, ex.edge_dst, ex.edge_label
     violations = ex.violations
     head = 0
@@ -184,11 +182,11 @@ def explore_plain(
                     parent.append(i)
                     depth.append(d + 1)
                     via.append(a)
-                due = checks.get(ev)
-                if due is None:
-                    mask = event_mask(ev)
-                    due = checks[ev] = (ev, [c for c in safety if c[2] & mask], [c for c in reach if c[3] & mask])
-                ev, due_safety, due_reach = due
+                known = masks.get(ev)
+                if known is None:
+                    known = masks[ev] = (ev, event_mask(ev))
+                ev, mask = known
+                due_safety, due_reach = pending.due(mask)
                 if keep_edges:
                     edge_dst.append(j)
                     edge_label.append((a, ev))
@@ -201,10 +199,8 @@ def explore_plain(
                     if holds(system, s, a, ev, n):
                         ex.reached[pname].add(rname)
                         reported = True
-                if reported:  # a property's first violation, a check's first reach, is all the search keeps
-                    safety = [c for c in safety if c[0] not in violations]
-                    reach = [c for c in reach if c[1] not in ex.reached[c[0]]]
-                    checks.clear()
+                if reported:
+                    pending.reported()
             if progress is not None and head % 20000 == 0:
                 progress(len(states), len(edge_dst), d, time.perf_counter() - t0)
     _finish(ex, fired, t0, progress)
@@ -284,7 +280,8 @@ def explore(
     t0 = time.perf_counter()
     violations: dict[str, Found] = {}
     reached: dict[str, set[str]] = {p.name: set() for p in properties}
-    packer = Packer(system, properties, violations, reached, verify)
+    pending = PendingChecks(properties, violations, reached)
+    packer = Packer(system, pending, verify)
     ex, index = _start(system, packer.pack, packer.unpack, violations, reached, _record_label)
     ex.timeless = packer.timeless
     keys, parent, depth, via = ex.keys, ex.parent, ex.depth, ex.via
@@ -346,7 +343,7 @@ def explore(
                     for pname, rname in reach:
                         reached[pname].add(rname)
                     hits.clear()  # reported: any later occurrence adds nothing
-                    packer.reported()
+                    pending.reported()
             if progress is not None and head % 20000 == 0:
                 progress(count, len(edge_dst), d, time.perf_counter() - t0)
     fired[Act.WAIT] += fired_waits

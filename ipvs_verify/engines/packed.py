@@ -27,15 +27,16 @@ than the plain one (measured), so `explore` runs the plain search for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Sequence
 from itertools import count
 from operator import itemgetter
 from typing import Any
 
+from ipvs_verify.engines.checks import PendingChecks
 from model.events import Ev, Event
 from model.state import Client, Entry, Flow, Pod, State, Template
 from model.system import Act, Action, Part, System
-from properties.catalog import Property, event_mask
+from properties.catalog import event_mask
 
 SLOT = -(1 << 30)  # a clock's place in a skeleton
 MARK = 1 << 40  # the marker of slot k is MARK + k * STRIDE: far above every constant of the model
@@ -68,8 +69,6 @@ Record = tuple[Action, Callable[[Packed], Packed] | None, Packed, tuple[Event, .
 Successors = tuple[tuple[Record, ...], bool, list[int]]  # see Packer.successors
 WAIT_1: Action = (Act.WAIT, 1, 0)
 WAIT_1_EVENTS: tuple[Event, ...] = ((Ev.TIME, 0, 1, 0),)
-
-
 WAIT_1_MASK = event_mask(WAIT_1_EVENTS)
 
 
@@ -203,17 +202,12 @@ def _with_timers(st: State, values: list[int]) -> State:
 class Packer:
     """Skeletons and parts of one system, and the memoised successor lists of the search."""
 
-    def __init__(self, system: System, properties: tuple[Property, ...], violations: Container[str],
-                 reached: dict[str, set[str]], verify: bool = False) -> None:
+    def __init__(self, system: System, pending: PendingChecks, verify: bool = False) -> None:
         self.system = system
         if system.untimed:
             raise ValueError("the packed search is for timed systems: explore() runs untimed ones plainly")
         self.verify = verify
-        # what the search has already reported needs no evaluating again
-        self.violations = violations
-        self.reached = reached
-        self.safety = [(p.name, p.violated, p.trigger_mask) for p in properties if p.violated is not None]
-        self.reach = [(p.name, r.name, r.holds, r.trigger_mask) for p in properties for r in p.sometimes]
+        self.pending = pending  # what the search has not reported yet needs evaluating on each new record
         self.n_flows = system.n_flows
         self.part_index: list[dict[Any, int]] = [{}, {}, {}]  # by kind: flow, SCHED, KP
         self.part_values: list[list[Any]] = [[], [], []]
@@ -229,7 +223,6 @@ class Packer:
         self._marked: dict[tuple[int, int, int], tuple[Any, list[int]]] = {}  # see _mark
         self._zero_parts: dict[tuple[int, ...], Any] = {}  # see _zeroed
         self._footprints: dict[Action, Footprint] = {}
-        self._checks: dict[int, tuple[list[Any], list[Any]]] = {}  # event mask -> the checks it triggers
 
     # ------------------------------------------------------------------ states <-> packed
     def pack(self, st: State) -> Packed:
@@ -383,17 +376,12 @@ class Packer:
             for pos, pid in zip(fp, new_ids, strict=True):
                 parts[pos] = pid
             ids = tuple(parts)
-        target = self.index.get(ids)
-        if target is None:
-            target = self._composite(ids)
+        target = self._composite(ids)
         # how the successor's clocks come from the source's: the same for every skeleton of this layout
         shape = shapes.get(sk.layout)
         if shape is None:
             shape = shapes[sk.layout] = self._shape(sk, fp, changed)
         get, consts = shape
-        checks = self._checks.get(mask)
-        if checks is not None and not checks[0] and not checks[1]:  # nothing left to evaluate here
-            return (a, get, (target, *consts), ev, ())
         hits = self._hits(sk.rep, a, ev, mask, self.skeletons[target].rep)
         return (a, get, (target, *consts), ev, list(hits) if hits else ())
 
@@ -499,22 +487,13 @@ class Packer:
         return tuple(changed), self._intern(ev)
 
     def _hits(self, s: State, a: Action, ev: tuple[Event, ...], mask: int, n: State) -> Hits | None:
-        checks = self._checks.get(mask)
-        if checks is None:  # the checks not reported yet whose trigger mask meets these events
-            checks = self._checks[mask] = (
-                [c for c in self.safety if c[2] & mask and c[0] not in self.violations],
-                [c for c in self.reach if c[3] & mask and c[1] not in self.reached[c[0]]])
-        safety, reach = checks
+        safety, reach = self.pending.due(mask)
         if not safety and not reach:
             return None
         sys = self.system
         viol = tuple(name for name, violated, _ in safety if violated(sys, s, a, ev, n))
         got = tuple((pn, rn) for pn, rn, holds, _ in reach if holds(sys, s, a, ev, n))
         return (viol, got) if viol or got else None
-
-    def reported(self) -> None:
-        """The search reported a violation or a reached check: drop the cached lists of checks to evaluate."""
-        self._checks.clear()
 
     def _intern(self, x: Any) -> Any:
         return self.interned.setdefault(x, x)

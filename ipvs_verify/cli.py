@@ -37,7 +37,7 @@ from ipvs_verify.story import story_lines
 from ipvs_verify.trace import load_trace, replay_trace
 from model.config import PROTOCOLS, Scope, UnknownScheduler
 from model.kube_proxy import UnknownKubeProxy
-from model.system import System
+from model.system import ACTION_NAMES, System
 from model.variants import DEFAULT_MATRIX_VARIANTS, UnknownKernel
 from properties.catalog import PROPERTIES, resolve
 
@@ -190,7 +190,7 @@ def _print_matrix(cells: list[CellSpec], results: list[Any], props: tuple[Any, .
                 fired[name] = fired.get(name, 0) + count
         top = sorted(fired.items(), key=lambda kv: -kv[1])[:6]
         dead = [name for k in System(res.config).search_action_kinds()
-                if not fired.get(name := k.name.lower().replace("_", "-"))]
+                if not fired.get(name := ACTION_NAMES[k])]
         out.print(f"coverage {spec.slug}: " + ", ".join(f"{a} {n:,}" for a, n in top)
                   + (f"; never fired: {', '.join(dead)}" if dead else ""), highlight=False)
     notes = [(spec.slug, v) for spec, res in zip(cells, results, strict=True) for v in res.verdicts

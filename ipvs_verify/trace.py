@@ -16,14 +16,13 @@ from ipvs_verify.errors import UserError
 from model.config import Config, Scope, Timing, make_config
 from model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_RETRANSMIT, SF_REUSED, BrokenWhy, Ev, Event
 from model.state import DestStatus, Plan, PodPhase, Sock, State, counters
-from model.system import ACTORS, Act, Action, System
+from model.system import ACTION_NAMES, ACTORS, Act, Action, System
 from model.tcp_states import SHORT, TcpState
 from properties.catalog import BY_NAME, Property
 
 FORMAT = "ipvs-verify-trace"
 VERSION = 1
 
-ACTION_NAMES = {k: k.name.lower().replace("_", "-") for k in Act}
 ACTION_BY_NAME = {v: k for k, v in ACTION_NAMES.items()}
 CLOSERS = {Plan.CLIENT_CLOSES: "client", Plan.SERVER_CLOSES: "server", Plan.HOLD: "none"}
 CLOSER_BY_NAME = {v: k for k, v in CLOSERS.items()}

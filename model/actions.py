@@ -56,3 +56,6 @@ ACTORS = {
     Act.SET_WEIGHT: "operator", Act.DELETE_DEST: "operator", Act.ADD_DEST: "operator", Act.DATAGRAM: "client",
     Act.TEMPLATE_EXPIRE: "ipvs",
 }
+
+# each action kind's name in traces, coverage reports and scenarios ("client-timer")
+ACTION_NAMES = {k: k.name.lower().replace("_", "-") for k in Act}

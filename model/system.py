@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from model.actions import ACTORS, Act, Action, Part
+from model.actions import ACTION_NAMES, ACTORS, Act, Action, Part
 from model.clock import Clock
 from model.control_plane import ControlPlane
 from model.core import EXPIRE_NOW, TIMINGS
@@ -25,7 +25,7 @@ from model.events import Ev, Event
 from model.scheduler import HEAD
 from model.state import FREE_CLIENT, Dest, DestStatus, Flow, Plan, Pod, PodPhase, Sock, State, flow_counters
 
-__all__ = ["ACTORS", "EXPIRE_NOW", "TIMINGS", "Act", "Action", "Part", "System"]
+__all__ = ["ACTION_NAMES", "ACTORS", "EXPIRE_NOW", "TIMINGS", "Act", "Action", "Part", "System"]
 
 
 # Hot-path aliases: in CPython 3.11 reading an Enum member through its class costs about 80 ns (EnumType's

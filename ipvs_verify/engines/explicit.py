@@ -26,7 +26,7 @@ from ipvs_verify.engines.checks import PendingChecks
 from ipvs_verify.engines.packed import Packer
 from model.events import Ev, Event
 from model.state import State
-from model.system import Act, Action, System
+from model.system import ACTION_NAMES, Act, Action, System
 from properties.catalog import Property, event_mask
 
 
@@ -256,8 +256,7 @@ def _finish(ex: Exploration, fired: list[int], t0: float, progress: Progress | N
         ex.edge_start.append(len(ex.edge_dst))
     else:  # edges were not kept
         ex.edge_start.extend([0] * (ex.n_states + 1))
-    names = {k: k.name.lower().replace("_", "-") for k in Act}
-    ex.coverage.update({names[Act(k)]: c for k, c in enumerate(fired) if c})
+    ex.coverage.update({ACTION_NAMES[Act(k)]: c for k, c in enumerate(fired) if c})
     ex.seconds = time.perf_counter() - t0
     if progress is not None:
         progress(ex.n_states, ex.n_edges, ex.max_depth, ex.seconds)

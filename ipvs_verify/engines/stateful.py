@@ -32,11 +32,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from ipvs_verify.minimise import minimise
-from ipvs_verify.trace import ACTION_NAMES, build_trace
+from ipvs_verify.trace import build_trace
 from model.config import Config, Scope
 from model.events import Ev, Event
 from model.state import DestStatus, PodPhase, Sock, State
-from model.system import Act, Action, System
+from model.system import ACTION_NAMES, Act, Action, System
 from properties.catalog import PROPERTIES, Property, event_mask
 
 ENGINE = "hypothesis"

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from operator import itemgetter, sub
+from types import ModuleType
 from typing import Any
 
 from ipvs_verify.engines.checks import PendingChecks
@@ -28,6 +29,14 @@ from model.events import Ev, Event
 from model.state import State
 from model.system import ACTION_NAMES, Act, Action, System
 from properties.catalog import Property, event_mask
+
+_packed_loop: ModuleType | None
+try:  # the packed search's loop in C, when the install could build it (pyproject.toml, ext-modules)
+    from ipvs_verify.engines import _packed_loop
+except ImportError:  # pragma: no cover - depends on the build
+    _packed_loop = None
+if array("i").itemsize != 4:  # pragma: no cover - the compiled loop hands back int32 arrays
+    _packed_loop = None
 
 
 @dataclass
@@ -58,6 +67,7 @@ class Exploration:
     complete: bool = True  # False when the state cap stopped the search
     bound: str = ""
     seconds: float = 0.0
+    loop: str = "python"  # which loop ran the search: "python", or "compiled" (engines/_packed_loop.c)
     _src: array | None = None
     _acts: list[Action] | None = None
     _evs: list[tuple[Event, ...]] | None = None
@@ -269,11 +279,14 @@ def explore(
     progress: Progress | None = None,
     keep_edges: bool = True,
     verify: bool = False,
+    compiled: bool = True,
 ) -> Exploration:
     """Breadth-first search over packed states (engines/packed.py): the same states, in the same order, with
     the same edges, violations and coverage as `explore_plain`, from memoised transitions. `verify`
-    recomputes every memoised step where it is applied (slow: for tests). An untimed system runs the plain
-    search (engines/packed.py says why)."""
+    recomputes every memoised step where it is applied (slow: for tests). `compiled` runs the loop in C
+    (engines/_packed_loop.c) when that module was built, else `_python_loop`: the same loop, and the same
+    exploration (`Exploration.loop` says which ran). An untimed system runs the plain search (engines/packed.py
+    says why)."""
     if system.untimed:
         return explore_plain(system, properties, max_states, progress, keep_edges)
     t0 = time.perf_counter()
@@ -283,75 +296,118 @@ def explore(
     packer = Packer(system, pending, verify)
     ex, index = _start(system, packer.pack, packer.unpack, violations, reached, _record_label)
     ex.timeless = packer.timeless
-    keys, parent, depth, via = ex.keys, ex.parent, ex.depth, ex.via
-    fired = [0] * (max(Act) + 1)
-    edge_start, edge_dst, edge_label = ex.edge_start, ex.edge_dst, ex.edge_label
-    skeletons = packer.skeletons
+
+    def report(i: int, a: Action, hits: list[Any]) -> None:
+        """A record's hits, the first time it fires: what they violate or reach is kept, then they are gone."""
+        viol, reach = hits
+        for name in viol:
+            if name not in violations:
+                violations[name] = Found(i, a)
+        for pname, rname in reach:
+            reached[pname].add(rname)
+        hits.clear()  # reported: any later occurrence adds nothing
+        pending.reported()
+
+    def tick(states: int, edges: int, depth: int) -> None:
+        assert progress is not None
+        progress(states, edges, depth, time.perf_counter() - t0)
+
+    run = _compiled_loop if compiled and _packed_loop is not None else _python_loop
     exact = system.timing_mode == "exact"
-    count = len(keys)
-    fired_waits = 0
-    head = 0
     with _no_gc():
-        while head < count:
-            i = head
-            head += 1
-            p = keys[i]
-            d = depth[i]
-            sk = skeletons[p[0]]
-            vals = sk.clocks(p)  # the running clocks
-            zeros = tuple([v == 0 for v in vals]) if 0 in vals else sk.no_zeros
-            entry = sk.lists.get(zeros)
-            if entry is None:
-                entry = packer.successors(sk, zeros)
-            recs, waits_here, used = entry
-            used[0] += 1
-            if keep_edges:
-                edge_start.append(len(edge_dst))
-            if waits_here:
-                # wait to the nearest deadline (and, in exact timing, by 1 s too): built per state
-                t = min(vals)
-                for w in (t, 1) if exact and t > 1 else (t,):
-                    wa = sk.waits.get(w)
-                    if wa is None:
-                        wa = sk.waits[w] = (*_wait(w), tuple([w * m for m in sk.dec]))
-                    recs = recs + ((wa[0], None, tuple(map(sub, p, wa[2])), wa[1], sk.wait_hits),)
-                    fired_waits += 1
-            for rec in recs:
-                a, get, consts, ev, hits = rec
-                n = consts if get is None else get(p + consts)
-                j = index.setdefault(n, count)
-                if j == count:
-                    if count >= max_states:
-                        del index[n]
-                        ex.complete = False
-                        ex.bound = f"state cap {max_states}"
-                        continue
-                    count += 1
-                    keys.append(n)
-                    parent.append(i)
-                    depth.append(d + 1)
-                    via.append(a)
-                if keep_edges:
-                    edge_dst.append(j)
-                    edge_label.append(rec)
-                if hits:
-                    viol, reach = hits
-                    for name in viol:
-                        if name not in violations:
-                            violations[name] = Found(i, a)
-                    for pname, rname in reach:
-                        reached[pname].add(rname)
-                    hits.clear()  # reported: any later occurrence adds nothing
-                    pending.reported()
-            if progress is not None and head % 20000 == 0:
-                progress(count, len(edge_dst), d, time.perf_counter() - t0)
+        fired_waits, capped = run(ex, index, packer, max_states, keep_edges, exact, report,
+                                  tick if progress is not None else None)
+    if capped:
+        ex.complete = False
+        ex.bound = f"state cap {max_states}"
+    fired = [0] * (max(Act) + 1)
     fired[Act.WAIT] += fired_waits
-    for sk in skeletons:  # every record of a list fired once per state that used it
+    for sk in packer.skeletons:  # every record of a list fired once per state that used it
         for recs, _, used in sk.lists.values():
             for rec in recs:
                 fired[rec[0][0]] += used[0]
     _finish(ex, fired, t0, progress)
     return ex
+
+
+Report = Callable[[int, Action, list[Any]], None]
+Tick = Callable[[int, int, int], None]
+
+
+def _python_loop(ex: Exploration, index: dict[Any, int], packer: Packer, max_states: int, keep_edges: bool,
+                 exact: bool, report: Report, tick: Tick | None) -> tuple[int, bool]:
+    """The packed search's breadth-first loop: (waits taken, whether the state cap stopped it)."""
+    keys, parent, depth, via = ex.keys, ex.parent, ex.depth, ex.via
+    edge_start, edge_dst, edge_label = ex.edge_start, ex.edge_dst, ex.edge_label
+    skeletons = packer.skeletons
+    count = len(keys)
+    fired_waits = 0
+    capped = False
+    head = 0
+    while head < count:
+        i = head
+        head += 1
+        p = keys[i]
+        d = depth[i]
+        sk = skeletons[p[0]]
+        vals = sk.clocks(p)  # the running clocks
+        zeros = tuple([v == 0 for v in vals]) if 0 in vals else sk.no_zeros
+        entry = sk.lists.get(zeros)
+        if entry is None:
+            entry = packer.successors(sk, zeros)
+        recs, waits_here, used = entry
+        used[0] += 1
+        if keep_edges:
+            edge_start.append(len(edge_dst))
+        if waits_here:
+            # wait to the nearest deadline (and, in exact timing, by 1 s too): built per state
+            t = min(vals)
+            for w in (t, 1) if exact and t > 1 else (t,):
+                wa = sk.waits.get(w)
+                if wa is None:
+                    wa = sk.waits[w] = (*_wait(w), tuple([w * m for m in sk.dec]))
+                recs = recs + ((wa[0], None, tuple(map(sub, p, wa[2])), wa[1], sk.wait_hits, None),)
+                fired_waits += 1
+        for rec in recs:
+            a, get, consts, _, hits, _ = rec
+            n = consts if get is None else get(p + consts)
+            j = index.setdefault(n, count)
+            if j == count:
+                if count >= max_states:
+                    del index[n]
+                    capped = True
+                    continue
+                count += 1
+                keys.append(n)
+                parent.append(i)
+                depth.append(d + 1)
+                via.append(a)
+            if keep_edges:
+                edge_dst.append(j)
+                edge_label.append(rec)
+            if hits:
+                report(i, a, hits)
+        if tick is not None and head % 20000 == 0:
+            tick(count, len(edge_dst), d)
+    return fired_waits, capped
+
+
+def _compiled_loop(ex: Exploration, index: dict[Any, int], packer: Packer, max_states: int, keep_edges: bool,
+                   exact: bool, report: Report, tick: Tick | None) -> tuple[int, bool]:
+    """`_python_loop` in C (engines/_packed_loop.c): its int arrays come back as bytes."""
+    assert _packed_loop is not None
+    parent, depth, start, dst, fired_waits, capped = _packed_loop.run(
+        ex.keys, index, ex.via, ex.edge_label, packer.skeletons, packer.successors, _wait, report, tick,
+        ex.parent, ex.depth, max_states, exact, keep_edges)
+    ex.parent, ex.depth, ex.edge_start, ex.edge_dst = (_int_array(b) for b in (parent, depth, start, dst))
+    ex.loop = "compiled"
+    return fired_waits, bool(capped)
+
+
+def _int_array(raw: bytes) -> array:
+    out = array("i")
+    out.frombytes(raw)  # the compiled loop's int32, in this machine's byte order
+    return out
 
 
 @cache
@@ -360,7 +416,7 @@ def _wait(w: int) -> tuple[Action, tuple[Event, ...]]:
     return (Act.WAIT, w, 0), ((Ev.TIME, 0, w, 0),)
 
 
-_record_label = itemgetter(0, 3)  # a packed search's edge label is its Record: (action, get, consts, events, hits)
+_record_label = itemgetter(0, 3)  # a packed search's edge label is its Record: (action, get, consts, events, ...)
 
 
 # the explicit searches by name (`matrix --search`, benchmarks): they give the same explorations

@@ -49,7 +49,7 @@ Hits = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]  # (safety properties
 Transform = tuple[tuple[int, int], ...]
 Footprint = tuple[tuple[int, ...], tuple[Part, ...], Callable[[tuple[int, ...]], Any]]  # see Packer._footprint
 VIEWS = (Part.FLOW_SUMMARY, Part.STATUS)  # footprint parts that are read-only views, not parts of the skeleton
-Shape = tuple[Callable[[Packed], Packed] | None, tuple[int, ...]]  # see Packer._shape
+Shape = tuple[Callable[[Packed], Packed] | None, tuple[int, ...], tuple[int, ...] | None]  # see Packer._shape
 PartResult = tuple[tuple[tuple[int, Transform], ...], tuple[Event, ...]]  # per footprint part (new id, clocks)
 # a memoised step: its PartResult, the footprint's new part ids, its trigger mask, its Shape per layout
 StepMemo = tuple[tuple[tuple[int, Transform], ...], tuple[Event, ...], tuple[int, ...], int,
@@ -60,11 +60,12 @@ class PackingError(RuntimeError):
     """A step did what the packed search cannot represent: it would be unsound, so it stops."""
 
 
-# One memoised transition of a skeleton: (action, get, consts, events, hits). The successor of packed state p
-# is get(p + consts), or consts itself when get is None (it copies no clock); consts is (successor skeleton,
-# constants...). `hits` is () or a list, emptied once reported: a property's first violation is all the search
-# keeps.
-Record = tuple[Action, Callable[[Packed], Packed] | None, Packed, tuple[Event, ...], list[Any] | tuple[()]]
+# One memoised transition of a skeleton: (action, get, consts, events, hits, order). The successor of packed
+# state p is get(p + consts), or consts itself when get is None (it copies no clock); consts is (successor
+# skeleton, constants...); `order` is get's positions (what the compiled loop gathers), None with get. `hits` is
+# () or a list, emptied once reported: a property's first violation is all the search keeps.
+Record = tuple[Action, Callable[[Packed], Packed] | None, Packed, tuple[Event, ...], list[Any] | tuple[()],
+               tuple[int, ...] | None]
 
 Successors = tuple[tuple[Record, ...], bool, list[int]]  # see Packer.successors
 WAIT_1: Action = (Act.WAIT, 1, 0)
@@ -381,13 +382,14 @@ class Packer:
         shape = shapes.get(sk.layout)
         if shape is None:
             shape = shapes[sk.layout] = self._shape(sk, fp, changed)
-        get, consts = shape
+        get, consts, order = shape
         hits = self._hits(sk.rep, a, ev, mask, self.skeletons[target].rep)
-        return (a, get, (target, *consts), ev, list(hits) if hits else ())
+        return (a, get, (target, *consts), ev, list(hits) if hits else (), order)
 
     @staticmethod
     def _shape(sk: Skeleton, fp: tuple[int, ...], changed: tuple[tuple[int, Transform], ...]) -> Shape:
-        """The getter and constants that build a successor's clocks from the source's packed state."""
+        """The getter, the constants and the getter's positions that build a successor from the source's packed
+        state."""
         new = {pos: clocks for pos, (_, clocks) in zip(fp, changed, strict=True)}
         width = 1 + sk.n  # the source's packed length; the target id and the constants come after it
         order = [width]
@@ -405,8 +407,9 @@ class Packer:
                     consts.append(k)
                 else:
                     order.append(offsets[fp[j]] + k)
-        get = itemgetter(*order) if len(order) > 1 + len(consts) else None  # None: no clock is copied
-        return get, tuple(consts)
+        if len(order) == 1 + len(consts):  # no clock is copied: the successor is the constants
+            return None, tuple(consts), None
+        return itemgetter(*order), tuple(consts), tuple(order)
 
     def _footprint(self, a: Action) -> Footprint:
         """Part positions (into a skeleton's parts) that step(_, a) reads and writes, whether it reads the

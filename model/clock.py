@@ -13,16 +13,22 @@ class Clock(Core):
 
     @staticmethod
     def _any_due(st: State) -> bool:
+        # plain loops, not any() over generators: this runs on every untimed state
         if st.flush_pending or st.check_timer == 0 or st.sync_timer == 0:
             return True
         for flow in st.flows:
-            if any(e.timer <= 0 for e in flow.entries):
+            for e in flow.entries:
+                if e.timer <= 0:
+                    return True
+            if flow.client.timer == 0 and flow.client.sock in (Sock.SYN_SENT, Sock.TIME_WAIT):
                 return True
-            if flow.client.sock in (Sock.SYN_SENT, Sock.TIME_WAIT) and flow.client.timer == 0:
+        for t in st.templates:
+            if t is not None and t.timer <= 0:
                 return True
-        if any(t is not None and t.timer <= 0 for t in st.templates):
-            return True
-        return any(p.phase == PodPhase.TERMINATING and p.timer == 0 for p in st.pods)
+        for p in st.pods:
+            if p.timer == 0 and p.phase == PodPhase.TERMINATING:
+                return True
+        return False
 
     def _next_deadline(self, st: State) -> int:
         t = st.check_timer
@@ -73,10 +79,8 @@ class Clock(Core):
         if (flows is st.flows and pods is st.pods and templates is st.templates and st.check_timer <= 1
                 and st.sync_timer <= 1):
             return st
-        return st._replace(
-            flows=flows, pods=pods, check_timer=min(st.check_timer, 1),
-            sync_timer=min(st.sync_timer, 1), templates=templates,
-        )
+        return State(flows, st.dests, st.order, st.cursor, pods, min(st.sync_timer, 1), min(st.check_timer, 1),
+                     st.graceful, st.flush_pending, st.budget, templates)  # positional: a third of _replace's cost
 
     def _advance(self, st: State, d: int) -> State:
         flows = tuple(

@@ -13,9 +13,11 @@ from model.tcp_states import Dir, Seg, TcpState, tcp_transition
 
 def _disown(entries: tuple[Entry, ...]) -> tuple[Entry, ...]:
     """The flow's conntrack entry is gone or closed: no IPVS entry owns a live one any more."""
-    if not any(e.owns_ct for e in entries):
-        return entries
-    return tuple(Entry(e.state, e.dest, e.nfct, False, e.timer, e.control) if e.owns_ct else e for e in entries)
+    for owner in entries:  # a plain loop, not any(): this runs on most packets
+        if owner.owns_ct:
+            return tuple(Entry(e.state, e.dest, e.nfct, False, e.timer, e.control) if e.owns_ct else e
+                         for e in entries)
+    return entries
 
 
 class DataPath(Scheduling):

@@ -76,18 +76,25 @@ class Property:
 
 
 def _has(ev: tuple[Event, ...], kind: Ev) -> bool:
-    return any(e[0] == kind for e in ev)
+    for e in ev:
+        if e[0] == kind:
+            return True
+    return False
 
 
+# The edge predicates below read their event kind from a closure, not through the Ev class: they run on every
+# transition the plain search makes, and an Enum member read through its class costs 80 ns in CPython 3.11.
 def _syn_forwarded(pred: Callable[[int], bool]) -> EdgePred:
-    return lambda sys, pre, a, ev, post: any(e[0] == Ev.SYN_FORWARDED and pred(e[3]) for e in ev)
+    kind = Ev.SYN_FORWARDED
+    return lambda sys, pre, a, ev, post: any(e[0] == kind and pred(e[3]) for e in ev)
 
 
 _QUIESCED = SF_DEST_W0 | SF_DEST_DELETED
 
 
 def _dgram_forwarded(pred: Callable[[int], bool]) -> EdgePred:
-    return lambda sys, pre, a, ev, post: any(e[0] == Ev.DGRAM_FORWARDED and pred(e[3]) for e in ev)
+    kind = Ev.DGRAM_FORWARDED
+    return lambda sys, pre, a, ev, post: any(e[0] == kind and pred(e[3]) for e in ev)
 
 
 def _datagram_meets_removed_dest(sys: System, pre: State, a: Action, ev: tuple[Event, ...], post: State) -> bool:
@@ -110,7 +117,8 @@ def _refused_while_usable(sys: System, pre: State, a: Action, ev: tuple[Event, .
 
 
 def _reuse_hit(pred: Callable[[State, int, int], bool]) -> EdgePred:
-    return lambda sys, pre, a, ev, post: any(e[0] == Ev.REUSE_HIT and pred(pre, e[2], e[3]) for e in ev)
+    kind = Ev.REUSE_HIT
+    return lambda sys, pre, a, ev, post: any(e[0] == kind and pred(pre, e[2], e[3]) for e in ev)
 
 
 def _state(pred: Callable[[System, State], bool]) -> EdgePred:

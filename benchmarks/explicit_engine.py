@@ -1,13 +1,15 @@
 """Benchmark the explicit engine: per cell states, transitions, depth, time, rate and peak memory.
 
     python benchmarks/explicit_engine.py [--out benchmarks/results/explicit.json] [--cells K46:0,K516:1]
-                                         [--search packed|plain] [--repeat 3] [--no-matrix] [--no-large]
+                                         [--search packed|packed-python|plain] [--repeat 3] [--no-matrix]
+                                         [--no-large]
 
 Each cell runs in a fresh process (so peak memory is the cell's own), `--repeat` times: the same work every
 time, and on a shared machine noise only ever adds time (this one's speed drifts by up to 30% between runs),
 so each search's fastest run is kept. The whole default matrix is also timed through the CLI's parallel
 runner. `--search plain` runs the reference search (one System.step per transition) instead of the packed
-one, for comparison.
+one, and `--search packed-python` the packed search with its loop in Python rather than compiled, for
+comparison. Each search records which loop ran it ("compiled" or "python").
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def _cell(spec: CellSpec, search: str) -> dict[str, Any]:
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "searches": [
             {"timing": s.timing, "states": s.states, "transitions": s.transitions, "depth": s.depth,
-             "seconds": round(s.seconds, 3), "states_per_second": round(s.rate), "complete": s.complete}
+             "seconds": round(s.seconds, 3), "states_per_second": round(s.rate), "complete": s.complete,
+             "loop": s.loop}
             for s in res.searches
         ],
         "verdicts": {v.prop.name: v.status for v in res.verdicts},
@@ -58,7 +61,7 @@ def _large(search: str) -> dict[str, Any]:
     secs = time.perf_counter() - t0
     return {"cell": f"{variant}-kp1.30-mode{mode}", "scope": replace(DEFAULT_SCOPE, ports=ports).describe(),
             "timing": "event", "states": ex.n_states, "transitions": ex.n_edges, "complete": ex.complete,
-            "seconds": round(secs, 3), "states_per_second": round(ex.n_states / secs),
+            "seconds": round(secs, 3), "states_per_second": round(ex.n_states / secs), "loop": ex.loop,
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 

@@ -33,6 +33,7 @@ class SearchStats:
     complete: bool
     bound: str
     coverage: dict[str, int]
+    loop: str = "python"  # Exploration.loop: "compiled", "python" (the packed search's loops) or "plain"
 
     @property
     def rate(self) -> float:
@@ -65,6 +66,7 @@ def _stats(ex: Exploration) -> SearchStats:
     return SearchStats(
         timing=ex.system.timing_mode, states=ex.n_states, transitions=ex.n_edges, depth=ex.max_depth,
         seconds=ex.seconds, complete=ex.complete, bound=ex.bound, coverage=dict(sorted(ex.coverage.items())),
+        loop=ex.loop,
     )
 
 

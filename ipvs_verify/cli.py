@@ -85,8 +85,10 @@ def matrix(
     engine: Annotated[str, typer.Option(help="explicit | bmc | induction | all (all: report disagreements)")] = (
         "explicit"),
     depth: Annotated[int, typer.Option(help="bmc: the depth bound")] = 8,
-    search: Annotated[str, typer.Option(help="explicit search: packed (fast), or plain (one System.step per "
-                                        "transition, the reference the packed one is tested against)")] = "packed",
+    search: Annotated[str, typer.Option(help="explicit search: packed (fast: its loop compiled where the install "
+                                        "built it), packed-python (its loop in Python), or plain (one "
+                                        "System.step per transition, the reference the packed one is tested "
+                                        "against)")] = "packed",
 ) -> None:
     """Check every property on every cell of the matrix and print the verdicts."""
     if search not in SEARCHES:
@@ -174,12 +176,12 @@ def _print_matrix(cells: list[CellSpec], results: list[Any], props: tuple[Any, .
     out.print(table)
     out.print("properties: " + "; ".join(f"{p.number} {p.name} ({p.kind})" for p in props))
     stats = Table(title="Searches (event-driven, then untimed where needed)")
-    for col in ("cell", "timing", "states", "transitions", "depth", "complete", "seconds", "states/s"):
-        stats.add_column(col, justify="right" if col not in ("cell", "timing") else "left")
+    for col in ("cell", "timing", "states", "transitions", "depth", "complete", "seconds", "states/s", "loop"):
+        stats.add_column(col, justify="right" if col not in ("cell", "timing", "loop") else "left")
     for spec, res in zip(cells, results, strict=True):
         for s in res.searches:
             stats.add_row(spec.slug, s.timing, f"{s.states:,}", f"{s.transitions:,}", str(s.depth),
-                          "yes" if s.complete else f"no ({s.bound})", f"{s.seconds:.1f}", f"{s.rate:,.0f}")
+                          "yes" if s.complete else f"no ({s.bound})", f"{s.seconds:.1f}", f"{s.rate:,.0f}", s.loop)
     out.print(stats)
     # per-action coverage: the full counts are in --json; here, the actions a cell's scope offers that never
     # fired (a dead action is a hint that the model or the scope is not what was meant)

@@ -186,7 +186,7 @@ def matrix_json(
             },
             "searches": [
                 {"timing": s.timing, "states": s.states, "transitions": s.transitions, "depth": s.depth,
-                 "complete": s.complete, "bound": s.bound, "seconds": round(s.seconds, 3),
+                 "complete": s.complete, "bound": s.bound, "seconds": round(s.seconds, 3), "loop": s.loop,
                  "coverage": s.coverage}
                 for s in res.searches
             ],

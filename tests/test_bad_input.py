@@ -64,7 +64,7 @@ def test_bad_matrix_options() -> None:
     (("matrix", "--frob"), "No such option: --frob"),
     (("matrix", "--persistence", "-1"), "'--persistence'"),
     (("matrix", "--protocols", "sctp"), "--protocols: expected"),
-    (("matrix", "--search", "fast"), "--search: expected one of packed, plain"),
+    (("matrix", "--search", "fast"), "--search: expected one of packed, packed-python, plain"),
 ])
 def test_bad_command_line(args: tuple[str, ...], expected: str) -> None:
     r = cli(*args)

@@ -67,7 +67,9 @@ class Exploration:
     complete: bool = True  # False when the state cap stopped the search
     bound: str = ""
     seconds: float = 0.0
-    loop: str = "python"  # which loop ran the search: "python", or "compiled" (engines/_packed_loop.c)
+    # the loop that ran: the packed search's "compiled" one (engines/_packed_loop.c) or its "python" one, or the
+    # "plain" search's
+    loop: str = "python"
     _src: array | None = None
     _acts: list[Action] | None = None
     _evs: list[tuple[Event, ...]] | None = None
@@ -160,6 +162,7 @@ def explore_plain(
     search (`explore`) is tested against, state by state and edge by edge."""
     t0 = time.perf_counter()
     ex, index = _start(system, _same, _same, {}, {p.name: set() for p in properties}, _pair)
+    ex.loop = "plain"
     states, parent, depth, via = ex.keys, ex.parent, ex.depth, ex.via
     pending = PendingChecks(properties, ex.violations, ex.reached)
     fired = [0] * (max(Act) + 1)
@@ -419,5 +422,12 @@ def _wait(w: int) -> tuple[Action, tuple[Event, ...]]:
 _record_label = itemgetter(0, 3)  # a packed search's edge label is its Record: (action, get, consts, events, ...)
 
 
+def explore_packed_python(system: System, properties: tuple[Property, ...], max_states: int = 2_000_000,
+                          progress: Progress | None = None, keep_edges: bool = True) -> Exploration:
+    """The packed search with its loop in Python, even where the compiled one was built."""
+    return explore(system, properties, max_states, progress, keep_edges, compiled=False)
+
+
 # the explicit searches by name (`matrix --search`, benchmarks): they give the same explorations
-SEARCHES: dict[str, Callable[..., Exploration]] = {"packed": explore, "plain": explore_plain}
+SEARCHES: dict[str, Callable[..., Exploration]] = {"packed": explore, "packed-python": explore_packed_python,
+                                                   "plain": explore_plain}

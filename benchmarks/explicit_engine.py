@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ipvs_verify.check import check_config
-from ipvs_verify.engines.explicit import SEARCHES
+from ipvs_verify.engines.explicit import SEARCHES, freeze_before_fork
 from ipvs_verify.matrix import DEFAULT_SCOPE, EVENT_STATE_CAP, CellSpec, default_cells, run_matrix
 from model.config import make_config
 from model.system import System
@@ -84,6 +84,7 @@ def main() -> None:
     for spec in cells:  # one process per run, one at a time: clean single-core rates and peak memory
         runs = []
         for _ in range(max(1, args.repeat)):
+            freeze_before_fork()  # as the matrix's runner does
             with ctx.Pool(1) as pool:
                 runs.append(pool.apply(_cell, (spec, args.search)))
         if any(r["verdicts"] != runs[0]["verdicts"] or [s["states"] for s in r["searches"]]
@@ -96,6 +97,7 @@ def main() -> None:
         per_cell.append(best)
     large = None
     if not args.no_large:
+        freeze_before_fork()
         with ctx.Pool(1) as pool:
             large = pool.apply(_large, (args.search,))
     wall = None

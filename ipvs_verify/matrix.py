@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ipvs_verify.check import CellResult, Verdict, check_config
-from ipvs_verify.engines.explicit import SEARCHES
+from ipvs_verify.engines.explicit import SEARCHES, freeze_before_fork
 from ipvs_verify.minimise import minimise
 from ipvs_verify.story import story_markdown
 from ipvs_verify.trace import build_trace, config_to_json
@@ -109,6 +109,7 @@ def run_matrix(
             if on_done:
                 on_done(i, r)
     else:
+        freeze_before_fork()
         ctx = mp.get_context("fork")
         manager = ctx.Manager()
         queue = manager.Queue()

@@ -32,7 +32,7 @@ from itertools import count
 from operator import itemgetter
 from typing import Any
 
-from ipvs_verify.engines.checks import PendingChecks
+from ipvs_verify.engines.checks import PendingChecks, ReachCheck, SafetyCheck
 from model.events import Ev, Event
 from model.state import Client, Entry, Flow, Pod, State, Template
 from model.system import Act, Action, Part, System
@@ -48,6 +48,7 @@ Hits = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]  # (safety properties
 # a part's new clocks: (j, k) copies slot k of the footprint's j-th part; (-1, v) is the constant v
 Transform = tuple[tuple[int, int], ...]
 Footprint = tuple[tuple[int, ...], tuple[Part, ...], Callable[[tuple[int, ...]], Any]]  # see Packer._footprint
+_FLOW_SUMMARY = Part.FLOW_SUMMARY
 VIEWS = (Part.FLOW_SUMMARY, Part.STATUS)  # footprint parts that are read-only views, not parts of the skeleton
 Shape = tuple[Callable[[Packed], Packed] | None, tuple[int, ...], tuple[int, ...] | None]  # see Packer._shape
 PartResult = tuple[tuple[tuple[int, Transform], ...], tuple[Event, ...]]  # per footprint part (new id, clocks)
@@ -68,6 +69,7 @@ Record = tuple[Action, Callable[[Packed], Packed] | None, Packed, tuple[Event, .
                tuple[int, ...] | None]
 
 Successors = tuple[tuple[Record, ...], bool, list[int]]  # see Packer.successors
+_WAIT = Act.WAIT  # a module constant: an Enum member read through its class costs 80 ns in CPython 3.11
 WAIT_1: Action = (Act.WAIT, 1, 0)
 WAIT_1_EVENTS: tuple[Event, ...] = ((Ev.TIME, 0, 1, 0),)
 WAIT_1_MASK = event_mask(WAIT_1_EVENTS)
@@ -288,7 +290,9 @@ class Packer:
             dec[k] = 1
         sk.dec = tuple(dec)
         # a wait changes only clocks, and no property reads one: the representative stands for the state after
-        sk.wait_hits = list(self._hits(sk.rep, WAIT_1, WAIT_1_EVENTS, WAIT_1_MASK, sk.rep) or ())
+        safety, reach = self.pending.due(WAIT_1_MASK)
+        if safety or reach:
+            sk.wait_hits = list(self._hits(sk.rep, WAIT_1, WAIT_1_EVENTS, safety, reach, sk.rep) or ())
         return i
 
     def _mark(self, kind: int, pid: int, first: int) -> tuple[Any, list[int]]:
@@ -333,7 +337,7 @@ class Packer:
         out: list[Record] = []
         waits = False
         for a in self.system.actions(rep):
-            if a[0] == Act.WAIT:
+            if a[0] == _WAIT:
                 waits = True  # built per state: its length is the state's nearest deadline
                 continue
             rec = sk.memo.get(a)
@@ -383,7 +387,8 @@ class Packer:
         if shape is None:
             shape = shapes[sk.layout] = self._shape(sk, fp, changed)
         get, consts, order = shape
-        hits = self._hits(sk.rep, a, ev, mask, self.skeletons[target].rep)
+        safety, reach = self.pending.due(mask)
+        hits = self._hits(sk.rep, a, ev, safety, reach, self.skeletons[target].rep) if safety or reach else None
         return (a, get, (target, *consts), ev, list(hits) if hits else (), order)
 
     @staticmethod
@@ -413,18 +418,19 @@ class Packer:
 
     def _footprint(self, a: Action) -> Footprint:
         """Part positions (into a skeleton's parts) that step(_, a) reads and writes, whether it reads the
-        read-only views it reads, and a getter of those parts' ids (with the views: the memo key)."""
+        read-only views it reads, and a getter of those parts' ids (with the views: the memo key; of one part,
+        the id itself)."""
         claim = self.system.footprint(a)
         if claim is None:
             fp = tuple(range(self.n_flows + 2))
         else:
             fp = tuple(a[1] if p == Part.FLOW else self.n_flows + p - 1 for p in claim if p not in VIEWS)
         views = tuple(p for p in claim or () if p in VIEWS)
-        out = self._footprints[a] = (fp, views, _getter(fp))
+        out = self._footprints[a] = (fp, views, itemgetter(*fp))
         return out
 
     def _view(self, sk: Skeleton, view: Part) -> Any:
-        if view == Part.FLOW_SUMMARY:
+        if view == _FLOW_SUMMARY:
             return self._summary(sk)
         sched = sk.parts[self.n_flows]
         out = self.statuses.get(sched)
@@ -489,10 +495,9 @@ class Packer:
             changed.append((self._part(pos, FILL[kind](part, _slot), len(transform)), tuple(transform)))
         return tuple(changed), self._intern(ev)
 
-    def _hits(self, s: State, a: Action, ev: tuple[Event, ...], mask: int, n: State) -> Hits | None:
-        safety, reach = self.pending.due(mask)
-        if not safety and not reach:
-            return None
+    def _hits(self, s: State, a: Action, ev: tuple[Event, ...], safety: list[SafetyCheck], reach: list[ReachCheck],
+              n: State) -> Hits | None:
+        """What the due checks (PendingChecks.due) find on the transition s -a-> n."""
         sys = self.system
         viol = tuple(name for name, violated, _ in safety if violated(sys, s, a, ev, n))
         got = tuple((pn, rn) for pn, rn, holds, _ in reach if holds(sys, s, a, ev, n))

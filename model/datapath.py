@@ -4,8 +4,6 @@ established connection and its close, a client's retransmission and TIME_WAIT, a
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from model.config import Config
 from model.core import EXPIRE_NOW
 from model.events import SF_RETRANSMIT, BrokenWhy, DropWhy, Ev, Event
@@ -32,8 +30,18 @@ class DataPath(Scheduling):
     def __init__(self, config: Config, timing: str = "exact") -> None:
         super().__init__(config, timing)
         # a connection's packets depend on its flow and two facts beyond it (_packets): memoised, as the kernel's
-        # decisions are (most closes repeat one of a few hundred flows: measured)
-        self._packets_memo = lru_cache(maxsize=None)(self._packets)
+        # decisions are (most closes repeat one of a few hundred flows: measured). A plain dict: an lru_cache of
+        # the bound method would make a reference cycle, which the searches' gc.freeze would keep forever.
+        self._packets_seen: dict[tuple[Flow, int, tuple[tuple[Dir, Seg], ...], Newest],
+                                 tuple[Flow, int, tuple[Event, ...]]] = {}
+
+    def _packets_memo(self, flow: Flow, f: int, seq: tuple[tuple[Dir, Seg], ...], newest: Newest
+                      ) -> tuple[Flow, int, tuple[Event, ...]]:
+        key = (flow, f, seq, newest)
+        out = self._packets_seen.get(key)
+        if out is None:
+            out = self._packets_seen[key] = self._packets(flow, f, seq, newest)
+        return out
 
     def _send_syn(self, st: State, f: int, tries: int, plan: Plan, ev: list[Event]) -> State:
         flow = st.flows[f]

@@ -33,6 +33,9 @@ static int ib_push(ibuf *b, long x) {
     return 0;
 }
 
+/* The attribute names the loop reads, interned once (PyInit__packed_loop). */
+static PyObject *str_lists, *str_no_zeros, *str_wait_hits, *str_running;
+
 /* What the loop reads of a Skeleton (engines/packed.py), fetched once per skeleton. */
 typedef struct {
     PyObject *sk;        /* the Skeleton: passed back to `successors` */
@@ -85,10 +88,10 @@ static skinfo *sk_get(skcache *c, PyObject *skeletons, Py_ssize_t sid) {
         PyObject *sk = PyList_GET_ITEM(skeletons, c->n - 1);
         Py_INCREF(sk);
         s->sk = sk;
-        s->lists = PyObject_GetAttrString(sk, "lists");
-        s->no_zeros = PyObject_GetAttrString(sk, "no_zeros");
-        s->wait_hits = PyObject_GetAttrString(sk, "wait_hits");
-        PyObject *running = PyObject_GetAttrString(sk, "running");
+        s->lists = PyObject_GetAttr(sk, str_lists);
+        s->no_zeros = PyObject_GetAttr(sk, str_no_zeros);
+        s->wait_hits = PyObject_GetAttr(sk, str_wait_hits);
+        PyObject *running = PyObject_GetAttr(sk, str_running);
         if (s->lists == NULL || s->no_zeros == NULL || s->wait_hits == NULL || running == NULL) {
             Py_XDECREF(running);
             return NULL;
@@ -388,4 +391,12 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_packed_loop",
                                     "The packed search's breadth-first loop, compiled (see explicit.py).", -1,
                                     methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__packed_loop(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__packed_loop(void) {
+    str_lists = PyUnicode_InternFromString("lists");
+    str_no_zeros = PyUnicode_InternFromString("no_zeros");
+    str_wait_hits = PyUnicode_InternFromString("wait_hits");
+    str_running = PyUnicode_InternFromString("running");
+    if (str_lists == NULL || str_no_zeros == NULL || str_wait_hits == NULL || str_running == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}

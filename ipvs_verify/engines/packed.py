@@ -13,8 +13,9 @@ statuses and pods' phases) is memoised on those alone: a connection's step is co
 scheduling side, whatever kube-proxy's timers and graceful list hold.
 
 The search's state is a flat tuple of ints, (skeleton id, slot values...): cheap to hash and compare. Its
-successors are memoised records, each applied with one tuple concatenation and one itemgetter. All semantics
-stay in `System`: every record comes from `System.actions` and `System.step` on a representative, and what
+successors are memoised records, each applied by gathering the state's values and the record's constants in the
+record's order (explicit.py's loop, compiled in _packed_loop.c). All semantics stay in `System`: every record
+comes from `System.actions` and `System.step` on a representative, and what
 the packing assumes is checked as records are built: a new clock that is neither a copy nor a constant, an
 event that carries a clock, or a write outside the footprint raises PackingError. Tests compare the packed
 search with the plain one, state by state and edge by edge, and `verify=True` recomputes every memoised

@@ -207,6 +207,8 @@ def comparison_json(c: Comparison, uname: str) -> dict[str, Any]:
             "model": {"outcome": s.model.summary, "pod": s.model.pod, "ipvs_entry": s.model.entry,
                       "dests": s.model.dests},
             "mismatches": s.mismatches,
+            **({"kernel_trace": {"after": s.kernel.diag, "while_waiting": s.kernel.timeline}}
+               if s.kernel.diag is not None else {}),
         } for s in c.steps],
     }
 

@@ -201,6 +201,78 @@ def _known(w: list[str]) -> bool:
             or (w[:4] == ["route", "add", "default", "via"] and len(w) == 7 and w[5] == "dev"))
 
 
+# ------------------------------------------------------------------ diagnostics: neighbours, counters
+NUD = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE", 0x20: "FAILED",
+       0x40: "NOARP", 0x80: "PERMANENT"}  # include/uapi/linux/neighbour.h
+
+
+def neighbours() -> dict[str, dict[str, Any]]:
+    """The IPv4 neighbour table of this thread's namespace (RTM_GETNEIGH dump, what `ip -s neigh` prints):
+    address -> NUD state and NDA_PROBES (probes sent so far in this resolution)."""
+    out: dict[str, dict[str, Any]] = {}
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0) as s:
+        s.send(struct.pack("IHHII", 16 + 12, 30, 0x1 | 0x300, 1, 0) + struct.pack("BBHiHBB", socket.AF_INET,
+                                                                                     0, 0, 0, 0, 0, 0))
+        while True:
+            data = s.recv(65536)
+            off = 0
+            while off < len(data):
+                ln, typ = struct.unpack_from("IH", data, off)
+                if typ in (2, 3):  # NLMSG_ERROR / NLMSG_DONE
+                    return out
+                if typ == 28:  # RTM_NEWNEIGH
+                    _, _, _, ifindex, state, _, _ = struct.unpack_from("BBHiHBB", data, off + 16)
+                    a, dst, probes = off + 28, None, None
+                    while a + 4 <= off + ln:
+                        alen, kind = struct.unpack_from("HH", data, a)
+                        if alen < 4:
+                            break
+                        if kind == 1 and alen == 8:
+                            dst = socket.inet_ntoa(data[a + 4:a + 8])
+                        elif kind == 4:
+                            probes, = struct.unpack_from("I", data, a + 4)
+                        a += (alen + 3) & ~3
+                    if dst:
+                        out[dst] = {"state": NUD.get(state, hex(state)), "probes": probes}
+                off += (ln + 3) & ~3
+
+
+def _stat_line(path: str, want: tuple[str, ...]) -> dict[str, int]:
+    """/proc/net/stat/* (one hex row per CPU under a header): the named columns summed over CPUs."""
+    with open(path) as f:
+        head, *rows = f.read().split("\n")
+    cols = head.split()
+    tot = {k: 0 for k in want if k in cols}
+    for r in rows:
+        vals = r.split()
+        if len(vals) == len(cols):
+            for k in tot:
+                tot[k] += int(vals[cols.index(k)], 16)
+    return tot
+
+
+def _timers(snap: dict[str, Any]) -> dict[str, int]:
+    """Each IPVS entry (/proc/net/ip_vs_conn: Expires is the 9th column) and conntrack entry (the 5th
+    column of /proc/net/nf_conntrack) with its countdown in seconds, keyed by the rest of its line."""
+    out = {}
+    for ln in snap.get("ipvs") or []:
+        f = ln.split()
+        if len(f) >= 9 and f[8].isdigit():
+            out["ipvs " + " ".join(f[:8])] = int(f[8])
+    for ln in snap.get("conntrack") or []:
+        f = ln.split()
+        if len(f) > 5 and f[4].isdigit():
+            out["ct " + " ".join(f[:4] + f[5:])] = int(f[4])
+    return out
+
+
+def _snmp(path: str, group: str, want: tuple[str, ...]) -> dict[str, int]:
+    with open(path) as f:
+        lines = [ln.split() for ln in f if ln.startswith(group + ":")]
+    names, vals = lines[0][1:], lines[1][1:]
+    return {k: int(vals[names.index(k)]) for k in want if k in names}
+
+
 # ------------------------------------------------------------------ the node's nat rule
 class NatRules:
     """kube-proxy's KUBE-POSTROUTING-like rule (`-t nat -A POSTROUTING -m mark --mark 0x4000/0x4000 -j
@@ -375,6 +447,8 @@ class World:
         self.servers: dict[str, PodServer] = {}
         self.socks: dict[str, socket.socket] = {}  # established client connections by flow
         self.pending: dict[str, list[Any]] = {}  # SYN_SENT by flow: [sock, plan, t0, retransmissions seen]
+        self.t_start = time.monotonic()  # the world's clock for diagnostics (`watch`, `started`)
+        self.finished: dict[str, dict[str, Any]] = {}  # connects a `watch` saw finish, for the next poll
 
     def pod_ip(self, pod: str) -> str:
         return f"10.244.0.{self.pods.index(pod) + 2}"
@@ -466,14 +540,17 @@ class World:
             s.close()
             return {"result": _err_name(rc), "errno": rc}
         self.pending[flow] = [s, plan, t0, 0]
+        started = round(t0 - self.t_start, 3)
         done = self.poll(window, only=flow)
         if flow in done:
-            return done[flow]
-        return {"result": "pending"}
+            return done[flow] | {"started": started}
+        return {"result": "pending", "started": started}
 
     def poll(self, window: float, only: str | None = None) -> dict[str, dict[str, Any]]:
         """Finish the connects that completed (within `window` seconds); the rest stay pending."""
         out: dict[str, dict[str, Any]] = {}
+        for flow in [f for f in self.finished if only is None or f == only]:
+            out[flow] = self.finished.pop(flow)
         deadline = time.monotonic() + window
         while True:
             for flow in [f for f in self.pending if only is None or f == only]:
@@ -617,6 +694,60 @@ class World:
                     out[key] = f.read()
         return out
 
+    def diag(self) -> dict[str, Any]:
+        """What the node's conntrack and neighbour tables hold, and a few kernel counters. nf_conntrack lists
+        only confirmed entries (the hash table; an unconfirmed one is on a per-cpu list until
+        __nf_conntrack_confirm). Read in-process, no fork."""
+        out: dict[str, Any] = {}
+        with netns(self.node_ns):
+            try:
+                with open("/proc/thread-self/net/nf_conntrack") as f:
+                    out["conntrack"] = [ln.strip() for ln in f if ln.strip()]
+                out["ct_stat"] = _stat_line("/proc/thread-self/net/stat/nf_conntrack",
+                                            ("invalid", "insert_failed", "drop", "clashres", "icmp_error"))
+            except OSError:
+                out["conntrack"] = None  # no nf_conntrack in this kernel
+            out["neigh"] = {ip: v for ip, v in neighbours().items() if ip.startswith("10.244.")}
+            out["node_icmp"] = _snmp("/proc/thread-self/net/snmp", "Icmp", ("OutDestUnreachs",))
+        # the neighbour tables' statistics exist in the initial namespace only (neigh_table_init), for all
+        out["arp"] = _stat_line("/proc/thread-self/net/stat/arp_cache", ("res_failed", "unresolved_discards"))
+        with netns(self.client_ns):
+            out["client_icmp"] = _snmp("/proc/thread-self/net/snmp", "Icmp", ("InDestUnreachs",))
+        out["client_syn_retrans"] = {}
+        for flow, p in self.pending.items():
+            info = p[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+            out["client_syn_retrans"][flow] = struct.unpack_from("I", info, 100)[0]  # tcpi_total_retrans
+        return out
+
+    def watch(self, seconds: float, interval: float) -> dict[str, Any]:
+        """Sleep `seconds`, sampling every `interval`: the IPVS entries, conntrack entries, neighbours,
+        counters and pending connects. Returns the samples that differ from the one before (the world's
+        clock in `t`); a connect that finishes meanwhile is kept for the next poll."""
+        end = time.monotonic() + seconds
+        samples: list[dict[str, Any]] = []
+        last: Any = None
+        last_timers: dict[str, int] = {}
+        n = 0
+        while True:
+            for flow, r in self.poll(0.0).items():
+                if r.get("result") != "pending":
+                    self.finished[flow] = r
+            snap = self.diag() | {"ipvs": self.state()["conns"].splitlines()[1:],
+                                  "finished": {f: r.get("result") for f, r in self.finished.items()}}
+            timers = _timers(snap)  # countdowns aside, a sample is new when something else changed,
+            key = json.dumps({k: v for k, v in snap.items() if k not in ("ipvs", "conntrack")} | {
+                "timers": sorted(timers)}, sort_keys=True)
+            rearmed = [k for k, v in timers.items() if k in last_timers and v > last_timers[k]]
+            if key != last or rearmed:  # or a timer was re-armed (its countdown went up)
+                samples.append({"t": round(time.monotonic() - self.t_start, 3), **snap, "rearmed": rearmed})
+                last = key
+            last_timers = timers
+            n += 1
+            left = end - time.monotonic()
+            if left <= 0:
+                return {"samples": samples, "iterations": n, "seconds": round(seconds, 3)}
+            time.sleep(min(interval, left))
+
     def teardown(self) -> None:
         for srv in self.servers.values():
             srv.kill()
@@ -719,6 +850,10 @@ def handle(worlds: dict[str, World], cmd: dict[str, Any]) -> dict[str, Any]:
         return w.close(cmd["flow"], cmd["closer"])
     if op == "state":
         return w.state()
+    if op == "diag":
+        return w.diag()
+    if op == "watch":
+        return w.watch(cmd["seconds"], cmd.get("interval", 0.05))
     if op == "teardown":
         w.teardown()
         del worlds[w.tag]

@@ -18,6 +18,7 @@ scenario's flow always uses the same source port.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,10 @@ class KernelStep:
     dests: dict[str, dict[str, Any]]
     detail: str = ""
     events: list[str] = field(default_factory=list)  # what the harness did on the virtual clock
+    # trace mode (bridge scenarios, or IPVS_VERIFY_TRACE=1): the node's conntrack entries of the step's
+    # flow, its neighbours and counters after the step, and the samples taken while the step waited
+    diag: dict[str, Any] | None = None
+    timeline: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -82,6 +87,26 @@ def parse_conns(text: str) -> list[dict[str, Any]]:
             out.append({"proto": m[1], "client": (_ip(m[2]), int(m[3], 16)), "vip": (_ip(m[4]), int(m[5], 16)),
                         "dest": _ip(m[6]), "state": _STATE_NAMES.get((m[1], m[8]), m[8]), "expires": int(m[9])})
     return out
+
+
+_CT = re.compile(r"^ipv4\s+\d+\s+(\w+)\s+\d+\s+(\d+)\s+(?:([A-Z_0-9]+)\s+)?"
+                 r"src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+)(.*?)src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+)(.*)$")
+
+
+def parse_conntrack(line: str) -> dict[str, Any] | str:
+    """One /proc/net/nf_conntrack line (every entry there is confirmed): protocol state, timeout left,
+    original and reply tuples, status flags ([UNREPLIED], [ASSURED]); the raw line if it does not parse."""
+    m = _CT.match(line)
+    if not m:
+        return line
+    flags = re.findall(r"\[(\w+)\]", m[8] + m[13])
+    return {"state": m[3] or m[1], "timeout": int(m[2]), "orig": f"{m[4]}:{m[6]}->{m[5]}:{m[7]}",
+            "reply": f"{m[9]}:{m[11]}->{m[10]}:{m[12]}", "flags": flags}
+
+
+def _mentions(line: str, addr: tuple[str, int]) -> bool:
+    ip, port = addr
+    return f"={ip} " in line and (f"sport={port} " in line or f"dport={port} " in line)
 
 
 def parse_dests(text: str) -> dict[str, dict[str, int]]:
@@ -122,6 +147,10 @@ class KernelScenario:
         self.persistence: int = getattr(scope, "persistence", 0)  # sessionAffinity ClientIP: ipvsadm -p
         self.events: list[str] = []
         self.seen: dict[tuple[Any, ...], tuple[float, int]] = {}  # entry -> (deadline bound, longest expiry)
+        # trace mode: the bridge pod network (kernel-only runs), or IPVS_VERIFY_TRACE=1 for any scenario
+        self.trace = sc.data.conformance.pod_network == "bridge" or os.environ.get("IPVS_VERIFY_TRACE") == "1"
+        self.timeline: list[dict[str, Any]] = []
+        self.syn_at: dict[str, float] = {}  # flow -> its last connect's SYN on the guest world's clock
 
     def ip(self, pod: str) -> str:
         return f"10.244.0.{self.pods.index(pod) + 2}"
@@ -330,8 +359,33 @@ class KernelScenario:
 
     def sleep_until(self, v: int) -> None:
         left = self.t0 + v + SLACK - time.monotonic()
-        if left > 0:
+        if left > 0 and self.trace:  # the guest sleeps, sampling its tables every 50 ms
+            r = self.call("watch", seconds=left, interval=0.05, timeout=left + 30)
+            self.timeline += [self.compact(x) for x in r["samples"]]
+            self.events.append(f"traced {r['seconds']:.2f} s in {r['iterations']} samples")
+        elif left > 0:
             time.sleep(left)
+
+    def compact(self, d: dict[str, Any]) -> dict[str, Any]:
+        """A diag/watch sample, reduced to what concerns the scenario's flows, times after their SYN."""
+        addrs = [self.flow_addr(f) for f in self.flows]
+        out: dict[str, Any] = {}
+        if "t" in d:
+            out["t"] = d["t"]
+            out["after_syn"] = {f: round(d["t"] - t, 3) for f, t in self.syn_at.items()}
+        if "ipvs" in d:
+            out["ipvs"] = [{"client": f"{e['client'][0]}:{e['client'][1]}", "state": e["state"],
+                            "dest": self.pod_of(e["dest"]), "expires": e["expires"]}
+                           for e in parse_conns("\n".join(d["ipvs"]))]
+        if d.get("conntrack") is not None:
+            out["conntrack"] = [parse_conntrack(ln) for ln in d["conntrack"] if any(_mentions(ln, a) for a in addrs)]
+        for k in ("neigh", "ct_stat", "node_icmp", "client_icmp", "arp", "client_syn_retrans", "finished",
+                  "rearmed"):
+            if d.get(k):
+                out[k] = d[k]
+        if "neigh" in out:
+            out["neigh"] = {self.pod_of(ip): v for ip, v in out["neigh"].items()}
+        return out
 
     def advance(self, seconds: int) -> None:
         target = self.now + seconds
@@ -360,6 +414,7 @@ class KernelScenario:
 
     def run_step(self, i: int, line: int, step: Any) -> KernelStep:
         self.events = []
+        self.timeline = []
         what = next(k for k, v in step.model_dump(exclude={"expect", "closer", "weight"}).items() if v is not None)
         summary, pod, detail = "none", None, ""
         flow: str | None = None
@@ -368,6 +423,8 @@ class KernelScenario:
             plan = "H" if step.connect else ("C" if step.closer == "client" else "S")
             r = self.call("connect", flow=flow, plan=plan, window=SYN_WINDOW)
             summary, pod, detail = self._outcome(r)
+            if "started" in r:
+                self.syn_at[flow] = r["started"]
         elif getattr(step, "datagram", None):
             flow = step.datagram
             r = self.call("datagram", flow=flow, wait=DGRAM_WAIT)
@@ -424,7 +481,9 @@ class KernelScenario:
             # an entry expired "now" (ip_vs_conn_expire_now) goes at the next jiffy; the model has fired it
             self.settle_jiffies()
         entry, dests = self.observe(flow)
-        return KernelStep(i, line, self.now, what, summary, pod, entry, dests, detail, self.events)
+        diag = self.compact(self.call("diag")) if self.trace else None
+        return KernelStep(i, line, self.now, what, summary, pod, entry, dests, detail, self.events, diag,
+                          self.timeline)
 
     @staticmethod
     def _outcome(r: dict[str, Any]) -> tuple[str, str | None, str]:

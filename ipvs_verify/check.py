@@ -5,8 +5,10 @@ Two explicit searches bracket the real-time behaviours (README, "Time"):
      exactly timed run -> "violated";
   2. untimed (an over-approximation): if the property holds here it holds for every timing -> "holds".
 When (1) finds nothing and (2) finds a violation, the verdict is "undecided", never "holds".
-A search stopped by a state cap gives "bounded"; an unreached "sometimes" check gives "vacuous"; a property
-about a feature the scope lacks (a TCP property in a UDP cell, say) gives "n/a" and is not searched.
+A "sometimes" check that no run of the untimed over-approximation reaches gives "vacuous"; one that only it
+reaches weakens "holds" to "undecided". A search stopped by a state cap only ever weakens a label, to
+"bounded". A property about a feature the scope lacks (a TCP property in a UDP cell, say) gives "n/a" and is
+not searched.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ipvs_verify.engines.explicit import Exploration, Progress, explore
+from ipvs_verify.engines.explicit import Exploration, explore
 from ipvs_verify.engines.lasso import find_lasso
 from model.config import Config
 from model.system import Action, System
 from properties.catalog import BY_NAME, Property, missing_needs
 
 VERDICTS = ("holds", "violated", "undecided", "bounded", "vacuous", "n/a")
+
+# (phase, states, transitions, depth, seconds); phase is the search running: "event" or "untimed"
+CellProgress = Callable[[str, int, int, int, float], None]
 
 
 @dataclass
@@ -86,7 +91,7 @@ def check_config(
     config: Config,
     properties: tuple[Property, ...],
     max_states: int = 300_000,
-    progress: Progress | None = None,
+    progress: CellProgress | None = None,
     search: Callable[..., Exploration] = explore,
 ) -> CellResult:
     """`search` is the explicit search to use: `explore` (packed), or `explore_plain` (benchmarks compare them)."""
@@ -95,7 +100,7 @@ def check_config(
     lacking = {p.name: missing_needs(p, config.scope) for p in properties}
     not_applicable = {name: needs for name, needs in lacking.items() if needs}
     checked = tuple(p for p in properties if p.name not in not_applicable)
-    event = search(System(config, "event"), checked, max_states, progress)
+    event = search(System(config, "event"), checked, max_states, _phase(progress, "event"))
     searches = [_stats(event)]
     verdicts: list[Verdict] = []
     undecided: list[Property] = []
@@ -104,33 +109,60 @@ def check_config(
             verdicts.append(Verdict(prop.name, "n/a", "the scope has no " + ", ".join(not_applicable[prop.name])))
             continue
         hit = _violation(event, prop)
-        if hit is not None:
+        if hit is not None:  # a real, exactly timed run: violated, however far the search got
             actions, loop, pod = hit
             verdicts.append(Verdict(prop.name, "violated", "", actions, loop, "event", pod))
             continue
-        missing = [r.name for r in prop.sometimes if r.name not in event.reached[prop.name]]
-        if missing:
-            verdicts.append(Verdict(prop.name, "vacuous", "never reached: " + "; ".join(missing)))
-        else:
-            verdicts.append(Verdict(prop.name, "holds"))  # provisional: decided by the untimed search
-            undecided.append(prop)
+        verdicts.append(Verdict(prop.name, "holds"))  # provisional: decided below, by the untimed search
+        undecided.append(prop)
     if undecided:
-        untimed = search(System(config, "untimed"), tuple(undecided), max_states, progress)
+        untimed = search(System(config, "untimed"), tuple(undecided), max_states, _phase(progress, "untimed"))
         searches.append(_stats(untimed))
         for v in verdicts:
-            if v.prop not in undecided:
-                continue
-            hit = _violation(untimed, v.prop)
-            if not untimed.complete:
-                v.status, v.detail = "bounded", f"untimed search stopped at its {untimed.bound}"
-            elif hit is not None and not event.complete:
-                v.status = "bounded"
-                v.detail = (f"the event-driven search stopped at its {event.bound}; the untimed "
-                            "over-approximation has a violation")
-            elif hit is not None:
-                actions, loop, pod = hit
-                v.status = "undecided"
-                v.detail = ("violated only when timers may fire in any order (untimed over-approximation); "
-                            "no exactly timed run found")
-                v.actions, v.loop_start, v.timing, v.pod = actions, loop, "untimed", pod
+            if v.prop in undecided:
+                _decide(v, event, untimed)
     return CellResult(config, verdicts, searches)
+
+
+def _phase(progress: CellProgress | None, phase: str) -> Callable[[int, int, int, float], None] | None:
+    if progress is None:
+        return None
+    return lambda states, edges, depth, secs: progress(phase, states, edges, depth, secs)
+
+
+def _decide(v: Verdict, event: Exploration, untimed: Exploration) -> None:
+    """The verdict of a property the event-driven search did not violate, from both searches.
+
+    A label never claims more than the searches showed: "holds" needs the complete untimed search (every
+    timing) to find no violation and a real run to reach every "sometimes" check; "vacuous" needs the
+    complete untimed search to reach some "sometimes" check nowhere. A search stopped at its cap can only
+    weaken a label to "bounded".
+    """
+    prop = v.prop
+    unreached = [r.name for r in prop.sometimes if r.name not in event.reached[prop.name]]
+    if not untimed.complete:
+        v.status, v.detail = "bounded", f"untimed search stopped at its {untimed.bound}"
+        return
+    never = [name for name in unreached if name not in untimed.reached[prop.name]]
+    if never:  # unreachable even in the over-approximation: in no real run either
+        v.status, v.detail = "vacuous", "never reached: " + "; ".join(never)
+        return
+    hit = _violation(untimed, prop)
+    if hit is not None and not event.complete:
+        v.status = "bounded"
+        v.detail = (f"the event-driven search stopped at its {event.bound}; the untimed "
+                    "over-approximation has a violation")
+    elif hit is not None:
+        actions, loop, pod = hit
+        v.status = "undecided"
+        v.detail = ("violated only when timers may fire in any order (untimed over-approximation); "
+                    "no exactly timed run found")
+        v.actions, v.loop_start, v.timing, v.pod = actions, loop, "untimed", pod
+    elif unreached and not event.complete:
+        v.status = "bounded"
+        v.detail = (f"the event-driven search stopped at its {event.bound} before a real run reached: "
+                    + "; ".join(unreached))
+    elif unreached:
+        v.status = "undecided"
+        v.detail = ("no violation for any timing, but only the untimed over-approximation reaches: "
+                    + "; ".join(unreached) + " (no exactly timed run does)")

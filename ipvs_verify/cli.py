@@ -15,24 +15,27 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ipvs_verify.check import CellResult
 from ipvs_verify.engines.explicit import SEARCHES
 from ipvs_verify.engines.packed import PackingError
 from ipvs_verify.errors import UserError
+from ipvs_verify.expected import MANIFEST, Moved, compare, load_manifest, update_manifest
 from ipvs_verify.matrix import (
     DEFAULT_KUBE_PROXY,
     DEFAULT_MODES,
     DEFAULT_SCOPE,
     EVENT_STATE_CAP,
     CellSpec,
+    cell_key,
     default_cells,
     markdown_table,
     matrix_json,
     run_matrix,
     save_counterexamples,
 )
+from ipvs_verify.progress import MatrixProgress
 from ipvs_verify.story import story_lines
 from ipvs_verify.trace import load_trace, replay_trace
 from model.config import PROTOCOLS, Scope, UnknownScheduler
@@ -41,7 +44,7 @@ from model.system import ACTION_NAMES, System
 from model.variants import DEFAULT_MATRIX_VARIANTS, UnknownKernel
 from properties.catalog import PROPERTIES, resolve
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Verify IPVS + kube-proxy connection reuse.")
+app = typer.Typer(add_completion=False, no_args_is_help=True)
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
@@ -79,18 +82,29 @@ def matrix(
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="worker processes (0: all cores)")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="where counterexamples are written")] = Path(
         "counterexamples"),
-    max_states: Annotated[int, typer.Option(help="state cap of the event-driven search")] = EVENT_STATE_CAP,
+    max_states: Annotated[int, typer.Option(help="state cap of each explicit search", min=0)] = EVENT_STATE_CAP,
     as_json: Annotated[bool, typer.Option("--json", help="print the matrix as JSON")] = False,
     as_markdown: Annotated[bool, typer.Option("--markdown", help="print the verdict table as Markdown")] = False,
     engine: Annotated[str, typer.Option(help="explicit | bmc | induction | all (all: report disagreements)")] = (
         "explicit"),
-    depth: Annotated[int, typer.Option(help="bmc: the depth bound")] = 8,
+    depth: Annotated[int, typer.Option(help="bmc: the depth bound", min=1)] = 8,
     search: Annotated[str, typer.Option(help="explicit search: packed (fast: its loop compiled where the install "
                                         "built it), packed-python (its loop in Python), or plain (one "
                                         "System.step per transition, the reference the packed one is tested "
                                         "against)")] = "packed",
+    expect: Annotated[Path, typer.Option(help="the manifest of expected verdicts each cell is compared with "
+                                         "(exit 1 when a verdict moves)")] = MANIFEST,
+    update_expected: Annotated[bool, typer.Option("--update-expected", help="write this run's verdicts (and, "
+                                                  "for a full run, state counts) into the manifest")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress on stderr")] = False,
 ) -> None:
-    """Check every property on every cell of the matrix and print the verdicts."""
+    """Check every property on every cell of the matrix and print the verdicts.
+
+    Exit 0: every cell the manifest pins has its expected verdicts; 1: a verdict or a pinned state count moved
+    (listed on stderr); 2: bad input; 130: interrupted.
+    """
+    _exclusive(("--json", as_json), ("--markdown", as_markdown))
+    _exclusive(("--update-expected", update_expected), (f"--engine {engine}", engine != "explicit"))
     if search not in SEARCHES:
         raise UserError(f"--search: expected one of {', '.join(SEARCHES)}, got '{search}'")
     try:
@@ -100,12 +114,18 @@ def matrix(
     for m in mode_values:
         if not 0 <= m <= 3:
             raise UserError(f"--modes: conn_reuse_mode must be 0..3, got {m}")
+    _distinct("--modes", [str(m) for m in mode_values])
+    _distinct("--variants", list(_split(variants)))
+    _distinct("--kube-proxy", list(_split(kube_proxy)))
     props = _props(properties)
     protos = _split(protocols)
     bad = [p for p in protos if p not in PROTOCOLS]
     if bad or not protos:
         raise UserError(f"--protocols: expected a comma-separated list of {', '.join(PROTOCOLS)}, got '{protocols}'")
+    _distinct("--protocols", list(protos))
     cells = default_cells(_split(variants), mode_values, _split(kube_proxy), protos, persistence, scheduler)
+    if not cells:
+        raise UserError("--variants/--modes/--kube-proxy: expected at least one cell, got none")
     pod_names, spare_names = _split(pods), _split(spare_pods)
     if not pod_names or len(set(pod_names + spare_names)) != len(pod_names + spare_names):
         raise UserError(f"--pods/--spare-pods: expected distinct pod names, at least one running, got "
@@ -119,44 +139,79 @@ def matrix(
 
         raise typer.Exit(engine_matrix(cells, scope, props, engine, depth, as_json, out_dir, jobs,
                                        max_states, out))
+    manifest = load_manifest(expect) if (expect.exists() or not update_expected) else {}
     t0 = time.perf_counter()
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stats]}"),
-                        TimeElapsedColumn(), console=err, disable=as_json or as_markdown or not err.is_terminal)
-    with progress:
-        overall = progress.add_task("matrix", total=len(cells), stats="")
-        tasks = {i: progress.add_task(f"  {c.slug}", total=None, stats="waiting", visible=False)
-                 for i, c in enumerate(cells)}
+    view = MatrixProgress([c.slug for c in cells], max_states, err, sys.stderr, quiet)
 
-        def on_progress(i: int, states: int, edges: int, depth: int, secs: float) -> None:
-            rate = states / secs if secs else 0.0
-            progress.update(tasks[i], visible=True,
-                            stats=f"{states:,} states, depth {depth}, {rate:,.0f} states/s")
+    def on_done(i: int, r: CellResult) -> None:
+        view.done(i, ", ".join(f"{s.timing} {s.states:,} states{'' if s.complete else ' (' + s.bound + ')'}"
+                               for s in r.searches) + f", {sum(s.seconds for s in r.searches):.1f} s")
 
-        def on_done(i: int, _r: Any) -> None:
-            progress.update(tasks[i], visible=False)
-            progress.advance(overall)
-
+    with view:
         try:
-            results = run_matrix(cells, scope, props, jobs, max_states, on_progress, on_done, search)
+            results = run_matrix(cells, scope, props, jobs, max_states, view.update, on_done, search)
         except PackingError as e:
             raise UserError(f"the packed search cannot represent this model ({e}); --search plain does not "
                             "need to") from None
     paths = save_counterexamples(cells, results, out_dir)
+    keys = [cell_key(c, r.config.scope) for c, r in zip(cells, results, strict=True)]
+    pin_states = len(props) == len(PROPERTIES) and max_states == EVENT_STATE_CAP
+    if update_expected:
+        n = update_manifest(expect, cells, scope, results, pin_states)
+        err.print(f"wrote {n} cells to {expect}", highlight=False)
+        moved: list[Moved] = []
+        missing: list[str] = []
+    else:
+        moved, missing = compare(manifest, keys, results, pin_states)
     data = matrix_json(cells, results, paths, scope)
+    data["expected"] = {"manifest": str(expect), "moved": [m.__dict__ for m in moved], "not_pinned": missing}
     if as_json:
         print(json.dumps(data, indent=1))
-        return
-    if as_markdown:
+    elif as_markdown:
         print(markdown_table(cells, results, props), end="")
+    else:
+        _print_matrix(cells, results, props, paths, time.perf_counter() - t0, scope)
+    _report_moved(moved, missing, expect)
+    if moved:
+        raise typer.Exit(1)
+
+
+def _exclusive(*flags: tuple[str, bool]) -> None:
+    given = [name for name, on in flags if on]
+    if len(given) > 1:
+        raise UserError(f"{given[0]} and {given[1]}: expected at most one of them")
+
+
+def _distinct(option: str, values: list[str]) -> None:
+    seen = [v for i, v in enumerate(values) if v in values[:i]]
+    if seen:
+        raise UserError(f"{option}: expected distinct values, got '{seen[0]}' twice")
+
+
+def _report_moved(moved: list[Moved], missing: list[str], manifest: Path) -> None:
+    if missing:
+        err.print(f"not in the manifest {manifest} (not compared): {', '.join(missing)}", highlight=False)
+    if not moved:
         return
-    _print_matrix(cells, results, props, paths, time.perf_counter() - t0, scope)
+    table = Table(title=f"Moved against {manifest}")
+    for col in ("cell", "property", "expected", "got"):
+        table.add_column(col)
+    for m in moved:
+        table.add_row(m.cell, m.what, m.expected, m.got)
+    err.print(table)
+    err.print(f"{len(moved)} moved: if on purpose, rerun with --update-expected and say why in the commit",
+              highlight=False)
 
 
 def _props(text: str) -> tuple[Any, ...]:
     try:
-        return resolve(list(_split(text)) if text else None)
+        props = resolve(list(_split(text)) if text else None)
     except KeyError as e:
         raise UserError(f"--properties: {e.args[0]}") from None
+    _distinct("--properties", [p.name for p in props])
+    if text and not props:
+        raise UserError(f"--properties: expected property names or numbers, got '{text}'")
+    return props
 
 
 def _print_matrix(cells: list[CellSpec], results: list[Any], props: tuple[Any, ...],
@@ -216,32 +271,43 @@ def show(
     diagram: Annotated[bool, typer.Option(help="print a Mermaid sequence diagram (a lane per actor)")] = False,
     as_pytest: Annotated[bool, typer.Option("--pytest", help="print a standalone pytest reproducer")] = False,
 ) -> None:
-    """Tell a counterexample as a story: each step, its outcome, and what changed."""
-    data = load_trace(trace)
-    result = replay_trace(data, trace)
+    """Tell a counterexample as a story: each step, its outcome, and what changed.
+
+    Everything shown comes from replaying the trace in the model, not from the file's text. Exit 0 when the
+    replay reproduces the file step for step and (a counterexample) still violates its property; 1 when a
+    step differs from the file or no longer applies (each is named on stderr), or the property is no longer
+    violated; 2 when the file is not a valid trace.
+    """
+    result = replay_trace(load_trace(trace), trace)
+    rendered = result.trace  # the replay's own trace
     if diagram:
         from ipvs_verify.diagram import sequence_diagram
 
-        print(sequence_diagram(data), end="")
-        return
-    if as_pytest:
+        print(sequence_diagram(result), end="")
+    elif as_pytest:
         from ipvs_verify.reproducer import pytest_reproducer
 
         try:
-            print(pytest_reproducer(data), end="")
+            print(pytest_reproducer(rendered), end="")
         except ValueError as e:
             raise UserError(f"{trace}: {e}") from None
-        return
-    if markdown:
+    elif markdown:
         from ipvs_verify.story import story_markdown
 
-        print(story_markdown(data), end="")
+        print(story_markdown(rendered), end="")
     else:
-        for line in story_lines(data):
+        for line in story_lines(rendered):
             out.print(line, highlight=False, markup=False)
-    if result.prop is not None:
-        verdict = "still violated" if result.violated else "NO LONGER violated by the model"
-        out.print(f"replayed {len(data['steps'])} steps: {verdict}", highlight=False)
+    sys.stdout.flush()
+    for problem in result.problems:  # plain lines, never wrapped
+        print(f"{trace}: {problem}", file=sys.stderr)
+    if not (diagram or as_pytest):
+        if result.prop is not None or result.problems:
+            out.print(result.verdict(), highlight=False, markup=False)
+    elif result.exit_code:
+        print(f"{trace}: {result.verdict()}", file=sys.stderr)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 @app.command()
@@ -254,6 +320,7 @@ def replay(
     """Replay an incident scenario step by step and print what happened at each step."""
     from ipvs_verify.scenario import load_scenario, print_run, run_scenario
 
+    _exclusive(("--variant", bool(variant)), ("--all-variants", all_variants))
     sc = load_scenario(scenario)
     names = list(DEFAULT_MATRIX_VARIANTS) if all_variants else [variant or sc.variant]
     failed = False
@@ -288,12 +355,30 @@ def properties() -> None:
         out.print("   sometimes: " + "; ".join(r.name for r in p.sometimes))
 
 
-def main() -> None:
-    debug = "--debug" in sys.argv
-    if debug:
-        sys.argv.remove("--debug")
+EXIT_CODES = {
+    0: "as expected: every verdict as the manifest pins it, every expectation met, the replay reproduces its file",
+    1: "a result differs: a verdict moved, an expectation failed, a replay differs, engines disagree",
+    2: "bad input: a malformed file or option (one line names the file, the place and what was expected)",
+    3: "the environment lacks something the command needs (no kernel to boot, no compiler)",
+    130: "interrupted (Ctrl-C)",
+}
+
+
+@app.callback(epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="show the traceback of an error (may be given anywhere "
+                                        "on the command line)")] = False,
+) -> None:
+    """Verify IPVS + kube-proxy connection reuse."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The entry point: runs the command and exits with its documented code (EXIT_CODES)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
     try:
-        app(standalone_mode=False)
+        code = app(args=args, prog_name="ipvs-verify", standalone_mode=False)
     except (UserError, UnknownKernel, UnknownKubeProxy, UnknownScheduler) as e:
         if debug:
             raise
@@ -301,6 +386,10 @@ def main() -> None:
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
     except typer.TyperException as e:  # a usage error: unknown option, a value of the wrong type or range
         if debug:
             raise
@@ -308,16 +397,9 @@ def main() -> None:
         message = fmt() if fmt else str(e)
         if message:  # empty when the command alone printed its help
             print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(2)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+        sys.exit(getattr(e, "exit_code", 2) or 2)
+    # standalone_mode=False hands back the code of a typer.Exit the command raised (130 for Ctrl-C)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # python -m ipvs_verify.cli

@@ -6,7 +6,6 @@ counterexample files and the JSON (apart from timings) are the same whatever the
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,6 +17,7 @@ from ipvs_verify.engines.explicit import SEARCHES, freeze_before_fork
 from ipvs_verify.minimise import minimise
 from ipvs_verify.story import story_markdown
 from ipvs_verify.trace import build_trace, config_to_json
+from ipvs_verify.trace_model import TraceFile
 from model.config import Config, Scope, make_config
 from model.system import System
 from model.variants import DEFAULT_MATRIX_VARIANTS
@@ -67,21 +67,26 @@ def default_cells(
 
 
 # ---------------------------------------------------------------------- workers
+# (cell index, phase, states, transitions, depth, seconds)
+MatrixProgress = Callable[[int, str, int, int, int, float], None]
 _queue: Any = None
+_direct: MatrixProgress | None = None
 
 
-def _init(queue: Any) -> None:
-    global _queue
-    _queue = queue
+def _init(queue: Any, direct: MatrixProgress | None = None) -> None:
+    global _queue, _direct
+    _queue, _direct = queue, direct
 
 
 def _run_cell(args: tuple[int, CellSpec, Scope, tuple[str, ...], int, str]) -> tuple[int, CellResult]:
     idx, spec, scope, prop_names, cap, search = args
     props = tuple(p for p in PROPERTIES if p.name in prop_names)
 
-    def progress(states: int, edges: int, depth: int, secs: float) -> None:
+    def progress(phase: str, states: int, edges: int, depth: int, secs: float) -> None:
         if _queue is not None:
-            _queue.put((idx, states, edges, depth, secs))
+            _queue.put((idx, phase, states, edges, depth, secs))
+        elif _direct is not None:  # one worker: the caller's own process
+            _direct(idx, phase, states, edges, depth, secs)
 
     return idx, check_config(spec.config(scope), props, cap, progress, SEARCHES[search])
 
@@ -92,7 +97,7 @@ def run_matrix(
     properties: tuple[Property, ...] = PROPERTIES,
     jobs: int = 0,
     cap: int = EVENT_STATE_CAP,
-    on_progress: Callable[[int, int, int, int, float], None] | None = None,
+    on_progress: MatrixProgress | None = None,
     on_done: Callable[[int, CellResult], None] | None = None,
     search: str = "packed",
 ) -> list[CellResult]:
@@ -102,12 +107,15 @@ def run_matrix(
     work = [(i, c, scope, names, cap, search) for i, c in enumerate(cells)]
     results: dict[int, CellResult] = {}
     if jobs == 1:
-        _init(None)
-        for w in work:
-            i, r = _run_cell(w)
-            results[i] = r
-            if on_done:
-                on_done(i, r)
+        _init(None, on_progress)
+        try:
+            for w in work:
+                i, r = _run_cell(w)
+                results[i] = r
+                if on_done:
+                    on_done(i, r)
+        finally:
+            _init(None)
     else:
         freeze_before_fork()
         ctx = mp.get_context("fork")
@@ -135,7 +143,7 @@ def run_matrix(
 
 
 # ---------------------------------------------------------------------- counterexample files
-def counterexample_trace(result: CellResult, v: Verdict) -> dict[str, Any]:
+def counterexample_trace(result: CellResult, v: Verdict) -> TraceFile:
     cfg = result.config
     actions = v.actions
     if v.prop.kind == "safety" and v.timing != "untimed":
@@ -153,6 +161,11 @@ def scope_tag(scope: Scope) -> str:
             f"-ch{scope.changes}{'' if scope.crashes else '-nocrash'}-{conns}")
 
 
+def cell_key(spec: CellSpec, scope: Scope) -> str:
+    """A cell's name: its slug, and the tag of a non-default scope (`scope` is the cell's own, config.scope)."""
+    return spec.slug + scope_tag(scope)
+
+
 def save_counterexamples(cells: list[CellSpec], results: list[CellResult], out: Path) -> dict[tuple[int, str], Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[tuple[int, str], Path] = {}
@@ -161,9 +174,9 @@ def save_counterexamples(cells: list[CellSpec], results: list[CellResult], out: 
             if v.status not in ("violated", "undecided") or not v.actions:
                 continue
             trace = counterexample_trace(res, v)
-            stem = f"{spec.slug}{scope_tag(res.config.scope)}--{v.prop.name}"
+            stem = f"{cell_key(spec, res.config.scope)}--{v.prop.name}"
             path = out / f"{stem}.json"
-            path.write_text(json.dumps(trace, indent=1, sort_keys=False) + "\n")
+            path.write_text(trace.to_json())
             (out / f"{stem}.md").write_text(story_markdown(trace))
             paths[(i, v.prop.name)] = path
     return paths

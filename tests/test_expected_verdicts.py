@@ -1,36 +1,79 @@
-"""The verdicts the issue expects, found by search (the explicit engine), not by scripted traces."""
+"""The manifest of expected verdicts (ipvs_verify/expected_verdicts.yaml): every entry is found by search (the
+explicit engine), every verdict and pinned state count of it; the default matrix is pinned whole."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
-from tests.conftest import cell
+from ipvs_verify.errors import UserError
+from ipvs_verify.expected import MANIFEST, compare, load_manifest, update_manifest, write_manifest
+from ipvs_verify.matrix import DEFAULT_SCOPE, cell_key, default_cells
+from properties.catalog import PROPERTIES
+from tests.conftest import cell_at
 
-EXPECTED = YAML(typ="safe").load(Path(__file__).with_name("expected_verdicts.yaml").read_text())
-
-
-def _id(r: dict) -> str:
-    kp = f"-kp{r['kube_proxy']}" if "kube_proxy" in r else ""
-    proto = f"-{r['protocol']}" if "protocol" in r else ""
-    sched = f"-{r['scheduler']}" if "scheduler" in r else ""
-    return f"{r['variant']}-mode{r['mode']}{kp}{proto}{sched}"
+ENTRIES = load_manifest()
 
 
-@pytest.mark.parametrize("row", EXPECTED, ids=_id)
-def test_expected_verdicts(row: dict) -> None:
-    result = cell(row["variant"], row["mode"], str(row.get("kube_proxy", "1.30")), row.get("protocol", "tcp"),
-                  row.get("scheduler", "rr"))
-    by_number = {v.prop.number: v for v in result.verdicts}
-    for n in row["violated"]:
-        v = by_number[n]
-        assert v.status == "violated", f"property {n} ({v.prop.name}): {v.status} {v.detail}"
-        assert v.actions, "a violation must come with a counterexample"
-    for n in row["holds"]:
-        v = by_number[n]
-        assert v.status == "holds", f"property {n} ({v.prop.name}): {v.status} {v.detail}"
-    if "states" in row:  # the manifest: a model change that moves a state count must say so here
-        got = [s.states for s in result.searches]
-        assert got == row["states"], f"distinct states {got}, the manifest says {row['states']}"
+@pytest.mark.parametrize("key", list(ENTRIES))
+def test_cell_has_its_manifest_verdicts(key: str) -> None:
+    entry = ENTRIES[key]
+    result = cell_at(entry.spec, entry.scope)
+    moved, missing = compare(ENTRIES, [key], [result], pin_states=True)
+    assert not missing
+    assert not moved, "\n".join(f"{m.what}: manifest {m.expected}, search {m.got}" for m in moved)
+    assert set(entry.verdicts) == {p.name for p in PROPERTIES}, "an entry pins every property"
+    for v in result.verdicts:
+        if v.status == "violated":
+            assert v.actions, "a violation must come with a counterexample"
+
+
+def test_the_default_matrix_is_pinned_whole() -> None:
+    keys = {cell_key(c, c.config(DEFAULT_SCOPE).scope) for c in default_cells()}
+    assert keys <= set(ENTRIES), f"not in the manifest: {sorted(keys - set(ENTRIES))}"
+
+
+def test_the_manifest_is_written_as_it_is_read(tmp_path: Path) -> None:
+    """Regenerating writes the same file: the committed manifest is the writer's own output."""
+    out = tmp_path / "m.yaml"
+    write_manifest(out, ENTRIES)
+    assert out.read_text() == MANIFEST.read_text()
+
+
+def test_update_writes_what_the_run_found(tmp_path: Path) -> None:
+    out = tmp_path / "m.yaml"
+    spec = default_cells(("K46",), (0,))[0]
+    result = cell_at(spec, DEFAULT_SCOPE)
+    update_manifest(out, [spec], DEFAULT_SCOPE, [result], pin_states=True)
+    got = load_manifest(out)
+    key = cell_key(spec, result.config.scope)
+    assert got[key].verdicts == ENTRIES[key].verdicts and got[key].states == ENTRIES[key].states
+    # a moved verdict is reported, not silently accepted
+    broken = dict(got[key].verdicts)
+    broken[PROPERTIES[0].name] = "holds"
+    got[key] = got[key].__class__(key, spec, DEFAULT_SCOPE, got[key].states, broken)
+    moved, _ = compare(got, [key], [result], pin_states=True)
+    assert [(m.what, m.expected, m.got) for m in moved] == [(PROPERTIES[0].name, "holds", "violated")]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("format: other\n", "expected a mapping with format: ipvs-verify-expected"),
+    ("format: ipvs-verify-expected\nversion: 9\ncells: {}\n", "version: expected 1, got 9"),
+    ("format: ipvs-verify-expected\nversion: 1\ncells: [1]\n", "cells: expected a mapping"),
+    ("format: ipvs-verify-expected\nversion: 1\ncells:\n  X: {cell: {variant: K46}, verdicts: {}}\n",
+     "describes cell K46-kp1.30"),
+    ("format: ipvs-verify-expected\nversion: 1\ncells:\n  K46-kp1.30-mode0:\n    cell: {variant: K46, "
+     "overrides: {conn_reuse_mode: 0}}\n    verdicts: {frob: holds}\n", "verdicts.frob: unknown property"),
+    ("format: ipvs-verify-expected\nversion: 1\ncells:\n  K46-kp1.30-mode0:\n    cell: {variant: K46, "
+     "overrides: {conn_reuse_mode: 0}}\n    verdicts: {control-plane-race: fine}\n", "expected one of holds"),
+    ("format: ipvs-verify-expected\nversion: 1\ncells:\n  K46-kp1.30-mode0:\n    cell: {variant: K46, "
+     "overrides: {conn_reuse_mode: 0}}\n    states: [x]\n    verdicts: {}\n", "states: expected a list of integers"),
+    ("cells: [\n", "m.yaml:2: not valid YAML"),
+])
+def test_a_malformed_manifest_is_named(tmp_path: Path, text: str, expected: str) -> None:
+    out = tmp_path / "m.yaml"
+    out.write_text(text)
+    with pytest.raises(UserError) as e:
+        load_manifest(out)
+    assert str(out) in str(e.value) and expected in str(e.value), str(e.value)

@@ -3,12 +3,14 @@ matrix, Hypothesis must find a violation where the explicit engine found one, an
 holds, and it must reach the property's "sometimes" states.
 
 Only the properties a cell's scope is about run there (property 10 needs UDP; 4, 8 and 9 need TCP).
-The expectation is not written here: it comes from tests/expected_verdicts.yaml (the issue's verdicts,
-themselves checked against the explicit engine by test_expected_verdicts.py) or else from the explicit
-engine's verdict for the cell (`cell()`, computed once per session and shared with that test).
+The expectation is not written here: it comes from the manifest of expected verdicts
+(ipvs_verify/expected_verdicts.yaml, itself checked against the explicit engine by test_expected_verdicts.py)
+or else from the explicit engine's verdict for the cell (`cell()`, computed once per session and shared with
+that test).
 
-Default run: the cells the YAML lists (with its UDP and older kube-proxy rows), plus every safety property
-in one cell per variant family (K41 mode 1, K46 mode 0, K59 mode 0, KT17 mode 1). The other cells are
+Default run: the issue's cases (ISSUE_CASES: the properties the issues name, in the cells they name, UDP and
+older kube-proxy included), plus every safety property in one cell per variant family (K41 mode 1, K46 mode 0,
+K59 mode 0, KT17 mode 1). The other cells of the manifest and of the default matrix are
 marked `stateful_matrix` and run with --stateful-full, --variant, or the thorough profile. Liveness
 properties (5, 6) are not Hypothesis' job: a finite random run cannot exhibit a fair cycle (the explicit
 lasso search decides them).
@@ -17,16 +19,15 @@ lasso search decides them).
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import settings
-from ruamel.yaml import YAML
 
 from ipvs_verify.engines.stateful import SAFETY, WIDE_SCOPES, SearchResult, quiet, search
+from ipvs_verify.expected import load_manifest
 from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec, default_cells
 from ipvs_verify.story import story_markdown
 from ipvs_verify.trace import load_trace, replay_trace
@@ -34,21 +35,23 @@ from properties.catalog import PROPERTIES, Property, missing_needs
 from tests.conftest import cell
 from tests.stateful_plugin import REPORTS, profile_name, run_seed, trace_dir, variant_marker
 
-YAML_ROWS = YAML(typ="safe").load(Path(__file__).with_name("expected_verdicts.yaml").read_text())
-
 
 def _spec(variant: str, mode: int, kube_proxy: str = "1.30", protocol: str = "tcp", scheduler: str = "rr") -> CellSpec:
-    return CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),), protocol, scheduler=scheduler)
+    return CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),), protocol, 0, scheduler)  # as default_cells
 
 
-YAML_VERDICTS: dict[CellSpec, dict[int, str]] = {}
-for _row in YAML_ROWS:
-    _got = YAML_VERDICTS.setdefault(
-        _spec(_row["variant"], _row["mode"], str(_row.get("kube_proxy", "1.30")), _row.get("protocol", "tcp"),
-              _row.get("scheduler", "rr")), {})
-    _got.update({n: "violated" for n in _row["violated"]})
-    _got.update({n: "holds" for n in _row["holds"]})
-
+# Which cases run by default (a selection of tests, not an expectation): the properties the issues name.
+ISSUE_CASES: dict[CellSpec, tuple[int, ...]] = {
+    _spec("K46", 0): (1, 2, 5), _spec("K46", 1): (1, 3), _spec("K46U", 1): (1, 3), _spec("K59", 1): (1, 3),
+    _spec("K516", 1): (1, 3), _spec("K59", 0): (1,), _spec("K516", 0): (1,), _spec("K46UW", 0): (1,),
+    _spec("KT17", 1): (3,), _spec("K41", 1): (8,),
+    _spec("K46", 0, "1.14.0", "udp"): (5, 6, 10), _spec("K516", 1, "1.14.0", "udp"): (5, 10),
+    _spec("K46", 0, "1.30", "udp"): (5, 6, 10), _spec("K59", 1, "1.30", "udp"): (5, 6, 10),
+    _spec("K516", 0, "1.13.0"): (1, 2), _spec("K516", 1, scheduler="sh"): (1, 3, 11),
+    _spec("K516", 1, scheduler="sh-fallback"): (11,),
+}
+# The manifest's cells at the default scope (the Hypothesis suite runs at that scope), by spec
+MANIFEST = {e.spec: e for e in load_manifest().values() if e.scope == DEFAULT_SCOPE}
 FAMILY_CELLS = {_spec("K41", 1), _spec("K46", 0), _spec("K59", 0), _spec("KT17", 1)}  # one per variant family
 
 
@@ -67,7 +70,7 @@ class Case:
 
     @property
     def default(self) -> bool:
-        return self.spec in FAMILY_CELLS or self.prop.number in YAML_VERDICTS.get(self.spec, {})
+        return self.spec in FAMILY_CELLS or self.prop.number in ISSUE_CASES.get(self.spec, ())
 
     @property
     def id(self) -> str:
@@ -75,9 +78,9 @@ class Case:
 
 
 def _cells() -> list[CellSpec]:
-    """The default matrix, then the other cells tests/expected_verdicts.yaml lists (UDP, older kube-proxy)."""
+    """The default matrix, then the manifest's other cells at the default scope (UDP, older kube-proxy...)."""
     cells = default_cells()
-    return cells + [c for c in YAML_VERDICTS if c not in cells]
+    return cells + [c for c in MANIFEST if c not in cells]
 
 
 CASES = [
@@ -95,9 +98,10 @@ def _param(case: Case) -> Any:
 
 def expectation(case: Case) -> tuple[str, str]:
     """(verdict, where it comes from)."""
-    listed = YAML_VERDICTS.get(case.spec, {}).get(case.prop.number)
+    entry = MANIFEST.get(case.spec)
+    listed = entry.verdicts.get(case.prop.name) if entry else None
     if listed:
-        return listed, "tests/expected_verdicts.yaml"
+        return listed, "the manifest (ipvs_verify/expected_verdicts.yaml)"
     result = cell(case.variant, case.mode, case.spec.kube_proxy, case.spec.protocol, case.spec.scheduler)
     verdict = next(v for v in result.verdicts if v.prop_name == case.prop.name)
     return verdict.status, "explicit engine"
@@ -129,7 +133,7 @@ def save(result: SearchResult, case: Case, out: Path) -> Path:
     assert result.trace is not None and result.violation is not None
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{case.spec.slug}--{result.violation.prop.name}.json"
-    path.write_text(json.dumps(result.trace, indent=1) + "\n")
+    path.write_text(result.trace.to_json())
     path.with_suffix(".md").write_text(story_markdown(result.trace))
     return path
 
@@ -164,6 +168,7 @@ def test_hypothesis_agrees_with_the_explicit_verdict(case: Case, request: pytest
                 f"{result.coverage.first_found_seconds:.2f} s; shrunk to {len(result.violation.actions)} steps, "
                 f"minimised to {len(result.minimised)}", path)
         replay = replay_trace(load_trace(path), path)
+        assert replay.reproduces, f"{path}: the replay differs from the saved trace: {replay.problems}"
         assert replay.violated, f"{path}: the saved counterexample does not replay as a violation"
         return
     watched = watch_run(case.spec, profile_name(), seed)

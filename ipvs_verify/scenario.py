@@ -8,11 +8,13 @@ scenario's run is deterministic.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic.fields import FieldInfo
 from rich.console import Console
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -22,89 +24,170 @@ from ipvs_verify.errors import UserError
 from ipvs_verify.trace import outcome
 from model.config import Config, Scope, Timing, make_config
 from model.events import Ev, Event
-from model.kube_proxy import UnknownKubeProxy
+from model.kube_proxy import UnknownKubeProxy, kube_proxy_version
 from model.state import DestStatus, Plan, PodPhase, State, counters
+from model.sysctls import SYSCTL_RANGES
 from model.system import Act, Action, System
 from model.tcp_states import SHORT, TcpState
-from model.variants import UnknownKernel
+from model.variants import VARIANTS, Feature, UnknownKernel, resolve_variant, variant_for_kernel
 
 OUTCOMES = ("connected", "refused", "no-route", "dropped", "timed-out", "broken", "closed", "answered", "lost",
             "none")
+PROTOCOL_OUTCOMES = {  # what _summary can say for a service of each protocol (datapath.py's events)
+    "tcp": ("connected", "refused", "no-route", "dropped", "timed-out", "broken", "closed", "none"),
+    "udp": ("answered", "lost", "no-route", "refused", "none"),
+}
+TCP_ENTRY_STATES = tuple(SHORT[s] for s in TcpState if s != TcpState.NORMAL)
+UDP_ENTRY_STATES = (SHORT[TcpState.NORMAL],)
+
+# The limits a scenario is checked against (each named in the message that enforces it).
+MAX_WAIT = 2_592_000  # 30 days: the longest `wait` step, and the most all of a scenario's waits may add up to
+MAX_GRACE = MAX_WAIT  # terminationGracePeriodSeconds
+MAX_PERSISTENCE = 86_400  # Kubernetes: sessionAffinityConfig.clientIP.timeoutSeconds is at most 86400
+MAX_IPVS_TIMEOUT = 2_147_483  # ip_vs_ctl.c ip_vs_set_timeout(): at most INT_MAX / HZ seconds (HZ 1000)
+MAX_WEIGHT = 65_535  # ipvsadm -w: 0..65535
+MAX_PODS = 16  # pods + spare_pods
+POD_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a lowercase DNS label, as Kubernetes names pods
+FLOW_NAME = re.compile(r"client-([1-9][0-9]*):port-([1-9][0-9]*)")
+SYSCTL_WHAT = {"conn_reuse_mode": "an integer 0..3 (a bitmap; the kernel's default is 1)"} | {
+    name: "0 or 1" for name in SYSCTL_RANGES if name != "conn_reuse_mode"}
+FLOW = "a flow 'client-C:port-P' (C counts config.clients, P config.ports)"
+POD = "a pod name from config.pods or config.spare_pods"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ScenarioConfig(Strict):
-    variant: str | None = None
-    kernel: str | None = None
-    kube_proxy: str = "1.30"
+    variant: str | None = Field(default=None, description="a kernel variant (" + ", ".join(VARIANTS) + ") or a kernel "
+                                "version in quotes (e.g. \"4.19.140\")")
+    kernel: str | None = Field(default=None, description="a kernel version in quotes, e.g. \"5.4.163\" (the version "
+                               "kube-proxy reads; it must map to config.variant)")
+    kube_proxy: str = Field(default="1.30", description="a kube-proxy release in quotes, e.g. \"1.30\" or \"1.14.0\"")
     sysctls: dict[Literal["conn_reuse_mode", "conntrack", "expire_nodest_conn", "expire_quiescent_template",
-                          "conn_reuse_old_conntrack"], int] = Field(default_factory=dict)
-    pods: list[str] = Field(default_factory=lambda: ["a", "b"], min_length=1)
-    spare_pods: list[str] = Field(default_factory=list)
-    clients: int = Field(1, ge=1, le=8)
-    ports: int = Field(1, ge=1, le=8)
-    grace_period: int = Field(30, ge=0)
-    nf_conntrack: bool = True
-    protocol: Literal["tcp", "udp"] = "tcp"  # the service's protocol; udp clients use `datagram` steps
-    persistence: int = Field(0, ge=0)  # sessionAffinity ClientIP: the persistent service's timeout (s)
-    scheduler: Literal["rr", "lc", "wlc", "sh", "sh-fallback"] = "rr"  # kube-proxy --ipvs-scheduler
+                          "conn_reuse_old_conntrack"], int] = Field(
+        default_factory=dict, description="a mapping of sysctl name to value: " + "; ".join(
+            f"{k} {v}" for k, v in SYSCTL_WHAT.items()))
+    pods: list[str] = Field(default_factory=lambda: ["a", "b"], min_length=1, description=(
+        "a list of at least one pod name (lowercase letters, digits and '-'), running at the start"))
+    spare_pods: list[str] = Field(default_factory=list, description=(
+        "a list of pod names (lowercase letters, digits and '-') that add-pod may start"))
+    clients: int = Field(default=1, ge=1, le=8, description="an integer 1..8 (client addresses)")
+    ports: int = Field(default=1, ge=1, le=8, description="an integer 1..8 (ephemeral ports per client)")
+    grace_period: int = Field(default=30, ge=0, le=MAX_GRACE, description=f"whole seconds 0..{MAX_GRACE}")
+    nf_conntrack: bool = Field(default=True, description="true or false")
+    protocol: Literal["tcp", "udp"] = Field(default="tcp", description="tcp or udp")  # udp clients use `datagram` steps
+    # sessionAffinity ClientIP: the persistent service's timeout (s)
+    persistence: int = Field(default=0, ge=0, le=MAX_PERSISTENCE, description=(
+        f"whole seconds 0..{MAX_PERSISTENCE} (sessionAffinity ClientIP's timeout; 0: none)"))
+    scheduler: Literal["rr", "lc", "wlc", "sh", "sh-fallback"] = Field(
+        default="rr", description="one of: rr, lc, wlc, sh, sh-fallback")  # kube-proxy --ipvs-scheduler
     # ipvsadm --set TCP TCPFIN UDP (kube-proxy --ipvs-tcp-timeout, --ipvs-tcpfin-timeout, --ipvs-udp-timeout):
     # the only timeouts IP_VS_SO_SET_TIMEOUT changes (ESTABLISHED, FIN_WAIT, UDP); 0 leaves one as it is
-    ipvs_timeouts: dict[Literal["tcp", "tcpfin", "udp"], Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    ipvs_timeouts: dict[Literal["tcp", "tcpfin", "udp"], Annotated[int, Field(ge=0, le=MAX_IPVS_TIMEOUT)]] = Field(
+        default_factory=dict, description=f"a mapping of tcp, tcpfin or udp to whole seconds 0..{MAX_IPVS_TIMEOUT} "
+        "(0 leaves that timeout as it is)")
 
 
 class Expect(Strict):
-    outcome: Literal[OUTCOMES] | None = None  # type: ignore[valid-type]
-    pod: str | None = None  # the pod reached
-    entry_state: str | None = None  # newest IPVS entry of the step's flow
-    entry_dest: str | None = None
-    weight: dict[str, int] | None = None
-    active: dict[str, int] | None = None
-    inactive: dict[str, int] | None = None
-    dest_deleted: list[str] | None = None
+    outcome: Literal[OUTCOMES] | None = Field(  # type: ignore[valid-type]
+        None, description="one of: " + ", ".join(OUTCOMES))
+    pod: str | None = Field(default=None, description=POD + " (the pod reached)")
+    entry_state: str | None = Field(default=None, description="an IPVS entry state: one of " + ", ".join(
+        TCP_ENTRY_STATES + UDP_ENTRY_STATES))  # newest IPVS entry of the step's flow
+    entry_dest: str | None = Field(default=None, description=POD + " (the dest of the flow's newest IPVS entry)")
+    weight: dict[str, Annotated[int, Field(ge=0, le=MAX_WEIGHT)]] | None = Field(
+        default=None, description=f"a mapping of pod name to weight 0..{MAX_WEIGHT}")
+    active: dict[str, Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, description="a mapping of pod name to a count (ActiveConn), 0 or more")
+    inactive: dict[str, Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, description="a mapping of pod name to a count (InActConn), 0 or more")
+    dest_deleted: list[str] | None = Field(default=None, description="a list of pod names whose real server is deleted")
+
+
+EXPECT_KEYS = tuple(Expect.model_fields)
+VARIANT_KEYS = (*VARIANTS, "default")
+
+
+def _expect_form(v: Any) -> str:
+    """One expectation for every variant, or a mapping of variant name (or `default`) to one."""
+    if isinstance(v, dict) and v and not any(k in Expect.model_fields for k in v):
+        return "per_variant"
+    return "one"
+
+
+ExpectField = Annotated[
+    Annotated[Expect, Tag("one")]
+    | Annotated[dict[Literal[VARIANT_KEYS], Expect], Tag("per_variant")],  # type: ignore[valid-type]
+    Discriminator(_expect_form),
+]
 
 
 class Step(Strict):
-    connect: str | None = None  # "client-1:port-1" (a long-lived connection)
-    request: str | None = None  # a short request (connect + close)
-    send: str | None = None
-    close: str | None = None
-    datagram: str | None = None  # UDP: one datagram from this client port, answered by the pod
-    closer: Literal["client", "server"] = "client"
-    wait: int | None = Field(None, ge=0)
-    delete_pod: str | None = Field(None, alias="delete-pod")  # endpoint removed, pod terminating
-    add_pod: str | None = Field(None, alias="add-pod")  # endpoint added
-    destroy_pod: str | None = Field(None, alias="destroy-pod")  # the terminating pod's containers exit
-    crash_pod: str | None = Field(None, alias="crash-pod")  # dies before kube-proxy knows
-    endpoint_gone: str | None = Field(None, alias="endpoint-gone")
-    sync: bool | None = None  # run kube-proxy's pending sync now
-    check: bool | None = None  # wait for the next graceful-deletion check
-    set_weight: str | None = Field(None, alias="set-weight")
-    weight: int | None = Field(None, ge=0, le=65535)
-    delete_dest: str | None = Field(None, alias="delete-dest")
-    add_dest: str | None = Field(None, alias="add-dest")
-    expect: dict[str, Expect] | Expect | None = None  # per variant name, "default", or one for all
+    connect: str | None = Field(default=None, description=FLOW)  # "client-1:port-1" (a long-lived connection)
+    request: str | None = Field(default=None, description=FLOW)  # a short request (connect + close)
+    send: str | None = Field(default=None, description=FLOW)
+    close: str | None = Field(default=None, description=FLOW)
+    datagram: str | None = Field(default=None, description=FLOW)  # UDP: one datagram from this client port, answered
+    closer: Literal["client", "server"] = Field(default="client", description="client or server (who closes first)")
+    wait: int | None = Field(default=None, ge=0, le=MAX_WAIT, description=f"whole seconds 0..{MAX_WAIT} (30 days)")
+    # endpoint removed, pod terminating
+    delete_pod: str | None = Field(default=None, alias="delete-pod", description=POD)
+    add_pod: str | None = Field(default=None, alias="add-pod", description=POD)  # endpoint added
+    destroy_pod: str | None = Field(default=None, alias="destroy-pod", description=POD)  # the terminating pod's exit
+    crash_pod: str | None = Field(default=None, alias="crash-pod", description=POD)  # dies before kube-proxy knows
+    endpoint_gone: str | None = Field(default=None, alias="endpoint-gone", description=POD)
+    sync: bool | None = Field(default=None, description="true (run kube-proxy's pending sync now)")
+    check: bool | None = Field(default=None, description="true (wait for the next graceful-deletion check)")
+    set_weight: str | None = Field(default=None, alias="set-weight", description=POD)
+    weight: int | None = Field(default=None, ge=0, le=MAX_WEIGHT, description=f"an integer 0..{MAX_WEIGHT}")
+    delete_dest: str | None = Field(default=None, alias="delete-dest", description=POD)
+    add_dest: str | None = Field(default=None, alias="add-dest", description=POD)
+    expect: ExpectField | None = Field(  # per variant name, "default", or one for all
+        None, description="a mapping of expectations (" + ", ".join(EXPECT_KEYS) + "), or of variant names "
+        "(and default) to such mappings")
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    @property
+    def kind(self) -> str:
+        """The step's one kind, as the file spells it (delete-pod)."""
+        return next(_key_name(Step, f) for f in STEP_KINDS if getattr(self, f) is not None)
+
+
+STEP_KINDS = tuple(f for f in Step.model_fields if f not in ("closer", "weight", "expect"))
+FLOW_KINDS = ("connect", "request", "send", "close", "datagram")
+TCP_KINDS = ("connect", "request", "send", "close")
 
 
 class ConformanceOptions(Strict):
     """Options for `ipvs-verify conformance` (the real-kernel run); the model ignores them."""
 
-    slow: bool = False  # its real waits are too long for the default suite (e.g. TIME_WAIT expiry)
-    known_mismatch: str | None = None  # the kernel contradicts an expectation: why (pytest xfails it)
-    pod_network: Literal["routed", "bridge"] = "routed"  # /32 route per pod, or a bridge with a subnet route
+    # its real waits are too long for the default suite (e.g. TIME_WAIT expiry)
+    slow: bool = Field(default=False, description="true or false")
+    # the kernel contradicts an expectation: why (pytest xfails it)
+    known_mismatch: str | None = Field(default=None, description="a string: why the kernel contradicts an expectation")
+    # /32 route per pod, or a bridge with a subnet route
+    pod_network: Literal["routed", "bridge"] = Field(default="routed", description="routed or bridge")
 
 
 class ScenarioFile(Strict):
-    name: str
-    description: str = ""
+    name: str = Field(min_length=1, description="a non-empty string (the scenario's title)")
+    description: str = Field("", description="a string")
     config: ScenarioConfig
-    steps: list[Step] = Field(min_length=1)
+    steps: list[Step] = Field(min_length=1, description="a list of at least one step")
     conformance: ConformanceOptions = Field(default_factory=lambda: ConformanceOptions())
+
+
+MODEL_WHAT: dict[type[BaseModel], str] = {
+    ScenarioFile: "a mapping with name, config and steps",
+    ScenarioConfig: "a mapping of settings (" + ", ".join(ScenarioConfig.model_fields) + ")",
+    Step: "a mapping with one step kind, e.g. `request: client-1:port-1` or `wait: 5`",
+    Expect: "a mapping of expectations (" + ", ".join(EXPECT_KEYS) + "), or of variant names (and default) "
+            "to such mappings",
+    ConformanceOptions: "a mapping of " + ", ".join(ConformanceOptions.model_fields),
+}
 
 
 @dataclass
@@ -118,42 +201,438 @@ class Scenario:
         return self.data.config.variant or self.data.config.kernel or "K516"
 
 
+# ---------------------------------------------------------------------- reading and checking
+def _key_name(model: type[BaseModel], field_name: str) -> str:
+    return model.model_fields[field_name].alias or field_name
+
+
+def _field_named(model: type[BaseModel], key: Any) -> str | None:
+    for name, info in model.model_fields.items():
+        if key in (name, info.alias):
+            return name
+    return None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (Step in list[Step], Expect in the expectation union)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+@dataclass
+class _Site:
+    """What a location in the file points at, by the schema."""
+
+    model: type[BaseModel] | None  # the model its value must be (Step for steps.0), if any
+    field_name: str | None  # the innermost field it runs through (wait for steps.0.wait)
+    info: FieldInfo | None  # that field's schema entry
+    at_field: bool  # it ends at that field's own key, not inside its value
+
+
+def _site(loc: tuple[Any, ...]) -> _Site:
+    model: type[BaseModel] | None = ScenarioFile
+    field_name: str | None = None
+    info: FieldInfo | None = None
+    at_field = False
+    for key in loc:
+        name = _field_named(model, key) if model is not None else None
+        if name is not None and model is not None:
+            field_name, info, at_field = name, model.model_fields[name], True
+            model = _model_in(info.annotation)
+        else:
+            at_field = False
+    return _Site(model, field_name, info, at_field)
+
+
+_POD_NAME_WHAT = "a pod name of lowercase letters, digits and '-'"
+_VALUE_WHAT: dict[str, Any] = {
+    "sysctls": lambda key: SYSCTL_WHAT.get(key, "a sysctl value"),
+    "ipvs_timeouts": lambda _key: f"whole seconds 0..{MAX_IPVS_TIMEOUT} (0 leaves that timeout as it is)",
+    "pods": lambda _key: _POD_NAME_WHAT,
+    "spare_pods": lambda _key: _POD_NAME_WHAT,
+    "weight": lambda _key: f"a weight 0..{MAX_WEIGHT}",
+    "active": lambda _key: "a count (ActiveConn), 0 or more",
+    "inactive": lambda _key: "a count (InActConn), 0 or more",
+    "dest_deleted": lambda _key: "a pod name",
+}
+
+
+def _expected(loc: tuple[Any, ...], shape_error: bool = False) -> str:
+    """What the file should have at `loc`, from the schema's descriptions."""
+    site = _site(loc)
+    description = site.info.description if site.info is not None else None
+    inner = _clean_loc(loc)
+    if not site.at_field and site.field_name in _VALUE_WHAT and len(inner) >= 2 and inner[-2] == _key_name(
+            ScenarioConfig if site.field_name in ("sysctls", "ipvs_timeouts", "pods", "spare_pods") else Expect,
+            site.field_name):
+        return _VALUE_WHAT[site.field_name](inner[-1])  # one value of a mapping or list field
+    if site.model in MODEL_WHAT and (shape_error or not site.at_field or description is None):
+        return MODEL_WHAT[site.model]  # type: ignore[index]
+    return description or "a valid value"
+
+
 def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
+    """The line of the deepest part of `loc` the file has (a missing key: its mapping's line)."""
     line = None
     for key in loc:
         if isinstance(node, CommentedMap) and key in node:
             line = node.lc.key(key)[0] + 1
             node = node[key]
-        elif isinstance(node, CommentedSeq) and isinstance(key, int) and key < len(node):
+        elif isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
             line = node.lc.item(key)[0] + 1
             node = node[key]
-        else:
+        elif not isinstance(node, CommentedMap) or key not in ("one", "per_variant", "[key]"):
             break
     return line
 
 
-def load_scenario(path: Path) -> Scenario:
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Without pydantic's own parts: the union tag after `expect` and the `[key]` of a key error."""
+    out: list[Any] = []
+    for i, key in enumerate(loc):
+        if key == "[key]" or (key in ("one", "per_variant") and i > 0 and loc[i - 1] == "expect"):
+            continue
+        out.append(key)
+    return tuple(out)
+
+
+def _place(loc: tuple[Any, ...], raw: Any = None) -> str:
+    """steps.2.expect.K46.outcome -> 'step 3, expect.K46.outcome'; config.pods.1 -> 'config.pods #2'."""
+    loc = _clean_loc(loc)
+    head = ""
+    node = raw  # followed along, to tell a list's index from a mapping's number key
+    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+        steps = raw.get("steps") if isinstance(raw, dict) else None
+        node = steps[loc[1]] if isinstance(steps, list) and loc[1] < len(steps) else None
+        head, loc = f"step {loc[1] + 1}", loc[2:]
+    rest = ""
+    for key in loc:
+        if isinstance(key, int) and (node is None or isinstance(node, list)):
+            rest += f" #{key + 1}"
+        else:
+            rest += f".{key}" if rest else str(key)
+        try:
+            node = node[key] if node is not None else None
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return ", ".join(x for x in (head, rest) if x) or "the top level"
+
+
+def _got(value: Any) -> str:
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, dict):
+        return "a mapping" if value else "an empty mapping"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    return f"a {type(value).__name__} ({value})"
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip objects as plain Python (pydantic's strict mode then checks exact types)."""
+    if isinstance(node, dict):
+        return {_plain(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def _nulls(node: Any, loc: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Where the file leaves a value empty (`wait:`): never meaningful in a scenario."""
+    found: list[tuple[Any, ...]] = []
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        if value is None:
+            found.append((*loc, key))
+        else:
+            found.extend(_nulls(value, (*loc, key)))
+    return found
+
+
+def _token(raw: Any, loc: tuple[Any, ...], text: str) -> str | None:
+    """The value's text as written (1.30, which YAML reads as the number 1.3)."""
+    node = raw
+    for key in loc[:-1]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return None
     try:
-        raw = YAML().load(path.read_text())
+        line, col = node.lc.value(loc[-1]) if isinstance(node, CommentedMap) else node.lc.item(loc[-1])
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+    lines = text.splitlines()
+    if line >= len(lines):
+        return None
+    m = re.match(r"[^\s,\]}#]+", lines[line][col:])
+    return m.group(0) if m else None
+
+
+def _message(err: Any, raw: Any, text: str) -> tuple[tuple[Any, ...], str]:
+    """A pydantic error as (location, what was expected)."""
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    model = _site(loc).model
+    if kind == "missing":
+        return loc, f"missing: expected {_expected(loc)}"
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        if model is Expect:
+            return loc, (f"unknown key '{key}' (expected one of the expectation keys: {', '.join(EXPECT_KEYS)}; "
+                         "per-variant expectations are a mapping of variant names and default only)")
+        if model is Step:
+            kinds = ", ".join(_key_name(Step, f) for f in STEP_KINDS)
+            return loc, f"unknown key '{key}' (expected one step kind: {kinds}; or closer, weight, expect)"
+        keys = ", ".join(_key_name(model, f) for f in model.model_fields) if model is not None else ""
+        return loc, f"unknown key '{key}' (expected one of: {keys})"
+    if loc[-1:] == ("[key]",):
+        key = loc[-2]
+        name = _site(loc[:-1]).field_name
+        if model is Expect:
+            return loc, (f"'{key}' is neither an expectation key ({', '.join(EXPECT_KEYS)}) nor a variant name "
+                         f"({', '.join(VARIANT_KEYS)})")
+        if name == "sysctls":
+            return loc, f"unknown sysctl '{key}' (expected one of: {', '.join(SYSCTL_RANGES)})"
+        if name == "ipvs_timeouts":
+            return loc, f"unknown timeout '{key}' (expected one of: tcp, tcpfin, udp)"
+        return loc, f"expected a key that is a name, got {_got(key)}"
+    if kind == "invalid_key":
+        return loc, f"expected a key that is a name, got {_got(loc[-1])}"
+    value = err.get("input")
+    hint = ""
+    if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        token = _token(raw, _clean_loc(loc), text)
+        hint = f" (write it in quotes: \"{token or value}\")"
+    shape = kind in ("model_type", "model_attributes_type")
+    return loc, f"expected {_expected(loc, shape)}, got {_got(value)}{hint}"
+
+
+class _Fail:
+    """Raises the one-line error of a scenario file at a place."""
+
+    def __init__(self, path: Path, raw: Any) -> None:
+        self.path = path
+        self.raw = raw
+
+    def line(self, loc: tuple[Any, ...]) -> int:
+        return _line_of(self.raw, loc) or 1
+
+    def __call__(self, loc: tuple[Any, ...], what: str) -> UserError:
+        return UserError(f"{self.path}:{self.line(loc)}: {_place(loc, self.raw)}: {what}")
+
+
+def _read(path: Path) -> str:
+    try:
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(raw, CommentedMap):
-        raise UserError(f"{path}: expected a mapping with 'name', 'config' and 'steps'")
+        raise UserError(f"{path}: no such file (expected a scenario YAML file)") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory (expected a scenario YAML file)") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
     try:
-        data = ScenarioFile.model_validate(raw)
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise UserError(f"{path}:{line}: column {col}: expected UTF-8 text, got the byte "
+                        f"0x{data[e.start]:02x}") from None
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and check a scenario file; any problem is a UserError `FILE:LINE: place: what was expected`."""
+    text = _read(path)
+    try:
+        raw = YAML().load(text)
+    except YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        context = getattr(e, "context_mark", None)
+        last = max(len(text.splitlines()), 1)
+        if mark is not None and context is not None and mark.line >= last:
+            mark = context  # the file ended inside something: where that began
+        where = f":{min(mark.line + 1, last)}" if mark is not None else ":1"
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        if getattr(e, "context", None) and problem.startswith("but "):
+            problem = f"{e.context} {problem}"  # type: ignore[attr-defined]
+        raise UserError(f"{path}{where}: not valid YAML: {problem}") from None
+    if raw is None:
+        raise UserError(f"{path}:1: the top level: expected a mapping with name, config and steps, got an "
+                        "empty file")
+    if not isinstance(raw, CommentedMap):
+        line = raw.lc.line + 1 if isinstance(raw, CommentedSeq) else 1
+        raise UserError(f"{path}:{line}: the top level: expected a mapping with name, config and steps, got "
+                        f"{_got(_plain(raw))}")
+    fail = _Fail(path, raw)
+    plain = _plain(raw)
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for loc in _nulls(plain):
+        problems.append((loc, f"expected {_expected(loc)}, got nothing (an empty value)"))
+    data = None
+    try:
+        data = ScenarioFile.model_validate(plain)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = tuple(first["loc"])
-        line = _line_of(raw, loc)
-        place = ".".join(str(x) for x in loc)
-        raise UserError(f"{path}:{line or 1}: {place}: {first['msg']}") from None
+        problems.extend(_message(err, raw, text) for err in e.errors())
+    if problems:
+        # the first in the file; a missing key last (it is often the misspelt one found elsewhere)
+        loc, what = min(problems, key=lambda p: (p[1].startswith("missing"), fail.line(p[0])))
+        raise fail(loc, what)
+    assert data is not None
+    _check(data, fail)
     steps = raw["steps"]
     lines = [steps.lc.item(i)[0] + 1 for i in range(len(steps))]
     return Scenario(path, data, lines)
+
+
+def check_variant_option(name: str) -> str:
+    """`replay --variant NAME`: the variant's name, or a UserError that blames the option."""
+    try:
+        return resolve_variant(name).name
+    except UnknownKernel as e:
+        raise UserError(f"--variant: {e}") from None
+
+
+def _check(data: ScenarioFile, fail: _Fail) -> None:
+    """What the types alone do not say: names that must exist, values that must agree, steps that must fit."""
+    c = data.config
+    variant = None
+    if c.variant is not None:
+        try:
+            variant = resolve_variant(c.variant)
+        except UnknownKernel as e:
+            raise fail(("config", "variant"), str(e)) from None
+    if c.kernel is not None:
+        try:
+            kernel_variant = variant_for_kernel(c.kernel)
+        except UnknownKernel as e:
+            raise fail(("config", "kernel"), str(e)) from None
+        if variant is not None and kernel_variant is not variant:
+            raise fail(("config", "kernel"), f"kernel {c.kernel} is variant {kernel_variant.name}, but "
+                       f"config.variant is {variant.name} (expected a kernel of {variant.name}: "
+                       f"{variant.kernels}; or give only one of them)")
+        variant = kernel_variant
+    variant = variant or resolve_variant("K516")
+    try:
+        kube_proxy_version(c.kube_proxy)
+    except UnknownKubeProxy as e:
+        raise fail(("config", "kube_proxy"), str(e)) from None
+    seen: dict[str, tuple[Any, ...]] = {}
+    for key in ("pods", "spare_pods"):
+        for i, name in enumerate(getattr(c, key)):
+            if not POD_NAME.fullmatch(name):
+                raise fail(("config", key, i), f"expected a pod name of lowercase letters, digits and '-' "
+                           f"(at most 63, starting and ending with a letter or digit), got {_got(name)}")
+            if name in seen:
+                raise fail(("config", key, i), f"pod '{name}' is named twice (also at {_place(seen[name])}); "
+                           "expected distinct pod names")
+            seen[name] = ("config", key, i)
+    if len(seen) > MAX_PODS:
+        raise fail(("config", "spare_pods" if c.spare_pods else "pods"),
+                   f"expected at most {MAX_PODS} pods in all (pods and spare_pods), got {len(seen)}")
+    pods = tuple(seen)
+    for key, value in c.sysctls.items():
+        lo, hi = SYSCTL_RANGES[key]
+        if not lo <= value <= hi:
+            raise fail(("config", "sysctls", key), f"expected {SYSCTL_WHAT[key]}, got {_got(value)}")
+    if "conn_reuse_mode" in c.sysctls and not variant.has(Feature.REUSE):
+        raise fail(("config", "sysctls", "conn_reuse_mode"), f"{variant.name} ({variant.kernels}) has no "
+                   "conn_reuse_mode (it came in 4.1, d752c3645717); expected a variant from K41 on")
+    if "conn_reuse_old_conntrack" in c.sysctls and not variant.has(Feature.TENCENT_OLD_CT):
+        raise fail(("config", "sysctls", "conn_reuse_old_conntrack"), f"only the TencentOS kernel (KT17) has "
+                   f"conn_reuse_old_conntrack, not {variant.name}")
+    waited = 0
+    for i, step in enumerate(data.steps):
+        _check_step(step, i, c, pods, fail)
+        if step.wait is not None:
+            waited += step.wait
+            if waited > MAX_WAIT:
+                raise fail(("steps", i, "wait"), f"the waits add up to {waited} s here; expected at most "
+                           f"{MAX_WAIT} s (30 days) in all")
+
+
+def _check_step(step: Step, i: int, c: ScenarioConfig, pods: tuple[str, ...], fail: _Fail) -> None:
+    at: tuple[Any, ...] = ("steps", i)
+    kinds = [f for f in STEP_KINDS if getattr(step, f) is not None]
+    every = ", ".join(_key_name(Step, f) for f in STEP_KINDS)
+    if not kinds:
+        raise fail(at, f"expected one step kind ({every}), got none")
+    if len(kinds) > 1:
+        names = [_key_name(Step, f) for f in kinds]
+        raise fail((*at, names[1]), f"a step does one thing: expected one step kind, got {' and '.join(names)} "
+                   "(write one step each)")
+    kind = kinds[0]
+    key = _key_name(Step, kind)
+    value = getattr(step, kind)
+    if value is False:  # sync: false, check: false
+        raise fail((*at, key), f"expected {_expected((*at, key))}, got false")
+
+    def known_pod(loc: tuple[Any, ...], name: str) -> None:
+        if name not in pods:
+            raise fail(loc, f"unknown pod '{name}' (expected one of: {', '.join(pods)})")
+
+    if kind in FLOW_KINDS:
+        m = FLOW_NAME.fullmatch(value)
+        if not m or not (int(m[1]) <= c.clients and int(m[2]) <= c.ports):
+            raise fail((*at, key), f"unknown flow '{value}' (expected client-C:port-P with C in 1..{c.clients} "
+                       f"(config.clients) and P in 1..{c.ports} (config.ports))")
+        if c.protocol == "udp" and kind in TCP_KINDS:
+            raise fail((*at, key), "a TCP step in a UDP service (config.protocol: udp); expected datagram")
+        if c.protocol == "tcp" and kind == "datagram":
+            raise fail((*at, key), "a UDP step in a TCP service; expected connect, request, send or close (or "
+                       "config.protocol: udp)")
+    elif isinstance(value, str):
+        known_pod((*at, key), value)
+    if "closer" in step.model_fields_set and kind not in ("request", "close"):
+        raise fail((*at, "closer"), f"only a request or a close step has a closer, not a {key} step")
+    if step.weight is not None and kind not in ("set_weight", "add_dest"):
+        raise fail((*at, "weight"), f"only a set-weight or an add-dest step has a weight, not a {key} step")
+    exp = step.expect
+    if exp is None:
+        return
+    items = [((*at, "expect"), exp)] if isinstance(exp, Expect) else [
+        ((*at, "expect", name), e) for name, e in exp.items()]
+    for loc, e in items:
+        if not e.model_fields_set:
+            raise fail(loc, f"expected at least one of: {', '.join(EXPECT_KEYS)}")
+        valid = PROTOCOL_OUTCOMES[c.protocol]
+        if e.outcome is not None and e.outcome not in valid:
+            raise fail((*loc, "outcome"), f"'{e.outcome}' is not an outcome of a {c.protocol.upper()} service "
+                       f"(expected one of: {', '.join(valid)})")
+        for name in ("pod", "entry_dest"):
+            if getattr(e, name) is not None:
+                known_pod((*loc, name), getattr(e, name))
+        if e.entry_state is not None:
+            states = UDP_ENTRY_STATES if c.protocol == "udp" else TCP_ENTRY_STATES
+            if e.entry_state not in states:
+                raise fail((*loc, "entry_state"), f"unknown entry state '{e.entry_state}' for a "
+                           f"{c.protocol.upper()} service (expected one of: {', '.join(states)})")
+        for name in ("entry_state", "entry_dest"):
+            if getattr(e, name) is not None and kind not in FLOW_KINDS:
+                raise fail((*loc, name), f"only a step of a flow ({', '.join(FLOW_KINDS)}) has an entry to check, "
+                           f"not a {key} step")
+        for name in ("weight", "active", "inactive"):
+            for pod in getattr(e, name) or {}:
+                known_pod((*loc, name, pod), pod)
+        for j, pod in enumerate(e.dest_deleted or []):
+            known_pod((*loc, "dest_deleted", j), pod)
 
 
 # ---------------------------------------------------------------------- running
@@ -185,6 +664,8 @@ class Run:
 
 def scenario_config(sc: Scenario, variant: str) -> Config:
     c = sc.data.config
+    if variant != sc.variant:
+        check_variant_option(variant)  # the file's own was checked when it was read
     try:
         return make_config(
             variant, c.kube_proxy, {str(k): v for k, v in c.sysctls.items()},
@@ -193,7 +674,7 @@ def scenario_config(sc: Scenario, variant: str) -> Config:
             _timing(c), kernel=c.kernel if variant == sc.variant else None,
             nf_conntrack=c.nf_conntrack, scheduler=c.scheduler,
         )
-    except (UnknownKernel, UnknownKubeProxy) as e:
+    except (UnknownKernel, UnknownKubeProxy) as e:  # not expected: load_scenario checked them
         raise UserError(f"{sc.path}: config: {e}") from None
 
 
@@ -242,6 +723,7 @@ def _advance(sys: System, st: State, now: int, seconds: int, log: list[Event]) -
 
 
 def run_scenario(sc: Scenario, variant: str) -> Run:
+    """Run on a variant (a name or a kernel version; not the file's own: a UserError blames `--variant`)."""
     cfg = scenario_config(sc, variant)
     sys = System(cfg, "exact")
     st = sys.initial_states()[0]
@@ -250,7 +732,7 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
     pods = {n: i for i, n in enumerate(sys.pod_names)}
     results: list[StepResult] = []
     for i, (step, line) in enumerate(zip(sc.data.steps, sc.lines, strict=True), 1):
-        where = f"{sc.path}:{line}"
+        where = f"{sc.path}:{line}: step {i}, {step.kind}"  # the kinds were checked when it was read
 
         def flow(name: str, where: str = where) -> int:
             if name not in flows:
@@ -308,13 +790,13 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
             st, now = _advance(sys, st, now, step.wait, log)
         elif step.sync:
             if st.sync_timer < 0:
-                raise UserError(f"{where}: 'sync': kube-proxy has no pending sync (nothing changed)")
+                raise UserError(f"{where}: kube-proxy has no pending sync (nothing changed); expected a change first")
             st, ev = sys.step(st, (Act.SYNC, 0, 0))
             log.extend(ev)
             st = _fire_due(sys, st, now, log)
         elif step.check:
             st, now = _advance(sys, st, now, st.check_timer, log)
-        results.append(_result(sys, st, i, line, now, what, log, flow_of_step, step, variant))
+        results.append(_result(sys, st, i, line, now, what, log, flow_of_step, step, cfg.variant.name))
     return Run(sc, variant, cfg, results)
 
 
@@ -322,20 +804,20 @@ def _check_possible(sys: System, st: State, a: Action, where: str, what: str) ->
     kind = a[0]
     if kind == Act.GRACE_END:
         if st.pods[a[1]].phase != PodPhase.TERMINATING:
-            raise UserError(f"{where}: destroy-pod: the pod is not terminating (delete it first, or crash-pod)")
+            raise UserError(f"{where}: the pod is not terminating (expected delete-pod first, or crash-pod)")
         return
     if kind in (Act.CRASH_POD, Act.DELETE_POD, Act.ADD_POD):
         ok = (st.pods[a[1]].phase == PodPhase.RUNNING) if kind != Act.ADD_POD else (
             st.pods[a[1]].phase == PodPhase.ABSENT)
         if not ok:
-            raise UserError(f"{where}: {what}: not possible for a pod that is {PodPhase(st.pods[a[1]].phase).name}")
+            raise UserError(f"{where}: not possible for a pod that is {PodPhase(st.pods[a[1]].phase).name}")
         return
     if kind in (Act.SET_WEIGHT, Act.DELETE_DEST, Act.ADD_DEST):
         if not sys.enabled(st, a):
-            raise UserError(f"{where}: {what}: the real server is not in a state that allows it")
+            raise UserError(f"{where}: the real server is not in a state that allows it")
         return
     if not sys.enabled(st, a):
-        raise UserError(f"{where}: {what}: not possible now (is the port busy, in TIME_WAIT, or not connected?)")
+        raise UserError(f"{where}: not possible now (is the port busy, in TIME_WAIT, or not connected?)")
 
 
 def _summary(events: list[Event]) -> tuple[str, int]:
@@ -384,7 +866,7 @@ def _result(sys: System, st: State, i: int, line: int, now: int, what: str, log:
     res = StepResult(i, line, now, what, outcome(sys, tuple(log)), summary,
                      sys.pod_names[pod] if pod >= 0 else None, entry, dests)
     exp = step.expect
-    if isinstance(exp, dict):
+    if isinstance(exp, dict):  # keyed by variant name: `variant` is the one run (K46 for --variant 4.19.0)
         exp = exp.get(variant, exp.get("default"))
     if exp is not None:
         res.failures = _compare(exp, res)

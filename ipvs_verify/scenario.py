@@ -1,8 +1,15 @@
 """Incident scenarios: YAML files of configuration and steps, replayed through the model.
 
-Read with ruamel.yaml (which keeps line numbers) and validated with pydantic, so every error names the
-file, the line and what was expected. Between steps, timers that fall due fire in a fixed order, so a
-scenario's run is deterministic.
+Read with ruamel.yaml (which keeps line numbers) and validated with pydantic (strict types: a bare 1.30
+is a number, so versions go in quotes), then checked for what types cannot say: names that must exist
+(flows within config.clients x config.ports, pods, variants keying expectations), values that must agree
+(config.kernel with config.variant, steps and outcomes with the protocol) and the limits below. Every
+problem is one UserError `FILE:LINE: place: what was expected` (exit 2). Between steps, timers that fall
+due fire in a fixed order, so a scenario's run is deterministic.
+
+Limits: a `wait` of at most 30 days (MAX_WAIT), and all of a scenario's waits together at most that;
+persistence at most 86400 s (Kubernetes' limit); ipvs_timeouts at most 2147483 s (the kernel's INT_MAX / HZ);
+grace_period at most 30 days; weights 0..65535; sysctls within model.sysctls.SYSCTL_RANGES; at most 16 pods.
 """
 
 from __future__ import annotations
@@ -281,7 +288,10 @@ def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
     line = None
     for key in loc:
         if isinstance(node, CommentedMap) and key in node:
-            line = node.lc.key(key)[0] + 1
+            try:
+                line = node.lc.key(key)[0] + 1
+            except (KeyError, TypeError):  # a key merged in (`<<: *anchor`): the mapping's line
+                pass
             node = node[key]
         elif isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
             line = node.lc.item(key)[0] + 1

@@ -98,6 +98,18 @@ BAD_SCENARIOS: list[tuple[str, str, str]] = [
                                     "got 'hello'"),
     ("top-level-number", "42\n", "s.yaml:1: the top level: expected a mapping with name, config and steps, "
                               "got the number 42"),
+    ("yaml-merged-bad-value", "name: x\nconfig: {}\nsteps:\n  - &r {request: client-1:port-1, closer: bad}\n"
+                              "  - <<: *r\n", "s.yaml:4: step 1, closer: expected client or server"),
+    ("yaml-merged-key-line", "name: x\nconfig: {}\nsteps:\n  - {wait: 1}\n  - <<: {closer: bad}\n"
+                             "    request: client-1:port-1\n", "s.yaml:5: step 2, closer: expected client or "
+                                                                "server (who closes first), got 'bad'"),
+    ("yaml-date", scenario("kernel: 2024-01-01", variant=""), "s.yaml:3: config.kernel: expected a kernel version "
+                                                              "in quotes, e.g. \"5.4.163\" (the version "
+                                                              "kube-proxy reads; it must map to config.variant), "
+                                                              "got a date (2024-01-01)"),
+    ("yaml-custom-tag", "name: !foo x\nconfig: {}\nsteps: [{wait: 1}]\n", "s.yaml:1: name: expected a non-empty "
+                                                                         "string (the scenario's title), got a "
+                                                                         "TaggedScalar (x)"),
     # --- top-level keys
     ("missing-name", "config: {}\nsteps: [{wait: 1}]\n", "s.yaml:1: name: missing: expected a non-empty string"),
     ("missing-config", "name: x\nsteps: [{wait: 1}]\n", "s.yaml:1: config: missing: expected a mapping of "

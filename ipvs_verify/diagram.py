@@ -1,14 +1,13 @@
 """A trace as a Mermaid sequence diagram: one lane per actor (clients, IPVS, conntrack, kube-proxy, pods).
 
 Mermaid renders in GitHub, GitLab and most Markdown viewers; the text alone still reads top to bottom.
-Each step becomes the messages its events stand for (a SYN forwarded, an ICMP error, a weight set ...).
+Each step becomes the messages its events stand for (a SYN forwarded, an ICMP error, a weight set ...):
+the events of the replay (ipvs_verify.trace.Replay), not those a file says.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from ipvs_verify.trace import config_from_json, forward_notes
+from ipvs_verify.trace import Replay, forward_notes
 from model.events import DropWhy, Ev
 from model.system import System
 from model.tcp_states import SHORT, TcpState
@@ -18,13 +17,14 @@ def _lane(name: str) -> str:
     return name.replace(":", "_").replace("-", "_")
 
 
-def sequence_diagram(trace: dict[str, Any]) -> str:
-    sys = System(config_from_json(trace["config"]), "exact")
+def sequence_diagram(replay: Replay) -> str:
+    trace = replay.trace
+    sys = System(replay.config, "exact")
     clients = [f"client-{c + 1}" for c in range(sys.scope.clients)]
     pods = [sys.pod_name(p) for p in range(sys.n_pods)]
     lanes = clients + ["IPVS", "conntrack", "kube-proxy"] + pods
     out = ["sequenceDiagram"] + [f"    participant {_lane(x)} as {x}" for x in lanes]
-    loop = trace.get("loop_start")
+    loop = trace.loop_start
 
     def client_of(flow: int) -> str:
         return _lane(clients[flow // sys.scope.ports])
@@ -32,19 +32,19 @@ def sequence_diagram(trace: dict[str, Any]) -> str:
     def arrow(src: str, dst: str, text: str, kind: str = "->>") -> None:
         out.append(f"    {src}{kind}{dst}: {text}")
 
-    for step in trace["steps"]:
-        if loop is not None and step["step"] == loop + 1:
+    for step, events in zip(trace.steps, replay.events, strict=True):
+        if loop is not None and step.step == loop + 1:
             out.append(f"    Note over {_lane(lanes[0])},{_lane(lanes[-1])}: the cycle starts here and repeats forever")
-        actor = step["actor"]
-        if step["action"] == "wait":
-            out.append(f"    Note over {_lane(lanes[0])},{_lane(lanes[-1])}: t={step['time']} s")
+        actor = step.actor
+        if step.action == "wait":
+            out.append(f"    Note over {_lane(lanes[0])},{_lane(lanes[-1])}: t={step.time} s")
             continue
-        if step["action"] in ("request", "connect", "client-timer") and not any(
-                e[0] in (Ev.REUSE_HIT, Ev.TIME_WAIT_OVER, Ev.TIMED_OUT) for e in step["events"]):
-            flow = step["params"]["flow"]
-            again = " (retransmission)" if step["action"] == "client-timer" else ""
+        if step.action in ("request", "connect", "client-timer") and not any(
+                e[0] in (Ev.REUSE_HIT, Ev.TIME_WAIT_OVER, Ev.TIMED_OUT) for e in events):
+            flow = step.params.flow or ""
+            again = " (retransmission)" if step.action == "client-timer" else ""
             arrow(_lane(flow.split(":")[0]), "IPVS", f"SYN from {flow.split(':')[1]}{again}")
-        for kind, x, a, b in step["events"]:
+        for kind, x, a, b in events:
             ev = Ev(kind)
             if ev == Ev.REUSE_HIT:
                 arrow(client_of(x), "IPVS", f"SYN from {sys.flow_name(x).split(':')[1]} (entry {SHORT[TcpState(a)]}"

@@ -1,8 +1,13 @@
-"""Tell a trace as a story: numbered steps (time, actor, action, outcome) and, under each, what changed."""
+"""Tell a trace as a story: numbered steps (time, actor, action, outcome) and, under each, what changed.
+
+`show` passes the replay's own trace (ipvs_verify.trace.Replay.trace), so what is told is what the model did.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from ipvs_verify.trace_model import Params, StateView, TraceFile
 
 
 def _flatten(view: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -23,8 +28,12 @@ def _flatten(view: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    a, b = _flatten(before), _flatten(after)
+def _view(state: StateView) -> dict[str, Any]:
+    return state.model_dump(mode="json", exclude_unset=True)
+
+
+def diff(before: StateView, after: StateView) -> list[str]:
+    a, b = _flatten(_view(before)), _flatten(_view(after))
     lines = []
     for key in sorted(set(a) | set(b)):
         if key not in b:
@@ -36,63 +45,63 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _params(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items())
+def _params(params: Params) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.given().items())
 
 
-def header(trace: dict[str, Any]) -> list[str]:
-    cfg = trace["config"]
-    sysctls = " ".join(f"{k}={v}" for k, v in cfg["sysctls"].items())
-    title = trace.get("property") or "scenario"
-    status = trace.get("status", "violated").upper()
+def header(trace: TraceFile) -> list[str]:
+    cfg = trace.config
+    sysctls = " ".join(f"{k}={v}" for k, v in cfg.sysctls.items())
+    title = trace.property or "scenario"
+    status = trace.status.upper()
     lines = [
-        f"{title} (#{trace.get('property_number')}): {status}" if trace.get("property") else title,
-        f"kernel variant {cfg['variant']} (kernel {cfg['kernel']}), kube-proxy {cfg['kube_proxy']}",
+        f"{title} (#{trace.property_number}): {status}" if trace.property else title,
+        f"kernel variant {cfg.variant} (kernel {cfg.kernel}), kube-proxy {cfg.kube_proxy}",
         f"sysctls: {sysctls}",
-        f"found by: {trace.get('engine')} ({trace.get('search_timing')} timing)"
-        + (f", seed {trace['seed']}" if trace.get("seed") is not None else ""),
+        f"found by: {trace.engine} ({trace.search_timing} timing)"
+        + (f", seed {trace.seed}" if trace.seed is not None else ""),
     ]
-    if trace.get("search_timing") == "untimed":
+    if trace.search_timing == "untimed":
         lines.append("note: untimed search: timers may fire in any order; times below are not meaningful")
     return lines
 
 
-def story_lines(trace: dict[str, Any]) -> list[str]:
+def story_lines(trace: TraceFile) -> list[str]:
     lines = header(trace)
     lines.append("")
-    prev = trace["initial_state"]
-    loop = trace.get("loop_start")
-    for step in trace["steps"]:
-        n = step["step"]
+    prev = trace.initial_state
+    loop = trace.loop_start
+    for step in trace.steps:
+        n = step.step
         if loop is not None and n == loop + 1:
-            lines.append(f"--- the cycle starts here (it repeats forever; pod {trace.get('pod')}) ---")
-        lines.append(f"{n:>3}. t={step['time']:<5} {step['actor']:<22} {step['action']} {_params(step['params'])}")
-        lines.append(f"      => {step['outcome']}")
-        for d in diff(prev, step["state"]):
+            lines.append(f"--- the cycle starts here (it repeats forever; pod {trace.pod}) ---")
+        lines.append(f"{n:>3}. t={step.time:<5} {step.actor:<22} {step.action} {_params(step.params)}")
+        lines.append(f"      => {step.outcome}")
+        for d in diff(prev, step.state):
             lines.append(f"         {d}")
-        prev = step["state"]
+        prev = step.state
     if loop is not None:
         lines.append(f"--- back to the state after step {loop} ---")
     return lines
 
 
-def story_markdown(trace: dict[str, Any]) -> str:
+def story_markdown(trace: TraceFile) -> str:
     head = header(trace)
     out = [f"# {head[0]}", ""] + [f"- {h}" for h in head[1:]] + ["", "| step | time | actor | action | outcome |",
                                                                   "|---|---|---|---|---|"]
-    loop = trace.get("loop_start")
-    for step in trace["steps"]:
-        mark = " ⟲" if loop is not None and step["step"] == loop + 1 else ""
-        out.append(f"| {step['step']}{mark} | {step['time']} | {step['actor']} | {step['action']} "
-                   f"{_params(step['params'])} | {step['outcome']} |")
+    loop = trace.loop_start
+    for step in trace.steps:
+        mark = " ⟲" if loop is not None and step.step == loop + 1 else ""
+        out.append(f"| {step.step}{mark} | {step.time} | {step.actor} | {step.action} "
+                   f"{_params(step.params)} | {step.outcome} |")
     if loop is not None:
         out += ["", f"⟲ marks where the cycle starts; after the last step the state equals the state after "
                 f"step {loop}, so the cycle repeats forever."]
     out += ["", "## What changed at each step", ""]
-    prev = trace["initial_state"]
-    for step in trace["steps"]:
-        changes = diff(prev, step["state"])
-        out.append(f"{step['step']}. **{step['action']}** {_params(step['params'])}")
+    prev = trace.initial_state
+    for step in trace.steps:
+        changes = diff(prev, step.state)
+        out.append(f"{step.step}. **{step.action}** {_params(step.params)}")
         out += [f"    - `{c.strip()}`" for c in changes] or ["    - (nothing visible)"]
-        prev = step["state"]
+        prev = step.state
     return "\n".join(out) + "\n"

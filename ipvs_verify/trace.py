@@ -1,27 +1,59 @@
-"""The counterexample trace format (versioned JSON), its replay, and the readable state view.
+"""The counterexample trace (format version 2, ipvs_verify.trace_model): building, loading, replaying.
 
 A trace holds the configuration, the initial state, then steps: time, actor, action, parameters,
-outcome, events, and the state after the step. Replaying rebuilds every state from the configuration in
-the exact-time semantics and re-checks the violation; a step that no longer applies is named.
+outcome, events (by name), and the state after the step. Replaying rebuilds every state from the
+configuration in the exact-time semantics, compares each step with the file (a step whose replayed
+state, outcome or events differ is named; so is one that no longer applies) and re-checks the violation.
+What `show` renders is the replay's own trace, never the file's text.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import ValidationError
 
 from ipvs_verify.errors import UserError
+from ipvs_verify.trace_model import (
+    CLOSER_NAMES,
+    EVENT_FIELDS,
+    EVENT_MODELS,
+    FLAG_NAMES,
+    FORMAT,
+    VERSION,
+    ConfigModel,
+    EventRecord,
+    HypothesisInfo,
+    Params,
+    StateView,
+    Step,
+    TraceFile,
+)
 from model.config import Config, Scope, Timing, make_config
-from model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_RETRANSMIT, SF_REUSED, BrokenWhy, Ev, Event
+from model.events import (
+    SF_DEST_DELETED,
+    SF_DEST_W0,
+    SF_POD_DEAD,
+    SF_RETRANSMIT,
+    SF_REUSED,
+    BrokenWhy,
+    DropWhy,
+    Ev,
+    Event,
+)
 from model.state import DestStatus, Plan, PodPhase, Sock, State, counters
+from model.sysctls import SYSCTL_RANGES
 from model.system import ACTION_NAMES, ACTORS, Act, Action, System
 from model.tcp_states import SHORT, TcpState
 from properties.catalog import BY_NAME, Property
 
-FORMAT = "ipvs-verify-trace"
-VERSION = 1
+__all__ = ["FORMAT", "VERSION", "TraceFile", "Replay", "TraceError", "build_trace", "load_trace", "parse_trace",
+           "replay_trace", "config_from_json", "config_to_json", "action_from_json", "action_to_json", "outcome",
+           "state_view", "event_to_json", "flatten_view"]
 
 ACTION_BY_NAME = {v: k for k, v in ACTION_NAMES.items()}
 CLOSERS = {Plan.CLIENT_CLOSES: "client", Plan.SERVER_CLOSES: "server", Plan.HOLD: "none"}
@@ -48,7 +80,13 @@ def config_to_json(cfg: Config) -> dict[str, Any]:
     }
 
 
-def config_from_json(d: dict[str, Any]) -> Config:
+def config_model(cfg: Config) -> ConfigModel:
+    return ConfigModel.model_validate(config_to_json(cfg))
+
+
+def config_from_json(config: ConfigModel | Mapping[str, Any]) -> Config:
+    """The configuration a trace records (its model, or the same as JSON: a reproducer's CONFIG)."""
+    d = config.model_dump() if isinstance(config, ConfigModel) else config
     sc = dict(d.get("scope", {}))
     sc["pods"] = tuple(sc.get("pods", ("a", "b")))
     sc["spare_pods"] = tuple(sc.get("spare_pods", ()))
@@ -90,7 +128,7 @@ def action_to_json(sys: System, a: Action) -> tuple[str, str, dict[str, Any]]:
     return actor, name, params
 
 
-def action_from_json(sys: System, name: str, params: dict[str, Any]) -> Action:
+def action_from_json(sys: System, name: str, params: Mapping[str, Any]) -> Action:
     """Raises KeyError/ValueError with a message naming what was expected."""
     if name not in ACTION_BY_NAME:
         raise ValueError(f"unknown action '{name}' (expected one of: {', '.join(ACTION_BY_NAME)})")
@@ -134,7 +172,7 @@ def action_from_json(sys: System, name: str, params: dict[str, Any]) -> Action:
 
 
 # ---------------------------------------------------------------------- state view
-def state_view(sys: System, st: State, now: int) -> dict[str, Any]:
+def state_view(sys: System, st: State, now: int) -> StateView:
     """A readable view; countdowns become absolute times so that waiting changes nothing visible."""
 
     def at(timer: int) -> int | str:
@@ -196,7 +234,7 @@ def state_view(sys: System, st: State, now: int) -> dict[str, Any]:
             f"client-{c + 1}": f"{sys.pod_name(t.dest)}, expires at {at(t.timer)}"
             for c, t in enumerate(st.templates) if t is not None
         }
-    return view
+    return StateView.model_validate(view)
 
 
 # ---------------------------------------------------------------------- outcome sentences
@@ -277,12 +315,123 @@ def outcome(sys: System, events: tuple[Event, ...]) -> str:
     return "; ".join(parts) if parts else "nothing changes"
 
 
-# ---------------------------------------------------------------------- building and replaying traces
+# ---------------------------------------------------------------------- events, by name
+# How a kind of value inside an event is named: flows, pods and clients by the system's names, the
+# enums by their members' names. Version 1 files stored the raw integers: V1_DECODE reads them in the
+# numbering version 1 was written with (frozen here), so migrating one never depends on today's enums.
+Decoders = Mapping[str, Callable[[int], Any]]
+
+
+def _flag_names(bits: tuple[tuple[int, str], ...]) -> Callable[[int], list[str]]:
+    def names(v: int) -> list[str]:
+        if v < 0 or v & ~sum(b for b, _ in bits):
+            raise ValueError(f"expected a sum of {', '.join(f'{b} ({n})' for b, n in bits)}, got {v}")
+        return [n for b, n in bits if v & b]
+    return names
+
+
+def _closer(v: int) -> str:
+    return CLOSERS[Plan(v)]
+
+
+DECODE: Decoders = {
+    "tcp_state": lambda v: SHORT[TcpState(v)],
+    "drop": lambda v: DropWhy(v).name,
+    "broken": lambda v: BrokenWhy(v).name,
+    "closer": _closer,
+    "flags": _flag_names(tuple(zip((SF_REUSED, SF_POD_DEAD, SF_DEST_W0, SF_DEST_DELETED, SF_RETRANSMIT), FLAG_NAMES,
+                                   strict=True))),
+}
+
+# version 1's numbering: Ev, TcpState, DropWhy, BrokenWhy, Plan and the SF_* bits as they were then
+V1_EVENTS = (
+    "SYN_FORWARDED", "SYN_DROPPED", "REFUSED", "CONNECTED", "NO_ROUTE", "TIMED_OUT", "REUSE_HIT", "RESCHEDULED",
+    "PKT_FORWARDED", "BROKEN", "CLOSED", "CT_KILLED", "ENTRY_EXPIRED", "DEST_ADDED", "DEST_QUIESCED",
+    "DEST_DELETED", "POD_DELETED", "POD_DESTROYED", "POD_ADDED", "POD_CRASHED", "ENDPOINT_GONE", "SYNCED",
+    "CHECKED", "FLUSHED", "TIME", "TIME_WAIT_OVER", "WEIGHT_SET", "DGRAM_FORWARDED", "DGRAM_DROPPED", "ANSWERED",
+    "TEMPLATE_CREATED", "TEMPLATE_INVALIDATED", "TEMPLATE_EXPIRED",
+)
+_V1_TCP = ("NONE", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT", "TIME_WAIT", "CLOSE", "CLOSE_WAIT",
+           "LAST_ACK", "LISTEN", "SYNACK", "NORMAL")
+
+
+def _pick(names: tuple[str, ...]) -> Callable[[int], str]:
+    def name(v: int) -> str:
+        if not 0 <= v < len(names):
+            raise ValueError(f"expected 0..{len(names) - 1} ({', '.join(names)}), got {v}")
+        return names[v]
+    return name
+
+
+V1_DECODE: Decoders = {
+    "tcp_state": _pick(_V1_TCP),
+    "drop": _pick(("REUSE", "NODEST")),
+    "broken": _pick(("DEST_DELETED", "RESET", "POD_GONE")),
+    "closer": _pick(CLOSER_NAMES),
+    "flags": _flag_names(((1, "REUSED"), (2, "POD_DEAD"), (4, "DEST_W0"), (8, "DEST_DELETED"), (16, "RETRANSMIT"))),
+}
+
+
+def _named_event(sys: System, name: str, values: tuple[int, int, int], decode: Decoders) -> EventRecord:
+    """Raises ValueError if a value does not fit the event's fields."""
+    record: dict[str, Any] = {"event": name}
+    for slot, v in zip(EVENT_FIELDS[Ev[name]], values, strict=True):
+        if slot is None:
+            if v != 0:
+                raise ValueError(f"{name} has no field for the value {v}")
+            continue
+        key, kind = slot
+        if kind in ("flow", "pod", "client") and v < -1:
+            raise ValueError(f"{name}.{key}: expected an index, got {v}")
+        if kind == "flow":
+            record[key] = sys.flow_name(v)
+        elif kind == "pod":
+            record[key] = sys.pod_name(v)
+        elif kind == "client":
+            record[key] = f"client-{v + 1}"
+        elif kind == "int":
+            record[key] = v
+        elif kind == "bool":
+            if v not in (0, 1):
+                raise ValueError(f"{name}.{key} must be 0 or 1, not {v}")
+            record[key] = bool(v)
+        else:
+            try:
+                record[key] = decode[kind](v)
+            except (ValueError, KeyError) as e:
+                raise ValueError(f"{name}.{key}: {e.args[0] if e.args else e}") from None
+    return EVENT_MODELS[name].model_validate(record)
+
+
+def event_to_json(sys: System, event: Event) -> EventRecord:
+    kind, x, a, b = event
+    return _named_event(sys, Ev(kind).name, (x, a, b), DECODE)
+
+
+def _event_text(e: EventRecord) -> str:
+    fields = e.model_dump()
+    name = fields.pop("event")
+    return f"{name}(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
+
+
+# ---------------------------------------------------------------------- building traces
+def _timing_mode(search_timing: str) -> str:
+    # an event-driven run is an exact run; an untimed one replays only in the untimed semantics
+    return "untimed" if search_timing == "untimed" else "exact"
+
+
+def _step_record(sys: System, n: int, now: int, a: Action, ev: tuple[Event, ...], st: State) -> Step:
+    actor, name, params = action_to_json(sys, a)
+    return Step(step=n, time=now, actor=actor, action=name, params=Params(**params), outcome=outcome(sys, ev),
+                events=[event_to_json(sys, e) for e in ev], state=state_view(sys, st, now))
+
+
 def build_trace(
     cfg: Config, actions: list[Action], prop: Property | None, engine: str, timing: str,
     loop_start: int | None = None, pod: int = -1, seed: int | None = None, status: str = "violated",
-) -> dict[str, Any]:
-    sys = System(cfg, "untimed" if timing == "untimed" else "exact")
+    hypothesis: HypothesisInfo | None = None,
+) -> TraceFile:
+    sys = System(cfg, _timing_mode(timing))
     st = sys.initial_states()[0]
     now = 0
     steps = []
@@ -290,115 +439,297 @@ def build_trace(
         st, ev = sys.step(st, a)
         if a[0] == Act.WAIT:
             now += a[1]
-        actor, name, params = action_to_json(sys, a)
-        steps.append({
-            "step": n, "time": now, "actor": actor, "action": name, "params": params,
-            "outcome": outcome(sys, ev), "events": [list(e) for e in ev], "state": state_view(sys, st, now),
-        })
-    return {
-        "format": FORMAT, "version": VERSION,
-        "property": prop.name if prop else None,
-        "property_number": prop.number if prop else None,
-        "kind": "liveness" if loop_start is not None else "safety",
-        "status": status,
-        "engine": engine, "search_timing": timing, "seed": seed,
-        "config": config_to_json(cfg),
-        "pod": sys.pod_name(pod) if pod >= 0 else None,
-        "loop_start": loop_start,
-        "initial_state": state_view(sys, sys.initial_states()[0], 0),
-        "steps": steps,
-    }
+        steps.append(_step_record(sys, n, now, a, ev, st))
+    extra = {"hypothesis": hypothesis} if hypothesis is not None else {}
+    return TraceFile(
+        format=FORMAT, version=VERSION,
+        property=prop.name if prop else None,
+        property_number=prop.number if prop else None,
+        kind="liveness" if loop_start is not None else "safety",
+        status=status,  # type: ignore[arg-type]
+        engine=engine, search_timing=timing, seed=seed,  # type: ignore[arg-type]
+        config=config_model(cfg),
+        pod=sys.pod_name(pod) if pod >= 0 else None,
+        loop_start=loop_start,
+        initial_state=state_view(sys, sys.initial_states()[0], 0),
+        steps=steps, **extra,
+    )
 
 
+# ---------------------------------------------------------------------- loading (and migrating) trace files
 class TraceError(UserError):
     pass
 
 
+def load_trace(path: Path) -> TraceFile:
+    """Raises TraceError, one line naming the file, the place and what was expected."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TraceError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TraceError(f"{path}: cannot be read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise TraceError(f"{path}:{e.lineno}:{e.colno}: not JSON ({e.msg})") from None
+    return parse_trace(data, path)
+
+
+def parse_trace(data: Any, path: Path | str = "<trace>") -> TraceFile:
+    """A trace file's JSON (already parsed) as the version 2 model; a version 1 file is migrated."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise TraceError(f"{path}: format: not an {FORMAT} file (expected \"format\": \"{FORMAT}\")")
+    version = data.get("version")
+    if version == 1:
+        data = migrate_v1(data, path)
+    elif version != VERSION or isinstance(version, bool):
+        raise TraceError(f"{path}: version: expected {VERSION} (or 1, migrated on load), got {version!r}")
+    try:
+        trace = TraceFile.model_validate(data)
+    except ValidationError as e:
+        raise TraceError(f"{path}: {describe_error(e)}") from None
+    if trace.property is not None and trace.property not in BY_NAME:
+        raise TraceError(f"{path}: property: unknown property {trace.property!r} (expected one of: "
+                         f"{', '.join(BY_NAME)})")
+    return trace
+
+
+def describe_error(e: ValidationError, prefix: tuple[str | int, ...] = ()) -> str:
+    """The first error of a validation, as "place: what was expected"."""
+    err = e.errors()[0]
+    loc = list(prefix) + [x for x in err["loc"] if not (isinstance(x, str) and x in EVENT_MODELS)]
+    place = ".".join(str(x) for x in loc) or "the file"
+    kind, msg = err["type"], err["msg"]
+    given = json.dumps(err.get("input"), default=str)
+    given = given if len(given) <= 60 else given[:57] + "..."
+    if kind == "missing":
+        return f"{'.'.join(str(x) for x in loc[:-1]) or 'the file'}: missing key '{loc[-1]}'"
+    if kind == "value_error":
+        return f"{place}: {msg.removeprefix('Value error, ')}"
+    if kind == "union_tag_invalid":
+        return (f"{place}.event: unknown event {err['ctx']['tag']!r} (expected one of: "
+                f"{', '.join(EVENT_MODELS)})")
+    if kind == "union_tag_not_found":
+        return f"{place}: missing key 'event' (the name of an event, one of: {', '.join(EVENT_MODELS)})"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{place}: expected an object, got {given}"
+    if kind == "list_type":
+        return f"{place}: expected a list, got {given}"
+    return f"{place}: {msg.replace('Input should be', 'expected')}, got {given}"
+
+
+def migrate_v1(data: dict[str, Any], path: Path | str) -> dict[str, Any]:
+    """A version 1 file as version 2 JSON: the same trace, its events named.
+
+    Version 1 is migrated rather than refused: its events are raw integers, but read in the numbering
+    version 1 was written with (V1_EVENTS, V1_DECODE, frozen), so their meaning is known for good, and
+    the replay then checks every migrated step against the model like any other. Refusing would strand
+    every trace saved before (.traces/hypothesis/, reports) for no gain in safety.
+    """
+    try:
+        config = ConfigModel.model_validate(data.get("config"))
+    except ValidationError as e:
+        raise TraceError(f"{path}: {describe_error(e, ('config',))}") from None
+    sys = System(_config(config, path), _timing_mode(str(data.get("search_timing"))))
+    steps = data.get("steps")
+    if not isinstance(steps, list):
+        return {**data, "version": VERSION}  # the model names what is wrong
+    migrated = []
+    for i, step in enumerate(steps):
+        if isinstance(step, dict) and isinstance(step.get("events"), list):
+            step = {**step, "events": [_v1_event(sys, e, f"{path}: steps.{i}.events.{j}")
+                                       for j, e in enumerate(step["events"])]}
+        migrated.append(step)
+    return {**data, "version": VERSION, "steps": migrated}
+
+
+def _v1_event(sys: System, e: Any, where: str) -> Any:
+    if not (isinstance(e, list) and len(e) == 4 and all(isinstance(v, int) and not isinstance(v, bool) for v in e)):
+        raise TraceError(f"{where}: expected [kind, subject, a, b], four integers (format version 1), got "
+                         f"{json.dumps(e)[:60]}")
+    kind, x, a, b = e
+    if not 0 <= kind < len(V1_EVENTS):
+        raise TraceError(f"{where}: unknown version 1 event number {kind} (expected 0..{len(V1_EVENTS) - 1})")
+    try:
+        return _named_event(sys, V1_EVENTS[kind], (x, a, b), V1_DECODE).model_dump()
+    except ValueError as err:
+        raise TraceError(f"{where}: {err}") from None
+
+
+def _config(config: ConfigModel, path: Path | str) -> Config:
+    for name, value in config.sysctl_overrides.items():
+        if name not in SYSCTL_RANGES:
+            raise TraceError(f"{path}: config.sysctl_overrides.{name}: unknown sysctl (expected one of: "
+                             f"{', '.join(SYSCTL_RANGES)})")
+        low, high = SYSCTL_RANGES[name]
+        if not low <= value <= high:
+            raise TraceError(f"{path}: config.sysctl_overrides.{name}: expected {low}..{high}, got {value}")
+    try:
+        return config_from_json(config)
+    except (KeyError, TypeError, ValueError) as e:  # an unknown variant, kube-proxy, scheduler ...
+        raise TraceError(f"{path}: config: {e.args[0] if isinstance(e, KeyError) else e}") from None
+
+
+# ---------------------------------------------------------------------- replaying
+def flatten_view(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaves of a JSON value by dotted path (config.scope.pods.0, ipvs.dests.pod-a.weight)."""
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(flatten_view(v, f"{prefix}{k}."))
+        return out
+    if isinstance(obj, list) and obj:
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(flatten_view(v, f"{prefix}{i}."))
+        return out
+    return {prefix.rstrip("."): obj}
+
+
+def _differences(recorded: Any, replayed: Any, limit: int = 3) -> str:
+    """What differs between two JSON values, as "key: the file says x, the replay gives y; ..."."""
+    a, b = flatten_view(recorded), flatten_view(replayed)
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k, "(absent)") != b.get(k, "(absent)")]
+    parts = [f"{k or 'value'}: the file says {json.dumps(a.get(k, '(absent)'))}, the replay gives "
+             f"{json.dumps(b.get(k, '(absent)'))}" for k in keys[:limit]]
+    more = f"; and {len(keys) - limit} more" if len(keys) > limit else ""
+    return "; ".join(parts) + more
+
+
 @dataclass
 class Replay:
+    """What replaying a trace in the model did. `trace` is the replay's own trace (what `show` renders);
+    `problems` names each place where the file differs from it, or the step that no longer applies."""
+
     config: Config
     prop: Property | None
     states: list[State]
     events: list[tuple[Event, ...]]
     times: list[int]
     violated: bool
+    trace: TraceFile
+    problems: list[str] = field(default_factory=list)
+    stopped_at: int | None = None  # the first step that no longer applies
+    recorded_steps: int = 0
+    actions: list[Action] = field(default_factory=list)  # the steps that were replayed
+
+    @property
+    def reproduces(self) -> bool:
+        """The replay gives the file, step for step."""
+        return not self.problems
+
+    @property
+    def exit_code(self) -> int:
+        """0: the file is what the model does and (a counterexample) still violates its property; else 1."""
+        return 0 if self.reproduces and (self.prop is None or self.violated) else 1
+
+    def verdict(self) -> str:
+        done = len(self.states) - 1
+        if self.stopped_at is not None:
+            return f"replayed {done} of {self.recorded_steps} steps: step {self.stopped_at} no longer applies"
+        head = f"replayed {done} steps"
+        if self.problems:
+            head += (f": the file differs from the replay ({len(self.problems)} "
+                     f"difference{'s' if len(self.problems) > 1 else ''})")
+            if self.prop is not None:
+                head += "; the replay " + ("still violates" if self.violated else "NO LONGER violates") + \
+                        f" {self.prop.name}"
+            return head
+        if self.prop is None:
+            return head + ": reproduced"
+        return head + (": still violated" if self.violated else ": NO LONGER violated by the model")
 
 
-def load_trace(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TraceError(f"{path}: no such file") from None
-    except json.JSONDecodeError as e:
-        raise TraceError(f"{path}:{e.lineno}:{e.colno}: not JSON ({e.msg})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise TraceError(f"{path}: not an {FORMAT} file (expected \"format\": \"{FORMAT}\")")
-    if data.get("version") != VERSION:
-        raise TraceError(f"{path}: trace format version {data.get('version')!r}; this tool reads version {VERSION}")
-    for key in ("config", "steps"):
-        if key not in data:
-            raise TraceError(f"{path}: missing key '{key}'")
-    if not isinstance(data["steps"], list):
-        raise TraceError(f"{path}: 'steps' must be a list")
-    return data
-
-
-def replay_trace(data: dict[str, Any], path: Path | str = "<trace>") -> Replay:
-    try:
-        cfg = config_from_json(data["config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise TraceError(f"{path}: config: {e}") from None
-    prop = None
-    if data.get("property"):
-        if data["property"] not in BY_NAME:
-            raise TraceError(f"{path}: unknown property {data['property']!r}")
-        prop = BY_NAME[data["property"]]
-    # an event-driven run is an exact run; an untimed one replays only in the untimed semantics
-    sys = System(cfg, "untimed" if data.get("search_timing") == "untimed" else "exact")
+def replay_trace(trace: TraceFile, path: Path | str = "<trace>") -> Replay:
+    """Replay `trace` in the model and compare every step with it. Bad input raises TraceError; a trace the
+    model does not reproduce is not an error here: the Replay's `problems` say where it differs."""
+    cfg = _config(trace.config, path)
+    prop = BY_NAME[trace.property] if trace.property is not None else None
+    sys = System(cfg, _timing_mode(trace.search_timing))
     st = sys.initial_states()[0]
-    states, events, times = [st], [], [0]
+    initial = state_view(sys, st, 0)
+    states, events, times, actions, steps = [st], [], [0], [], []
+    problems: list[str] = []
+    stopped: int | None = None
+
+    def compare(where: str, recorded: Any, replayed: Any) -> None:
+        if recorded != replayed:
+            problems.append(f"{where}: {_differences(recorded, replayed)}")
+
+    compare("config", trace.config.model_dump(mode="json"), config_to_json(cfg))
+    if prop is not None and trace.property_number != prop.number:
+        problems.append(f"property_number: the file says {trace.property_number}, property {prop.name} is "
+                        f"number {prop.number}")
+    kind: Literal["safety", "liveness"] = "liveness" if trace.loop_start is not None else "safety"
+    if trace.kind != kind:
+        has = "with" if trace.loop_start is not None else "without"
+        problems.append(f"kind: the file says {trace.kind}, but a trace {has} loop_start is {kind}")
+    compare("initial_state", trace.initial_state.model_dump(mode="json"), initial.model_dump(mode="json"))
     now = 0
-    for n, step in enumerate(data["steps"], 1):
-        where = f"{path}: step {n}"
-        if not isinstance(step, dict) or "action" not in step:
-            raise TraceError(f"{where}: expected an object with 'action' and 'params'")
+    for n, rec in enumerate(trace.steps, 1):
+        where = f"step {n}"
+        said = f"'{rec.action}' " + " ".join(f"{k}={v}" for k, v in rec.params.given().items())
         try:
-            a = action_from_json(sys, step["action"], step.get("params", {}))
+            a = action_from_json(sys, rec.action, rec.params.given())
         except (KeyError, ValueError, TypeError) as e:
-            raise TraceError(f"{where}: {e}") from None
+            problems.append(f"{where}: {said.strip()} no longer applies: {e}")
+            stopped = n
+            break
         if not sys.enabled(st, a):
-            raise TraceError(f"{where}: '{step['action']}' {step.get('params', {})} is not possible here "
-                             f"(the model no longer allows this step)")
+            problems.append(f"{where}: {said.strip()} no longer applies (the model does not allow it here)")
+            stopped = n
+            break
         st, ev = sys.step(st, a)
         if a[0] == Act.WAIT:
             now += a[1]
-        if "state" in step and step["state"] != state_view(sys, st, now):
-            raise TraceError(f"{where}: the state after '{step['action']}' differs from the recorded one")
+        got = _step_record(sys, n, now, a, ev, st)
+        if rec.step != n:
+            problems.append(f"{where}: numbered {rec.step} in the file")
+        for attr in ("time", "actor", "outcome"):
+            if getattr(rec, attr) != getattr(got, attr):
+                problems.append(f"{where}: {attr}: the file says {json.dumps(getattr(rec, attr))}, the replay "
+                                f"gives {json.dumps(getattr(got, attr))}")
+        mine, theirs = [e.model_dump() for e in rec.events], [e.model_dump() for e in got.events]
+        if mine != theirs:
+            i = next((i for i, (x, y) in enumerate(zip(mine, theirs, strict=False)) if x != y), min(len(mine),
+                                                                                                   len(theirs)))
+            said_ev = _event_text(rec.events[i]) if i < len(rec.events) else "nothing more"
+            gives = _event_text(got.events[i]) if i < len(got.events) else "nothing more"
+            problems.append(f"{where}: events: event {i + 1}: the file says {said_ev}, the replay gives {gives}")
+        compare(f"{where}: state", rec.state.model_dump(mode="json"), got.state.model_dump(mode="json"))
         states.append(st)
         events.append(ev)
         times.append(now)
+        actions.append(a)
+        steps.append(got)
+    if stopped is not None and stopped < len(trace.steps):
+        problems.append(f"steps {stopped + 1}..{len(trace.steps)}: not replayed")
+    extra = {"hypothesis": trace.hypothesis} if "hypothesis" in trace.model_fields_set else {}
+    replayed = TraceFile(
+        format=FORMAT, version=VERSION, property=trace.property, property_number=prop.number if prop else None,
+        kind=kind, status=trace.status, engine=trace.engine, search_timing=trace.search_timing, seed=trace.seed,
+        config=config_model(cfg), pod=trace.pod, loop_start=trace.loop_start, initial_state=initial, steps=steps,
+        **extra,
+    )
     violated = False
-    if prop is not None and data.get("status", "violated") in ("violated", "undecided"):
-        violated = _still_violated(sys, prop, data, states, events)
-    return Replay(cfg, prop, states, events, times, violated)
+    if prop is not None and stopped is None and trace.status in ("violated", "undecided"):
+        violated = _still_violated(sys, prop, replayed, actions, states, events)
+    return Replay(cfg, prop, states, events, times, violated, replayed, problems, stopped, len(trace.steps), actions)
 
 
-def _still_violated(sys: System, prop: Property, data: dict[str, Any], states: list[State],
+def _still_violated(sys: System, prop: Property, trace: TraceFile, actions: list[Action], states: list[State],
                     events: list[tuple[Event, ...]]) -> bool:
     if not events:
         return False
     if prop.kind == "safety":
-        assert prop.violated is not None
-        acts = [action_from_json(sys, s["action"], s.get("params", {})) for s in data["steps"]]
-        return prop.violated(sys, states[-2], acts[-1], events[-1], states[-1])
-    loop = data.get("loop_start")
+        if prop.violated is None:
+            return False
+        return prop.violated(sys, states[-2], actions[-1], events[-1], states[-1])
+    loop = trace.loop_start
     pods = {sys.pod_name(i): i for i in range(sys.n_pods)}
-    if loop is None or data.get("pod") not in pods:
+    if loop is None or not 0 <= loop < len(states) - 1 or trace.pod not in pods:
         return False
-    pod = pods[data["pod"]]
+    pod = pods[trace.pod]
     live = prop.liveness
-    assert live is not None
-    if states[loop] != states[-1]:
+    if live is None or states[loop] != states[-1]:
         return False  # not a cycle
-    cycle = range(loop, len(states) - 1)
-    return len(cycle) > 0 and all(live.pending(sys, states[i], pod) for i in range(loop, len(states)))
+    return all(live.pending(sys, states[i], pod) for i in range(loop, len(states)))

@@ -159,9 +159,9 @@ def test_bmc_trace_replays_and_minimises() -> None:
     r = run.results[0]
     assert r.status == "violated" and r.depth == 5
     trace = build_trace(config, r.actions, prop, "bmc", "event")
-    assert trace["engine"] == "bmc"
+    assert trace.engine == "bmc"
     rep = replay_trace(trace)
-    assert rep.violated and len(rep.states) == len(r.actions) + 1
+    assert rep.reproduces and rep.violated and len(rep.states) == len(r.actions) + 1
     exact = System(config, "exact")
     small = minimise(exact, prop, r.actions)
     assert violates(exact, prop, small) and len(small) <= len(r.actions)

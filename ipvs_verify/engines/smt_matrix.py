@@ -55,7 +55,7 @@ def _write_bmc_traces(spec: CellSpec, run: BmcRun, out: Path) -> list[Path]:
         trace = build_trace(run.config, actions, prop, "bmc", "event")
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"{spec.slug}{scope_tag(run.config.scope)}--{prop.name}.json"
-        path.write_text(json.dumps(trace, indent=1) + "\n")
+        path.write_text(trace.to_json())
         paths.append(path)
     return paths
 

@@ -33,6 +33,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from ipvs_verify.minimise import minimise
 from ipvs_verify.trace import build_trace
+from ipvs_verify.trace_model import HypothesisInfo, TraceFile
 from model.config import Config, Scope
 from model.events import Ev, Event
 from model.state import DestStatus, PodPhase, Sock, State
@@ -245,7 +246,7 @@ class SearchResult:
     coverage: Coverage
     violation: PropertyViolated | None  # the shrunk failing run, if one was found
     minimised: list[Action] = field(default_factory=list)
-    trace: dict[str, Any] | None = None
+    trace: TraceFile | None = None
 
     @property
     def found(self) -> bool:
@@ -293,11 +294,12 @@ def search(
     if violation is not None:
         prop = violation.prop
         result.minimised = minimise(System(violation.config, "exact"), prop, violation.actions)
-        result.trace = build_trace(violation.config, result.minimised, prop, ENGINE, "exact", seed=seed)
-        result.trace["hypothesis"] = {
-            "shrunk_steps": len(violation.actions), "minimised_steps": len(result.minimised),
-            "first_found_example": coverage.first_found_example, "examples": coverage.examples,
-        }
+        info = HypothesisInfo(
+            shrunk_steps=len(violation.actions), minimised_steps=len(result.minimised),
+            first_found_example=coverage.first_found_example, examples=coverage.examples,
+        )
+        result.trace = build_trace(violation.config, result.minimised, prop, ENGINE, "exact", seed=seed,
+                                   hypothesis=info)
     return result
 
 

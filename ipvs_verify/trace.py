@@ -20,10 +20,11 @@ from pydantic import ValidationError
 from ipvs_verify.errors import UserError
 from ipvs_verify.trace_model import (
     CLOSER_NAMES,
-    EVENT_FIELDS,
     EVENT_MODELS,
     FLAG_NAMES,
     FORMAT,
+    LATER_SCOPE_FIELDS,
+    LATER_TIMING_FIELDS,
     VERSION,
     ConfigModel,
     EventRecord,
@@ -32,6 +33,8 @@ from ipvs_verify.trace_model import (
     StateView,
     Step,
     TraceFile,
+    event_fields,
+    later_defaults,
 )
 from model.config import Config, Scope, Timing, make_config
 from model.events import (
@@ -67,6 +70,11 @@ def config_to_json(cfg: Config) -> dict[str, Any]:
     sc["spare_pods"] = list(cfg.scope.spare_pods)
     tm = asdict(cfg.timing)
     tm["ipvs_timeouts"] = {SHORT[TcpState(k)]: v for k, v in cfg.timing.ipvs_timeouts}
+    # a setting added after format version 2 is written only when it is not its default (trace_model)
+    for d, later in ((sc, later_defaults(LATER_SCOPE_FIELDS)), (tm, later_defaults(LATER_TIMING_FIELDS))):
+        for name, default in later.items():
+            if d.get(name) == default:
+                del d[name]
     return {
         "variant": cfg.variant.name,
         "kernel": cfg.kernel,
@@ -375,7 +383,7 @@ V1_DECODE: Decoders = {
 def _named_event(sys: System, name: str, values: tuple[int, int, int], decode: Decoders) -> EventRecord:
     """Raises ValueError if a value does not fit the event's fields."""
     record: dict[str, Any] = {"event": name}
-    for slot, v in zip(EVENT_FIELDS[Ev[name]], values, strict=True):
+    for slot, v in zip(event_fields(Ev[name]), values, strict=True):
         if slot is None:
             if v != 0:
                 raise ValueError(f"{name} has no field for the value {v}")

@@ -8,11 +8,13 @@ with exit 2. The CLI runs in-process (ipvs_verify.cli.main), so these tests stay
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 
 from ipvs_verify.cli import main
@@ -33,6 +35,9 @@ from ipvs_verify.trace_model import (
     ScopeModel,
     TimingModel,
     TraceFile,
+    _later_fields,
+    _ScopeV2,
+    later_defaults,
     schema_text,
 )
 from model.config import Scope, Timing
@@ -101,6 +106,19 @@ def test_the_model_mirrors_the_configuration_dataclasses() -> None:
     assert list(ScopeModel.model_fields) == [f for f in Scope.__dataclass_fields__]
     assert list(TimingModel.model_fields) == [f for f in Timing.__dataclass_fields__]
     assert set(ACTION_PARAMS) == set(ACTION_NAMES.values())
+
+
+def test_a_setting_added_later_is_optional_with_its_default() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Wider(Scope):
+        pod_network: str = "routed"
+        spare_ports: tuple[int, ...] = (1,)
+
+    later = _later_fields(_ScopeV2, Wider)
+    assert later_defaults(later) == {"pod_network": "routed", "spare_ports": [1]}
+    model = pydantic.create_model("Wider", __base__=_ScopeV2, **later)
+    old = load_trace(SAFETY).config.scope.model_dump()
+    assert model.model_validate(old).model_dump() == old | {"pod_network": "routed", "spare_ports": [1]}
 
 
 # ---------------------------------------------------------------------- events by name

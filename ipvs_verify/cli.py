@@ -25,6 +25,7 @@ from ipvs_verify.expected import MANIFEST, Moved, compare, load_manifest, update
 from ipvs_verify.matrix import (
     DEFAULT_KUBE_PROXY,
     DEFAULT_MODES,
+    DEFAULT_POD_NETWORKS,
     DEFAULT_SCOPE,
     EVENT_STATE_CAP,
     CellSpec,
@@ -38,7 +39,7 @@ from ipvs_verify.matrix import (
 from ipvs_verify.progress import MatrixProgress
 from ipvs_verify.story import story_lines
 from ipvs_verify.trace import load_trace, replay_trace
-from model.config import PROTOCOLS, Scope, UnknownScheduler
+from model.config import POD_NETWORKS, PROTOCOLS, Scope, UnknownScheduler
 from model.kube_proxy import UnknownKubeProxy
 from model.system import ACTION_NAMES, System
 from model.variants import DEFAULT_MATRIX_VARIANTS, UnknownKernel
@@ -67,6 +68,9 @@ def matrix(
     protocols: Annotated[str, typer.Option(help="service protocols: tcp, udp")] = "tcp",
     scheduler: Annotated[str, typer.Option(help="IPVS scheduler (kube-proxy --ipvs-scheduler): rr, lc, wlc, sh, "
                                            "sh-fallback")] = "rr",
+    pod_network: Annotated[str, typer.Option(help="pod networks: routed (a /32 route per pod), bridge (pods on a "
+                                             "bridge with a subnet route); default both (the Z3 engines: routed)")
+                           ] = "",
     persistence: Annotated[int, typer.Option(
         help="sessionAffinity ClientIP: the persistent service's timeout in seconds (0: none)", min=0)] = 0,
     properties: Annotated[str, typer.Option(help="property names or numbers (default: all)")] = "",
@@ -123,7 +127,15 @@ def matrix(
     if bad or not protos:
         raise UserError(f"--protocols: expected a comma-separated list of {', '.join(PROTOCOLS)}, got '{protocols}'")
     _distinct("--protocols", list(protos))
-    cells = default_cells(_split(variants), mode_values, _split(kube_proxy), protos, persistence, scheduler)
+    # the Z3 engines do not encode the bridge: by default they run the routed cells (and say so)
+    nets = _split(pod_network) or (DEFAULT_POD_NETWORKS if engine == "explicit" else ("routed",))
+    if not pod_network and engine != "explicit":
+        err.print("note: the SMT engines encode the routed pod network only: routed cells", highlight=False)
+    if not nets or any(n not in POD_NETWORKS for n in nets):
+        raise UserError(f"--pod-network: expected a comma-separated list of {', '.join(POD_NETWORKS)}, "
+                        f"got '{pod_network}'")
+    _distinct("--pod-network", list(nets))
+    cells = default_cells(_split(variants), mode_values, _split(kube_proxy), protos, persistence, scheduler, nets)
     if not cells:
         raise UserError("--variants/--modes/--kube-proxy: expected at least one cell, got none")
     pod_names, spare_names = _split(pods), _split(spare_pods)

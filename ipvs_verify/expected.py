@@ -64,6 +64,8 @@ def _spec_to_data(spec: CellSpec) -> dict[str, Any]:
         d["persistence"] = spec.persistence
     if spec.scheduler != "rr":
         d["scheduler"] = spec.scheduler
+    if spec.pod_network != "routed":
+        d["pod_network"] = spec.pod_network
     return d
 
 
@@ -122,7 +124,8 @@ def _entry(path: Path, key: str, raw: Any) -> Entry:
     try:
         spec = CellSpec(cell["variant"], str(cell.get("kube_proxy", "1.30")),
                         tuple(sorted((str(k), int(v)) for k, v in (cell.get("overrides") or {}).items())),
-                        cell.get("protocol", "tcp"), int(cell.get("persistence", 0)), cell.get("scheduler", "rr"))
+                        cell.get("protocol", "tcp"), int(cell.get("persistence", 0)), cell.get("scheduler", "rr"),
+                        cell.get("pod_network", "routed"))
         sc: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in (raw.get("scope") or {}).items()}
         scope = replace(DEFAULT_SCOPE, **sc)
     except (TypeError, ValueError, AttributeError) as e:

@@ -18,7 +18,7 @@ from ipvs_verify.minimise import minimise
 from ipvs_verify.story import story_markdown
 from ipvs_verify.trace import build_trace, config_to_json
 from ipvs_verify.trace_model import TraceFile
-from model.config import Config, Scope, make_config
+from model.config import POD_NETWORKS, Config, Scope, make_config
 from model.system import System
 from model.variants import DEFAULT_MATRIX_VARIANTS
 from properties.catalog import PROPERTIES, Property
@@ -26,6 +26,7 @@ from properties.catalog import PROPERTIES, Property
 DEFAULT_SCOPE = Scope(long_lived=True)
 DEFAULT_MODES = (0, 1)
 DEFAULT_KUBE_PROXY = ("1.30",)
+DEFAULT_POD_NETWORKS = POD_NETWORKS  # the default matrix covers both: routed /32s and a bridge
 EVENT_STATE_CAP = 120_000
 
 
@@ -37,13 +38,15 @@ class CellSpec:
     protocol: str | None = None  # the service's protocol for this cell; None keeps the scope's
     persistence: int | None = None  # sessionAffinity ClientIP timeout (s), 0 for none; None keeps the scope's
     scheduler: str = "rr"
+    pod_network: str = "routed"
 
     def config(self, scope: Scope) -> Config:
         if self.protocol is not None:
             scope = replace(scope, protocol=self.protocol)
         if self.persistence is not None:
             scope = replace(scope, persistence=self.persistence)
-        return make_config(self.variant, self.kube_proxy, dict(self.overrides), scope, scheduler=self.scheduler)
+        return make_config(self.variant, self.kube_proxy, dict(self.overrides), scope, scheduler=self.scheduler,
+                           pod_network=self.pod_network)
 
     @property
     def slug(self) -> str:
@@ -51,7 +54,9 @@ class CellSpec:
         proto = "" if self.protocol in (None, "tcp") else f"-{self.protocol}"
         persist = f"-persist{self.persistence}" if self.persistence else ""
         sched = "" if self.scheduler == "rr" else f"-{self.scheduler}"
-        return f"{self.variant}-kp{self.kube_proxy}" + (f"-{over}" if over else "") + proto + persist + sched
+        net = "" if self.pod_network == "routed" else f"-{self.pod_network}"
+        return (f"{self.variant}-kp{self.kube_proxy}" + (f"-{over}" if over else "") + proto + persist + sched
+                + net)
 
 
 def default_cells(
@@ -61,9 +66,10 @@ def default_cells(
     protocols: tuple[str, ...] = ("tcp",),
     persistence: int = 0,
     scheduler: str = "rr",
+    pod_networks: tuple[str, ...] = DEFAULT_POD_NETWORKS,
 ) -> list[CellSpec]:
-    return [CellSpec(v, kp, (("conn_reuse_mode", m),), proto, persistence, scheduler)
-            for proto in protocols for v in variants for kp in kube_proxies for m in modes]
+    return [CellSpec(v, kp, (("conn_reuse_mode", m),), proto, persistence, scheduler, net)
+            for net in pod_networks for proto in protocols for v in variants for kp in kube_proxies for m in modes]
 
 
 # ---------------------------------------------------------------------- workers

@@ -38,10 +38,10 @@ from model.system import Act, Action, System
 from model.tcp_states import SHORT, TcpState
 from model.variants import VARIANTS, Feature, UnknownKernel, resolve_variant, variant_for_kernel
 
-OUTCOMES = ("connected", "refused", "no-route", "dropped", "timed-out", "broken", "closed", "answered", "lost",
-            "none")
+OUTCOMES = ("connected", "refused", "no-route", "dropped", "queued", "timed-out", "broken", "closed", "answered",
+            "lost", "none")
 PROTOCOL_OUTCOMES = {  # what _summary can say for a service of each protocol (datapath.py's events)
-    "tcp": ("connected", "refused", "no-route", "dropped", "timed-out", "broken", "closed", "none"),
+    "tcp": ("connected", "refused", "no-route", "dropped", "queued", "timed-out", "broken", "closed", "none"),
     "udp": ("answered", "lost", "no-route", "refused", "none"),
 }
 TCP_ENTRY_STATES = tuple(SHORT[s] for s in TcpState if s != TcpState.NORMAL)
@@ -84,6 +84,8 @@ class ScenarioConfig(Strict):
     ports: int = Field(default=1, ge=1, le=8, description="an integer 1..8 (ephemeral ports per client)")
     grace_period: int = Field(default=30, ge=0, le=MAX_GRACE, description=f"whole seconds 0..{MAX_GRACE}")
     nf_conntrack: bool = Field(default=True, description="true or false")
+    # how the node reaches its pods: a /32 route per pod, or a bridge with a subnet route (model/config.py)
+    pod_network: Literal["routed", "bridge"] = Field(default="routed", description="routed or bridge")
     protocol: Literal["tcp", "udp"] = Field(default="tcp", description="tcp or udp")  # udp clients use `datagram` steps
     # sessionAffinity ClientIP: the persistent service's timeout (s)
     persistence: int = Field(default=0, ge=0, le=MAX_PERSISTENCE, description=(
@@ -175,8 +177,6 @@ class ConformanceOptions(Strict):
     slow: bool = Field(default=False, description="true or false")
     # the kernel contradicts an expectation: why (pytest xfails it)
     known_mismatch: str | None = Field(default=None, description="a string: why the kernel contradicts an expectation")
-    # /32 route per pod, or a bridge with a subnet route
-    pod_network: Literal["routed", "bridge"] = Field(default="routed", description="routed or bridge")
 
 
 class ScenarioFile(Strict):
@@ -682,7 +682,7 @@ def scenario_config(sc: Scenario, variant: str) -> Config:
             Scope(clients=c.clients, ports=c.ports, pods=tuple(c.pods), spare_pods=tuple(c.spare_pods),
                   changes=0, crashes=False, long_lived=True, protocol=c.protocol, persistence=c.persistence),
             _timing(c), kernel=c.kernel if variant == sc.variant else None,
-            nf_conntrack=c.nf_conntrack, scheduler=c.scheduler,
+            nf_conntrack=c.nf_conntrack, scheduler=c.scheduler, pod_network=c.pod_network,
         )
     except (UnknownKernel, UnknownKubeProxy) as e:  # not expected: load_scenario checked them
         raise UserError(f"{sc.path}: config: {e}") from None
@@ -699,7 +699,10 @@ def _timing(c: ScenarioConfig) -> Timing:
     return Timing(grace_period=c.grace_period, ipvs_timeouts=tuple(sorted(timeouts.items())))
 
 
-_DUE_ORDER = (Act.FLUSH, Act.EXPIRE, Act.TEMPLATE_EXPIRE, Act.SYNC, Act.CHECK, Act.GRACE_END, Act.CLIENT_TIMER)
+# A SYN retransmission due at the instant a neighbour resolution fails goes first: on the real kernel it left
+# before the ICMP of the failure reached the client, and passed IPVS again (scenarios/conformance/B02-B08)
+_DUE_ORDER = (Act.FLUSH, Act.EXPIRE, Act.CT_EXPIRE, Act.TEMPLATE_EXPIRE, Act.SYNC, Act.CHECK, Act.GRACE_END,
+              Act.CLIENT_TIMER, Act.NEIGH_FAILED)
 
 
 def _fire_due(sys: System, st: State, now: int, log: list[Event]) -> State:
@@ -844,6 +847,8 @@ def _summary(events: list[Event]) -> tuple[str, int]:
             summary = "no-route"
         elif kind == Ev.SYN_DROPPED and summary == "none":
             summary = "dropped"
+        elif kind == Ev.SYN_QUEUED and summary == "none":
+            summary = "queued"  # bridge: the SYN waits on the neighbour resolution of a gone pod's address
         elif kind == Ev.TIMED_OUT:
             summary = "timed-out"
         elif kind == Ev.BROKEN:

@@ -85,7 +85,7 @@ def config_to_json(cfg: Config) -> dict[str, Any]:
         "scheduler": cfg.scheduler,
         "scope": sc,
         "timing": tm,
-    }
+    } | ({"pod_network": cfg.pod_network} if cfg.pod_network != "routed" else {})  # later than version 2
 
 
 def config_model(cfg: Config) -> ConfigModel:
@@ -105,7 +105,7 @@ def config_from_json(config: ConfigModel | Mapping[str, Any]) -> Config:
     return make_config(
         d["variant"], d["kube_proxy"], {k: int(v) for k, v in d.get("sysctl_overrides", {}).items()},
         Scope(**sc), Timing(**tm), kernel=d.get("kernel"), nf_conntrack=d.get("nf_conntrack", True),
-        scheduler=d.get("scheduler", "rr"),
+        scheduler=d.get("scheduler", "rr"), pod_network=d.get("pod_network", "routed"),
     )
 
 
@@ -116,7 +116,8 @@ def action_to_json(sys: System, a: Action) -> tuple[str, str, dict[str, Any]]:
     name = ACTION_NAMES[kind]
     actor = ACTORS[kind]
     params: dict[str, Any] = {}
-    if kind in (Act.REQUEST, Act.CONNECT, Act.SEND, Act.CLOSE, Act.CLIENT_TIMER, Act.EXPIRE, Act.DATAGRAM):
+    if kind in (Act.REQUEST, Act.CONNECT, Act.SEND, Act.CLOSE, Act.CLIENT_TIMER, Act.EXPIRE, Act.DATAGRAM,
+                Act.CT_EXPIRE):
         params["flow"] = sys.flow_name(x)
         if actor == "client":
             actor = sys.flow_name(x).split(":")[0]
@@ -129,7 +130,7 @@ def action_to_json(sys: System, a: Action) -> tuple[str, str, dict[str, Any]]:
     if kind == Act.WAIT:
         params["seconds"] = x
     if kind in (Act.GRACE_END, Act.DELETE_POD, Act.ADD_POD, Act.CRASH_POD, Act.ENDPOINT_GONE,
-                Act.SET_WEIGHT, Act.DELETE_DEST, Act.ADD_DEST):
+                Act.SET_WEIGHT, Act.DELETE_DEST, Act.ADD_DEST, Act.NEIGH_FAILED):
         params["pod"] = sys.pod_names[x]
     if kind in (Act.SET_WEIGHT, Act.ADD_DEST):
         params["weight"] = y
@@ -161,7 +162,7 @@ def action_from_json(sys: System, name: str, params: Mapping[str, Any]) -> Actio
         if closer not in ("client", "server"):
             raise ValueError(f"closer must be 'client' or 'server', not {closer!r}")
         return (kind, flow(), CLOSER_BY_NAME[closer])
-    if kind in (Act.CONNECT, Act.SEND, Act.CLIENT_TIMER, Act.DATAGRAM):
+    if kind in (Act.CONNECT, Act.SEND, Act.CLIENT_TIMER, Act.DATAGRAM, Act.CT_EXPIRE):
         return (kind, flow(), 0)
     if kind == Act.EXPIRE:
         return (kind, flow(), int(params.get("entry", 0)))
@@ -174,7 +175,8 @@ def action_from_json(sys: System, name: str, params: Mapping[str, Any]) -> Actio
         return (kind, clients[params["client"]], 0)
     if kind in (Act.SET_WEIGHT, Act.ADD_DEST):
         return (kind, pod(), int(params.get("weight", 1)))
-    if kind in (Act.GRACE_END, Act.DELETE_POD, Act.ADD_POD, Act.CRASH_POD, Act.ENDPOINT_GONE, Act.DELETE_DEST):
+    if kind in (Act.GRACE_END, Act.DELETE_POD, Act.ADD_POD, Act.CRASH_POD, Act.ENDPOINT_GONE, Act.DELETE_DEST,
+                Act.NEIGH_FAILED):
         return (kind, pod(), 0)
     return (kind, 0, 0)
 
@@ -213,6 +215,8 @@ def state_view(sys: System, st: State, now: int) -> StateView:
             text = f"TIME_WAIT until {at(c.timer)}"
         else:
             text = f"SYN_SENT, retransmission {c.tries + 1} at {at(c.timer)}"
+            if c.pod >= 0:  # bridge: a SYN of this connect waits on the pod's neighbour resolution
+                text += f", waiting on {sys.pod_name(c.pod)}'s neighbour"
         clients[sys.flow_name(f)] = text
     pods = {}
     for p, pod in enumerate(st.pods):
@@ -220,6 +224,8 @@ def state_view(sys: System, st: State, now: int) -> StateView:
             continue
         phase = {PodPhase.RUNNING: "running", PodPhase.TERMINATING: f"terminating, destroyed at {at(pod.timer)}",
                  PodPhase.DESTROYED: "destroyed"}[PodPhase(pod.phase)]
+        if pod.phase == PodPhase.DESTROYED and sys.bridge and pod.timer >= 0:
+            phase += f", its address resolving until {at(pod.timer)}"
         pods[sys.pod_name(p)] = phase + (", endpoint listed" if pod.listed else "")
     view: dict[str, Any] = {
         "ipvs": {
@@ -227,7 +233,8 @@ def state_view(sys: System, st: State, now: int) -> StateView:
             "rr_cursor": sys.pod_name(st.cursor) if st.cursor >= 0 else "head",
             "flush_pending": st.flush_pending,
         },
-        "conntrack": {sys.flow_name(f): ("live" if fl.ct_live else "none") for f, fl in enumerate(st.flows)},
+        "conntrack": {sys.flow_name(f): ("none" if not fl.ct_live else "live" if fl.ct_timer < 0 else
+                                         f"SYN_SENT, expires at {at(fl.ct_timer)}") for f, fl in enumerate(st.flows)},
         "clients": clients,
         "pods": pods,
         "kube_proxy": {
@@ -317,6 +324,12 @@ def outcome(sys: System, events: tuple[Event, ...]) -> str:
             parts.append(f"persistence template client-{x + 1} -> {sys.pod_name(a)} created")
         elif kind == Ev.TEMPLATE_INVALIDATED:
             parts.append(f"template client-{x + 1} -> {sys.pod_name(a)} invalidated (dest deleted or quiescent)")
+        elif kind == Ev.SYN_QUEUED:
+            parts.append(f"the node resolves {sys.pod_name(a)}'s gone address: the SYN waits (bridge)")
+        elif kind == Ev.NEIGH_FAILED:
+            parts.append(f"resolution of {sys.pod_name(x)}'s address failed: {a} client(s) told")
+        elif kind == Ev.CT_EXPIRED:
+            parts.append("conntrack entry (SYN_SENT) timed out")
         elif kind == Ev.TEMPLATE_EXPIRED:
             parts.append(f"template client-{x + 1} -> {sys.pod_name(a)} "
                          + ("still controls connections: re-armed for 60 s" if b else "expired"))
@@ -663,7 +676,7 @@ def replay_trace(trace: TraceFile, path: Path | str = "<trace>") -> Replay:
         if recorded != replayed:
             problems.append(f"{where}: {_differences(recorded, replayed)}")
 
-    compare("config", trace.config.model_dump(mode="json"), config_to_json(cfg))
+    compare("config", trace.config.model_dump(mode="json", exclude_unset=True), config_to_json(cfg))
     if prop is not None and trace.property_number != prop.number:
         problems.append(f"property_number: the file says {trace.property_number}, property {prop.name} is "
                         f"number {prop.number}")

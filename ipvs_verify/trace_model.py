@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, create_model, model_validator
@@ -71,6 +72,9 @@ EVENT_FIELDS: dict[Ev, tuple[Slot, Slot, Slot]] = {
     Ev.TEMPLATE_CREATED: (("client", "client"), ("pod", "pod"), None),
     Ev.TEMPLATE_INVALIDATED: (("client", "client"), ("pod", "pod"), None),
     Ev.TEMPLATE_EXPIRED: (("client", "client"), ("pod", "pod"), ("re_armed", "bool")),
+    Ev.SYN_QUEUED: (("flow", "flow"), ("pod", "pod"), None),
+    Ev.NEIGH_FAILED: (("pod", "pod"), ("clients_told", "int"), None),
+    Ev.CT_EXPIRED: (("flow", "flow"), None, None),
 }
 
 # A member added to Ev without an entry above still loads and saves (its three integers as subject, a, b),
@@ -89,6 +93,7 @@ ACTION_PARAMS: dict[str, tuple[str, ...]] = {
     "sync": (), "check": (), "flush": (), "delete-pod": ("pod",), "add-pod": ("pod",), "crash-pod": ("pod",),
     "endpoint-gone": ("pod",), "set-weight": ("pod", "weight"), "delete-dest": ("pod",),
     "add-dest": ("pod", "weight"), "datagram": ("flow",), "template-expire": ("client",),
+    "neigh-failed": ("pod",), "ct-expire": ("flow",),
 }
 
 if TYPE_CHECKING:  # the literal types below are built from the model's own tables at run time
@@ -110,6 +115,18 @@ def _at(v: Any) -> int | str:
     if v == "now" or (isinstance(v, int) and not isinstance(v, bool)):
         return v  # type: ignore[no-any-return]
     raise ValueError(f"expected a time in seconds (an integer) or \"now\", got {v!r}")
+
+
+def _ct(v: Any) -> str:
+    if v in ("live", "none") or (isinstance(v, str) and re.fullmatch(r"SYN_SENT, expires at (\d+|now)", v)):
+        return v  # type: ignore[no-any-return]
+    raise ValueError(f"expected 'live', 'none' or 'SYN_SENT, expires at T', got {json.dumps(v)}")
+
+
+# a flow's conntrack entry: none, live, or (bridge pod network) a confirmed SYN_SENT entry and its deadline
+CtView = Annotated[str, PlainValidator(_ct), WithJsonSchema(
+    {"anyOf": [{"enum": ["live", "none"]}, {"type": "string", "pattern": "^SYN_SENT, expires at ([0-9]+|now)$"}],
+     "title": "conntrack entry"})]
 
 
 # an absolute time, or "now" for a timer already due
@@ -213,6 +230,8 @@ class ConfigModel(Strict):
     scheduler: str
     scope: ScopeModel
     timing: TimingModel
+    # added after version 2: written only when not "routed"
+    pod_network: Literal["routed", "bridge"] = "routed"
 
 
 # ---------------------------------------------------------------------- the readable state view
@@ -250,7 +269,7 @@ class StateView(Strict):
     """A state as a person reads it: countdowns are absolute times, indices are names."""
 
     ipvs: IpvsView
-    conntrack: dict[str, Literal["live", "none"]]
+    conntrack: dict[str, CtView]
     clients: dict[str, str]
     pods: dict[str, str]
     kube_proxy: KubeProxyView

@@ -34,6 +34,9 @@ class Act(IntEnum):
     DATAGRAM = 18  # (flow): a datagram to the service, answered by the pod (a DNS query, say)
     # persistence (sessionAffinity: ClientIP)
     TEMPLATE_EXPIRE = 19  # (client): a persistence template's timer fires
+    # the node's own tables
+    NEIGH_FAILED = 20  # (pod): bridge pod network, the neighbour resolution of a destroyed pod's address fails
+    CT_EXPIRE = 21  # (flow): a confirmed SYN_SENT conntrack entry times out
 
 
 Action = tuple[int, int, int]
@@ -54,7 +57,7 @@ ACTORS = {
     Act.SYNC: "kube-proxy", Act.CHECK: "kube-proxy", Act.FLUSH: "ipvs", Act.DELETE_POD: "user",
     Act.ADD_POD: "user", Act.CRASH_POD: "kubelet", Act.ENDPOINT_GONE: "endpoints-controller",
     Act.SET_WEIGHT: "operator", Act.DELETE_DEST: "operator", Act.ADD_DEST: "operator", Act.DATAGRAM: "client",
-    Act.TEMPLATE_EXPIRE: "ipvs",
+    Act.TEMPLATE_EXPIRE: "ipvs", Act.NEIGH_FAILED: "node", Act.CT_EXPIRE: "conntrack",
 }
 
 # each action kind's name in traces, coverage reports and scenarios ("client-timer")

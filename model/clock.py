@@ -11,8 +11,7 @@ from model.state import Flow, PodPhase, Sock, State, with_timer
 class Clock(Core):
     """Deadlines, waits and the untimed abstraction."""
 
-    @staticmethod
-    def _any_due(st: State) -> bool:
+    def _any_due(self, st: State) -> bool:
         # plain loops, not any() over generators: this runs on every untimed state
         if st.flush_pending or st.check_timer == 0 or st.sync_timer == 0:
             return True
@@ -22,11 +21,15 @@ class Clock(Core):
                     return True
             if flow.client.timer == 0 and flow.client.sock in (Sock.SYN_SENT, Sock.TIME_WAIT):
                 return True
+            if flow.ct_timer == 0:
+                return True
         for t in st.templates:
             if t is not None and t.timer <= 0:
                 return True
         for p in st.pods:
             if p.timer == 0 and p.phase == PodPhase.TERMINATING:
+                return True
+            if p.timer == 0 and p.phase == PodPhase.DESTROYED and self.bridge:
                 return True
         return False
 
@@ -40,8 +43,11 @@ class Clock(Core):
             c = flow.client
             if c.sock in (Sock.SYN_SENT, Sock.TIME_WAIT):
                 t = min(t, c.timer)
+            if flow.ct_timer >= 0:
+                t = min(t, flow.ct_timer)
         for pod in st.pods:
-            if pod.phase == PodPhase.TERMINATING:
+            if pod.phase == PodPhase.TERMINATING or (self.bridge and pod.phase == PodPhase.DESTROYED
+                                                     and pod.timer >= 0):
                 t = min(t, pod.timer)
         for tpl in st.templates:
             if tpl is not None:
@@ -56,7 +62,7 @@ class Clock(Core):
         flows = st.flows
         for f, fl in enumerate(flows):
             c = fl.client
-            stale = c.timer > 1
+            stale = c.timer > 1 or fl.ct_timer > 1
             if not stale:
                 for e in fl.entries:
                     if e.timer > 1:
@@ -64,7 +70,7 @@ class Clock(Core):
                         break
             if stale:
                 fl = Flow(tuple([with_timer(e, 1) if e.timer > 1 else e for e in fl.entries]), fl.ct_live,
-                          with_timer(c, 1) if c.timer > 1 else c)
+                          with_timer(c, 1) if c.timer > 1 else c, min(fl.ct_timer, 1))
                 flows = flows[:f] + (fl,) + flows[f + 1:]
         pods = st.pods
         for p in pods:
@@ -89,10 +95,12 @@ class Clock(Core):
                 fl.ct_live,
                 fl.client._replace(timer=fl.client.timer - d)
                 if fl.client.sock in (Sock.SYN_SENT, Sock.TIME_WAIT) else fl.client,
+                fl.ct_timer - d if fl.ct_timer >= 0 else -1,
             )
             for fl in st.flows
         )
-        pods = tuple(p._replace(timer=p.timer - d) if p.phase == PodPhase.TERMINATING else p for p in st.pods)
+        pods = tuple(p._replace(timer=p.timer - d) if p.phase == PodPhase.TERMINATING or (
+            self.bridge and p.phase == PodPhase.DESTROYED and p.timer >= 0) else p for p in st.pods)
         templates = tuple(t._replace(timer=t.timer - d) if t is not None else t for t in st.templates)
         return st._replace(
             flows=flows, pods=pods, check_timer=st.check_timer - d,

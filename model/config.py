@@ -23,16 +23,30 @@ class Timing:
     grace_period: int = 30  # terminationGracePeriodSeconds default
     sync_delay: int = 1  # kube-proxy --ipvs-min-sync-period (seed 1 s): endpoint change -> syncProxyRules
     check_interval: int = 60  # graceful_termination.go rsCheckDeleteInterval
+    # bridge pod network: a neighbour entry for a gone address fails after mcast_solicit (3) probes
+    # retrans_time (1 s) apart (net/ipv4/arp.c arp_tbl; net/core/neighbour.c neigh_timer_handler, 6.1); then
+    # every queued packet gets ICMP host unreachable (neigh_invalidate -> arp_error_report). Measured on UML
+    # 6.1.176: connect() fails 3.11-3.19 s after the SYN (scenarios/conformance/B02-B08)
+    neigh_resolve: int = 3
+    ct_syn_sent: int = 120  # nf_conntrack_proto_tcp.c tcp_timeouts[TCP_CONNTRACK_SYN_SENT] (6.1): 2 min
 
     def timeout(self, state: TcpState) -> int:
         return dict(self.ipvs_timeouts)[state]
 
 
 PROTOCOLS = ("tcp", "udp")
+# How the node reaches its pods (README, "The model"): "routed", a /32 route per pod (calico-style: a packet
+# to a destroyed pod fails at the route lookup, at once), or "bridge", the pods on a bridge with a subnet
+# route (the cni bridge plugin, flannel: the packet is routed, then fails at neighbour resolution)
+POD_NETWORKS = ("routed", "bridge")
 
 
 class UnknownScheduler(ValueError):
     """A scheduler name the model does not have."""
+
+
+class UnknownPodNetwork(ValueError):
+    """A pod network the model does not have."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,7 @@ class Config:
     timing: Timing = field(default_factory=Timing)
     scheduler: str = "rr"
     nf_conntrack: bool = True  # conntrack active in the node's netns (kube-proxy's iptables rules need it)
+    pod_network: str = "routed"  # POD_NETWORKS
 
     @property
     def label(self) -> str:
@@ -102,8 +117,11 @@ def make_config(
     kernel: str | None = None,
     nf_conntrack: bool = True,
     scheduler: str = "rr",
+    pod_network: str = "routed",
 ) -> Config:
     """Build a Config; raises ValueError subclasses with a user-facing message on bad input."""
+    if pod_network not in POD_NETWORKS:
+        raise UnknownPodNetwork(f"unknown pod network '{pod_network}' (expected one of: {', '.join(POD_NETWORKS)})")
     if scheduler not in SCHEDULERS:
         raise UnknownScheduler(f"unknown scheduler '{scheduler}' (expected one of: {', '.join(SCHEDULERS)})")
     v = resolve_variant(variant)
@@ -116,4 +134,5 @@ def make_config(
     return Config(
         variant=v, kube_proxy=kp, kernel=kernel_text, sysctls=s, overrides=over,
         scope=scope or Scope(), timing=timing or Timing(), nf_conntrack=nf_conntrack, scheduler=scheduler,
+        pod_network=pod_network,
     )

@@ -56,6 +56,9 @@ class Core:
         self.status = lru_cache(maxsize=None)(lambda ct: status_block(v, s, ct))
         self.nodest_work = v.has(Feature.NODEST_WORK) and s.expire_nodest_conn
         self.udp = config.scope.protocol == "udp"
+        self.bridge = config.pod_network == "bridge"
+        # a destroyed pod's timer: on a bridge, its neighbour resolution (-1: none running); routed, unused (0)
+        self.dead_pod_timer = -1 if self.bridge else 0
         self.persistent = config.scope.persistence > 0
         plans = []
         if config.scope.short_requests:

@@ -8,7 +8,7 @@ from model.config import Config
 from model.core import EXPIRE_NOW
 from model.events import SF_RETRANSMIT, BrokenWhy, DropWhy, Ev, Event
 from model.scheduling import Scheduling
-from model.state import FREE_CLIENT, Client, DestStatus, Entry, Flow, Plan, PodPhase, Sock, State
+from model.state import FREE_CLIENT, Client, DestStatus, Entry, Flow, Plan, Pod, PodPhase, Sock, State
 from model.tcp_states import Dir, Seg, TcpState, tcp_transition
 
 
@@ -80,7 +80,7 @@ class DataPath(Scheduling):
             if dest < 0:
                 # ip_vs_leave(): ICMP port unreachable -> ECONNREFUSED; the SYN's conntrack is never confirmed
                 ev.append((Ev.REFUSED, f, 0, 0))
-                return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, FREE_CLIENT))
+                return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, FREE_CLIENT, flow.ct_timer))
             # ip_vs_conn_new(): NFCT iff sysctl conntrack; hashed at the head of its chain
             cp = Entry(TcpState.NONE, dest, self.s.conntrack, False, 0, control)
             entries.insert(0, cp)
@@ -89,11 +89,14 @@ class DataPath(Scheduling):
         # set_tcp_state(INPUT, SYN) runs before xmit; ip_vs_conn_put() re-arms the timer whatever xmit does
         state = tcp_transition(cp.state, Dir.INPUT, Seg.SYN)
         if pod.phase == PodPhase.DESTROYED:
-            # ip_vs_nat_xmit: no route to the pod's IP -> ICMP host unreachable, translated back to the VIP;
-            # the SYN's new conntrack entry is never confirmed (routed /32 pod network)
+            if self.bridge:
+                return self._syn_to_gone_neighbour(st, f, entries, cp, state, tries, plan, ev)
+            # ip_vs_xmit.c ip_vs_nat_xmit -> __ip_vs_get_out_rt: no route to the pod's IP (routed /32 network) ->
+            # err_unreach, ICMP host unreachable at once, translated back to the VIP; the SYN never reaches
+            # POST_ROUTING, so its new conntrack entry is never confirmed (6.1; R01 on the real kernel)
             entries[0] = Entry(state, cp.dest, cp.nfct, cp.owns_ct, self._timeout[state], cp.control)
             ev.append((Ev.NO_ROUTE, f, cp.dest, 0))
-            return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, FREE_CLIENT))
+            return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, FREE_CLIENT, flow.ct_timer))
         # SYN-ACK (OUTPUT), ACK (INPUT): the handshake completes through the same entry
         state = tcp_transition(tcp_transition(state, Dir.OUTPUT, Seg.SYN), Dir.INPUT, Seg.ACK)
         entries = list(_disown(tuple(entries)))
@@ -106,12 +109,64 @@ class DataPath(Scheduling):
             st = self._close(st, f, plan, ev)
         return st
 
+    def _syn_to_gone_neighbour(self, st: State, f: int, entries: list[Entry], cp: Entry, state: TcpState,
+                               tries: int, plan: Plan, ev: list[Event]) -> State:
+        """Bridge pod network: a SYN to a destroyed pod's on-link address. IPVS has a route (cni0's subnet), so
+        the SYN passes LOCAL_OUT and POST_ROUTING, where ipv4_confirm confirms its conntrack entry (SYN_SENT,
+        2 min from this first SYN), and only then meets the neighbour layer (ip_output.c ip_finish_output2 ->
+        neigh_output): an idle or FAILED neighbour starts a resolution and the SYN waits on it
+        (neighbour.c __neigh_event_send, 6.1). The client's socket stays SYN_SENT and retransmits after its
+        RTO; each retransmission passes IPVS again. Measured on UML 6.1.176: scenarios/conformance/B02-B08."""
+        flow = st.flows[f]
+        ct_live = self._ct_after(flow, cp)  # no NFCT (vs/conntrack=0): ip_vs_notrack(), nothing to confirm
+        if ct_live and not cp.owns_ct:  # as for a connection: the entry that forwarded the SYN now owns it
+            entries = list(_disown(tuple(entries)))
+        entries[0] = Entry(state, cp.dest, cp.nfct, ct_live, self._timeout[state], cp.control)
+        # a confirmed SYN_SENT entry's timeout runs from its first SYN (nf_conntrack_proto_tcp.c, 6.1: "do not
+        # renew timeout on SYN retransmit" while unreplied); a live entry of another kind keeps its own
+        ct_timer = flow.ct_timer if flow.ct_live else (self.timing.ct_syn_sent if ct_live else -1)
+        c = flow.client
+        # the socket fails when the first resolution its SYNs wait on fails (the model keeps one pod per socket)
+        queued = c.pod if c.sock == Sock.SYN_SENT and c.pod >= 0 else cp.dest
+        client = Client(Sock.SYN_SENT, queued, self.timing.syn_rto << tries, tries, plan)
+        st = self._set_flow(st, f, Flow(tuple(entries), ct_live, client, ct_timer))
+        pod = st.pods[cp.dest]
+        if pod.timer < 0:
+            st = self._set_pod(st, cp.dest, Pod(pod.phase, self.timing.neigh_resolve, pod.listed))
+        ev.append((Ev.SYN_QUEUED, f, cp.dest, 0))
+        return st
+
+    def _neigh_failed(self, st: State, p: int, ev: list[Event]) -> State:
+        """neighbour.c neigh_invalidate(): every packet queued on the failed resolution gets ICMP host unreachable
+        (arp_error_report), which IPVS translates back to the VIP. A SYN_SENT socket fails with EHOSTUNREACH
+        (tcp_ipv4.c tcp_v4_err); an established or closed one ignores it (its sequence is out of window)."""
+        pod = st.pods[p]
+        st = self._set_pod(st, p, Pod(pod.phase, -1, pod.listed))
+        told = 0
+        for f, flow in enumerate(st.flows):
+            c = flow.client
+            if c.sock == Sock.SYN_SENT and c.pod == p:
+                ev.append((Ev.NO_ROUTE, f, p, 0))
+                st = self._set_flow(st, f, Flow(flow.entries, flow.ct_live, FREE_CLIENT, flow.ct_timer))
+                told += 1
+        ev.append((Ev.NEIGH_FAILED, p, told, 0))
+        return st
+
+    def _ct_expire(self, st: State, f: int, ev: list[Event]) -> State:
+        """nf_conntrack: the flow's confirmed SYN_SENT entry times out; the next SYN gets a new, unconfirmed one."""
+        flow = st.flows[f]
+        ev.append((Ev.CT_EXPIRED, f, 0, 0))
+        return self._set_flow(st, f, Flow(_disown(flow.entries), False, flow.client, -1))
+
     def _syn_dropped(
         self, st: State, f: int, entries: list[Entry], flow: Flow, tries: int, plan: Plan
     ) -> State:
-        # the SYN's unconfirmed conntrack dies with it; the client retransmits after its RTO (1, 2, 4 .. s)
-        client = Client(Sock.SYN_SENT, -1, self.timing.syn_rto << tries, tries, plan)
-        return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, client))
+        # the SYN's unconfirmed conntrack dies with it; the client retransmits after its RTO (1, 2, 4 .. s); an
+        # earlier SYN may still wait on a bridge neighbour's resolution (the socket fails when it fails)
+        c = flow.client
+        queued = c.pod if c.sock == Sock.SYN_SENT else -1
+        client = Client(Sock.SYN_SENT, queued, self.timing.syn_rto << tries, tries, plan)
+        return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, client, flow.ct_timer))
 
     def _send_datagram(self, st: State, f: int, ev: list[Event]) -> State:
         flow = st.flows[f]
@@ -127,7 +182,7 @@ class DataPath(Scheduling):
             if sv.drop:
                 # __ip_vs_conn_put: dropped without re-arming the timer; the application must retry
                 ev.append((Ev.DGRAM_DROPPED, f, DropWhy.NODEST, 0))
-                return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client))
+                return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client, flow.ct_timer))
             ev.append((Ev.RESCHEDULED, f, cp.dest, 0))
             cp = None
             reused = False
@@ -136,7 +191,7 @@ class DataPath(Scheduling):
             st, dest, control = self._schedule(st, f, ev)
             if dest < 0:
                 ev.append((Ev.REFUSED, f, 0, 0))  # ip_vs_leave(): ICMP port unreachable
-                return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client))
+                return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client, flow.ct_timer))
             # ip_vs_conn_new(): NFCT iff sysctl conntrack; UDP entries stay INACTIVE (udp_state_transition)
             cp = Entry(TcpState.NORMAL, dest, self.s.conntrack, False, 0, control)
             entries.insert(0, cp)
@@ -144,18 +199,20 @@ class DataPath(Scheduling):
         ev.append((Ev.DGRAM_FORWARDED, f, cp.dest, self._forward_flags(st, cp.dest, reused)))
         # udp_state_transition() sets the 300 s timeout; ip_vs_conn_put() re-arms it whatever xmit does
         timer = self._timeout[TcpState.NORMAL]
-        if pod.phase == PodPhase.DESTROYED:
-            # no route to the pod's IP: ICMP host unreachable; the datagram's new conntrack is never confirmed
+        if pod.phase == PodPhase.DESTROYED and not self.bridge:
+            # no route to the pod's IP: ICMP host unreachable; the datagram's new conntrack entry is never confirmed
             entries[0] = Entry(cp.state, cp.dest, cp.nfct, cp.owns_ct, timer, cp.control)
             ev.append((Ev.NO_ROUTE, f, cp.dest, 0))
-            return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client))
-        # the reply (handle_response) refreshes the same entry; the conntrack entry is now confirmed
+            return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, flow.client, flow.ct_timer))
+        # the conntrack entry is now confirmed: by the reply (handle_response refreshes the same entry), or on a
+        # bridge at POST_ROUTING before the datagram is lost on the failing neighbour (its ICMP comes 3 s later;
+        # a UDP client has no state that waits for it)
         ct_live = self._ct_after(flow, cp)
         owns = cp.owns_ct if flow.ct_live else ct_live
         if owns and not cp.owns_ct:
             entries = list(_disown(tuple(entries)))
         entries[0] = Entry(cp.state, cp.dest, cp.nfct, owns, timer, cp.control)
-        ev.append((Ev.ANSWERED, f, cp.dest, 0))
+        ev.append((Ev.NO_ROUTE if pod.phase == PodPhase.DESTROYED else Ev.ANSWERED, f, cp.dest, 0))
         return self._set_flow(st, f, Flow(tuple(entries), ct_live, flow.client))
 
     def _client_timer(self, st: State, f: int, ev: list[Event]) -> State:
@@ -218,14 +275,15 @@ class DataPath(Scheduling):
             if newest[0] == DestStatus.TRASH:
                 cp, sv = self._server_status(cp, self._skb_ct(flow))
                 # dropped (pre-5.9, or confirmed conntrack) or rescheduled as a non-SYN -> RST
-                return (Flow((cp,) + entries[1:], flow.ct_live, flow.client),
+                return (Flow((cp,) + entries[1:], flow.ct_live, flow.client, flow.ct_timer),
                         BrokenWhy.DEST_DELETED if sv.drop else BrokenWhy.RESET)
         cp = entries[idx]
         state = tcp_transition(cp.state, direction, seg)
         ct_live = self._ct_after(flow, cp)
         owns = cp.owns_ct if flow.ct_live else ct_live
         cp = Entry(state, cp.dest, cp.nfct, owns, self._timeout[state], cp.control)
-        flow = Flow(entries[:idx] + (cp,) + entries[idx + 1:], ct_live, flow.client)
+        flow = Flow(entries[:idx] + (cp,) + entries[idx + 1:], ct_live, flow.client,
+                    flow.ct_timer if flow.ct_live else -1)
         if direction == Dir.INPUT:
             ev.append((Ev.PKT_FORWARDED, f, cp.dest, pod_of_conn))
             assert newest is not None  # an INPUT packet goes through the newest entry: cp has its dest
@@ -271,11 +329,12 @@ class DataPath(Scheduling):
         entries = flow.entries[:i] + flow.entries[i + 1:]
         ct_live = flow.ct_live
         ev.append((Ev.ENTRY_EXPIRED, f, e.dest, 0))
+        ct_timer = flow.ct_timer
         if e.nfct and ct_live:
             ev.append((Ev.CT_KILLED, f, 0 if e.owns_ct else 1, 0))
-            ct_live = False
+            ct_live, ct_timer = False, -1
             entries = _disown(entries)
-        return self._set_flow(st, f, Flow(entries, ct_live, flow.client))
+        return self._set_flow(st, f, Flow(entries, ct_live, flow.client, ct_timer))
 
     def _flush(self, st: State, ev: list[Event]) -> State:
         # ip_vs_conn.c ip_vs_expire_nodest_conn_flush(): delete every entry whose dest is not AVAILABLE

@@ -43,6 +43,9 @@ class Ev(IntEnum):
     TEMPLATE_CREATED = 30  # (client, pod): a persistence template pins the client to this pod
     TEMPLATE_INVALIDATED = 31  # (client, pod): ip_vs_check_template found its dest deleted or quiescent
     TEMPLATE_EXPIRED = 32  # (client, pod, 1 if it still controls connections: re-armed for 60 s)
+    SYN_QUEUED = 33  # (flow, pod): bridge: the SYN waits on the neighbour resolution of the pod's gone address
+    NEIGH_FAILED = 34  # (pod, clients told): bridge: that resolution failed; queued SYNs get host unreachable
+    CT_EXPIRED = 35  # (flow): the flow's confirmed SYN_SENT conntrack entry timed out
 
 
 # SYN_FORWARDED / DGRAM_FORWARDED flags

@@ -65,8 +65,12 @@ FREE_CLIENT = Client(Sock.FREE, -1, 0, 0, Plan.HOLD)
 
 class Flow(NamedTuple):
     entries: tuple[Entry, ...]
-    ct_live: bool  # a confirmed conntrack entry that ignores SYN (ESTABLISHED .. LAST_ACK)
+    ct_live: bool  # a confirmed conntrack entry that a SYN does not reopen (SYN_SENT, ESTABLISHED .. LAST_ACK)
     client: Client
+    # seconds until a confirmed SYN_SENT conntrack entry times out (nf_conntrack_proto_tcp.c tcp_timeouts[]:
+    # 2 min, not renewed by a retransmitted SYN while unreplied); -1: none, or one that outlives the model's
+    # horizon (ESTABLISHED: 5 days, 24 h as kube-proxy sets it)
+    ct_timer: int = -1
 
 
 class DestStatus(IntEnum):
@@ -89,7 +93,9 @@ class PodPhase(IntEnum):
 
 class Pod(NamedTuple):
     phase: PodPhase
-    timer: int  # TERMINATING: seconds until the grace period ends
+    # TERMINATING: seconds until the grace period ends; DESTROYED on a bridge pod network: seconds until the
+    # neighbour resolution of its address fails (-1: none running)
+    timer: int
     listed: bool  # a ready endpoint in the EndpointSlice: kube-proxy wants its real server
 
 

@@ -37,6 +37,8 @@ _ACT_CHECK = Act.CHECK
 _ACT_CLIENT_TIMER = Act.CLIENT_TIMER
 _ACT_CLOSE = Act.CLOSE
 _ACT_CONNECT = Act.CONNECT
+_ACT_CT_EXPIRE = Act.CT_EXPIRE
+_ACT_NEIGH_FAILED = Act.NEIGH_FAILED
 _ACT_CRASH_POD = Act.CRASH_POD
 _ACT_DATAGRAM = Act.DATAGRAM
 _ACT_DELETE_DEST = Act.DELETE_DEST
@@ -88,6 +90,8 @@ class System(DataPath, ControlPlane, Clock):
             kinds.add(Act.TEMPLATE_EXPIRE)
         if self.nodest_work:
             kinds.add(Act.FLUSH)
+        if self.bridge and not self.udp:
+            kinds |= {Act.NEIGH_FAILED, Act.CT_EXPIRE}
         return sorted(kinds)
 
     def footprint(self, a: Action) -> tuple[Part, ...] | None:
@@ -98,8 +102,8 @@ class System(DataPath, ControlPlane, Clock):
         transition, so a claim that is too small cannot pass unnoticed.
         """
         kind = a[0]
-        if kind == Act.EXPIRE:
-            return (Part.FLOW,)  # _expire: the entry, and the flow's conntrack
+        if kind in (Act.EXPIRE, Act.CT_EXPIRE):
+            return (Part.FLOW,)  # _expire, _ct_expire: the entry, and the flow's conntrack
         if kind in (Act.SEND, Act.CLOSE):
             return (Part.FLOW, Part.STATUS)  # _packet: the flow, its dests' status, its pod's phase
         if kind in (Act.REQUEST, Act.CONNECT, Act.DATAGRAM, Act.CLIENT_TIMER):
@@ -161,9 +165,15 @@ class System(DataPath, ControlPlane, Clock):
             if c.sock in (_SOCK_SYN_SENT, _SOCK_TIME_WAIT) and c.timer <= fires:
                 acts.append((_ACT_CLIENT_TIMER, f, 0))
                 due = True
+            if 0 <= flow.ct_timer <= fires:
+                acts.append((_ACT_CT_EXPIRE, f, 0))
+                due = True
         for p, pod in enumerate(st.pods):
             if pod.phase == _POD_TERMINATING and pod.timer <= fires:
                 acts.append((_ACT_GRACE_END, p, 0))
+                due = True
+            elif pod.phase == _POD_DESTROYED and self.bridge and 0 <= pod.timer <= fires:
+                acts.append((_ACT_NEIGH_FAILED, p, 0))
                 due = True
         for ci, tpl in enumerate(st.templates):
             if tpl is not None and tpl.timer <= fires:
@@ -251,8 +261,12 @@ class System(DataPath, ControlPlane, Clock):
         elif kind == _ACT_CLOSE:
             st = self._close(st, x, Plan(y), ev)
         elif kind == _ACT_GRACE_END:
-            st = self._set_pod(st, x, Pod(_POD_DESTROYED, 0, st.pods[x].listed))
+            st = self._set_pod(st, x, Pod(_POD_DESTROYED, self.dead_pod_timer, st.pods[x].listed))
             ev.append((Ev.POD_DESTROYED, x, 0, 0))
+        elif kind == _ACT_NEIGH_FAILED:
+            st = self._neigh_failed(st, x, ev)
+        elif kind == _ACT_CT_EXPIRE:
+            st = self._ct_expire(st, x, ev)
         elif kind == _ACT_SYNC:
             st = self._sync(st, ev)
         elif kind == _ACT_CHECK:
@@ -269,7 +283,7 @@ class System(DataPath, ControlPlane, Clock):
             st = self._endpoints_changed(st._replace(budget=st.budget - 1))
             ev.append((Ev.POD_ADDED, x, 0, 0))
         elif kind == _ACT_CRASH_POD:
-            st = self._set_pod(st, x, Pod(_POD_DESTROYED, 0, True))._replace(budget=st.budget - 1)
+            st = self._set_pod(st, x, Pod(_POD_DESTROYED, self.dead_pod_timer, True))._replace(budget=st.budget - 1)
             ev.append((Ev.POD_CRASHED, x, 0, 0))
         elif kind == _ACT_ENDPOINT_GONE:
             st = self._endpoints_changed(self._set_pod(st, x, st.pods[x]._replace(listed=False)))

@@ -72,9 +72,9 @@ def udp(*lines: str) -> str:
 
 
 REQ = "- request: client-1:port-1"
-TCP_OUTCOMES = "connected, refused, no-route, dropped, timed-out, broken, closed, none"
+TCP_OUTCOMES = "connected, refused, no-route, dropped, queued, timed-out, broken, closed, none"
 UDP_OUTCOMES = "answered, lost, no-route, refused, none"
-ALL_OUTCOMES = "connected, refused, no-route, dropped, timed-out, broken, closed, answered, lost, none"
+ALL_OUTCOMES = "connected, refused, no-route, dropped, queued, timed-out, broken, closed, answered, lost, none"
 STEP_KINDS = ("connect, request, send, close, datagram, wait, delete-pod, add-pod, destroy-pod, crash-pod, "
               "endpoint-gone, sync, check, set-weight, delete-dest, add-dest")
 
@@ -140,16 +140,20 @@ BAD_SCENARIOS: list[tuple[str, str, str]] = [
                                                                     "settings"),
     ("config-null", "name: x\nconfig:\nsteps: [{wait: 1}]\n", "s.yaml:2: config: expected a mapping of settings"),
     ("conformance-unknown-key", steps("- wait: 1") + "conformance: {fast: true}\n",
-     "s.yaml:6: conformance.fast: unknown key 'fast' (expected one of: slow, known_mismatch, pod_network)"),
+     "s.yaml:6: conformance.fast: unknown key 'fast' (expected one of: slow, known_mismatch)"),
     ("conformance-slow-yes", steps("- wait: 1") + "conformance: {slow: yes}\n",
      "s.yaml:6: conformance.slow: expected true or false, got 'yes'"),
-    ("conformance-pod-network", steps("- wait: 1") + "conformance: {pod_network: flat}\n",
-     "s.yaml:6: conformance.pod_network: expected routed or bridge, got 'flat'"),
+    ("conformance-pod-network-moved", steps("- wait: 1") + "conformance: {pod_network: bridge}\n",
+     "s.yaml:6: conformance.pod_network: unknown key 'pod_network' (expected one of: slow, known_mismatch)"),
+    ("pod-network-flat", scenario("pod_network: flat"), "s.yaml:4: config.pod_network: expected routed or bridge, "
+                                                        "got 'flat'"),
+    ("pod-network-number", scenario("pod_network: 32"), "s.yaml:4: config.pod_network: expected routed or "
+                                                        "bridge, got the number 32"),
     ("conformance-known-mismatch-number", steps("- wait: 1") + "conformance: {known_mismatch: 3}\n",
      "s.yaml:6: conformance.known_mismatch: expected a string: why the kernel contradicts an expectation, "
      "got the number 3"),
     ("conformance-not-mapping", steps("- wait: 1") + "conformance: slow\n",
-     "s.yaml:6: conformance: expected a mapping of slow, known_mismatch, pod_network, got 'slow'"),
+     "s.yaml:6: conformance: expected a mapping of slow, known_mismatch, got 'slow'"),
     # --- config: variant, kernel, kube-proxy
     ("config-unknown-key", scenario("colour: red"), "s.yaml:4: config.colour: unknown key 'colour' (expected one "
                                                      "of: variant, kernel, kube_proxy, sysctls, pods"),

@@ -22,15 +22,20 @@ from properties.catalog import PROPERTIES, event_mask
 CELLS = [("K41", 1, "untimed", "1.30", "tcp"), ("K46", 0, "untimed", "1.30", "tcp"),
          ("K46", 1, "untimed", "1.30", "tcp"), ("K516", 0, "untimed", "1.30", "tcp"),
          ("K59", 0, "untimed", "1.30", "tcp"), ("K46", 0, "event", "1.14.0", "udp"), ("K59", 1, "event", "1.30", "udp"),
-         ("K516", 0, "untimed", "1.30", "tcp-persistent")]
+         ("K516", 0, "untimed", "1.30", "tcp-persistent"), ("K46", 0, "untimed", "1.30", "tcp-bridge")]
+
+
+def _spec(variant: str, mode: int, kube_proxy: str, protocol: str) -> CellSpec:
+    """protocol is "tcp", "udp", "tcp-persistent" (sessionAffinity) or "tcp-bridge" (the bridge pod network)."""
+    proto, _, extra = protocol.partition("-")
+    return CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),), proto, 10800 if extra == "persistent" else 0,
+                    pod_network="bridge" if extra == "bridge" else "routed")
 
 
 @pytest.mark.parametrize("variant, mode, timing, kube_proxy, protocol", CELLS)
 def test_trigger_masks_cover_every_true_predicate(variant: str, mode: int, timing: str, kube_proxy: str,
                                                   protocol: str) -> None:
-    proto, _, persistent = protocol.partition("-")
-    spec = CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),), proto, 10800 if persistent else 0)
-    cfg = spec.config(DEFAULT_SCOPE)
+    cfg = _spec(variant, mode, kube_proxy, protocol).config(DEFAULT_SCOPE)
     sys = System(cfg, timing)
     ex = explore(sys, (), max_states=60_000)
     assert ex.complete
@@ -53,7 +58,8 @@ def _forgotten(st: State) -> State:
     """The plain definition of the untimed abstraction: every timer above 1 (armed) becomes 1."""
     def one(x: Any) -> Any:
         return x._replace(timer=1) if x is not None and x.timer > 1 else x
-    flows = tuple(fl._replace(entries=tuple(one(e) for e in fl.entries), client=one(fl.client)) for fl in st.flows)
+    flows = tuple(fl._replace(entries=tuple(one(e) for e in fl.entries), client=one(fl.client),
+                              ct_timer=min(fl.ct_timer, 1)) for fl in st.flows)
     return st._replace(flows=flows, pods=tuple(one(p) for p in st.pods), templates=tuple(one(t) for t in st.templates),
                        check_timer=min(st.check_timer, 1), sync_timer=min(st.sync_timer, 1))
 
@@ -63,9 +69,7 @@ def test_untimed_steps_forget_time_as_defined(variant: str, mode: int, timing: s
                                               protocol: str) -> None:
     """System._forget_time rebuilds only the parts holding a timer to forget: on every transition of the
     complete untimed search it must give what the plain definition gives on the timed step."""
-    proto, _, persistent = protocol.partition("-")
-    cfg = CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),), proto, 10800 if persistent else 0).config(
-        DEFAULT_SCOPE)
+    cfg = _spec(variant, mode, kube_proxy, protocol).config(DEFAULT_SCOPE)
     untimed, timed = System(cfg, "untimed"), System(cfg, "event")
     ex = explore(untimed, (), max_states=60_000)
     assert ex.complete

@@ -11,9 +11,14 @@ from ipvs_verify.errors import UserError
 from ipvs_verify.expected import MANIFEST, compare, load_manifest, update_manifest, write_manifest
 from ipvs_verify.matrix import DEFAULT_SCOPE, cell_key, default_cells
 from properties.catalog import PROPERTIES
-from tests.conftest import cell_at
+from tests.conftest import cell_at, prime_cells
 
 ENTRIES = load_manifest()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _computed_in_parallel() -> None:
+    prime_cells([(e.spec, e.scope) for e in ENTRIES.values()])
 
 
 @pytest.mark.parametrize("key", list(ENTRIES))

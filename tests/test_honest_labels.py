@@ -11,7 +11,7 @@ from ipvs_verify.matrix import DEFAULT_SCOPE, cell_key, default_cells
 from properties.catalog import PROPERTIES
 
 ENTRIES = load_manifest()
-CAPS = (0, 1, 300, 3_000, 30_000)
+CAPS = (0, 1, 300, 3_000, 10_000)
 
 
 @pytest.mark.parametrize("spec", default_cells(), ids=lambda c: c.slug)

@@ -24,13 +24,15 @@ from model.system import Act, Action, Part, System
 from properties.catalog import PROPERTIES
 
 
-def _cfg(variant: str, mode: int, kube_proxy: str = "1.30", scheduler: str = "rr", **scope: Any) -> Config:
+def _cfg(variant: str, mode: int, kube_proxy: str = "1.30", scheduler: str = "rr", pod_network: str = "routed",
+         **scope: Any) -> Config:
     return make_config(variant, kube_proxy, {"conn_reuse_mode": mode}, replace(DEFAULT_SCOPE, **scope),
-                       scheduler=scheduler)
+                       scheduler=scheduler, pod_network=pod_network)
 
 
 # (name, config, timing, state cap): both packed timings (untimed systems run the plain search), both
-# protocols, persistence, load-reading and hashing schedulers, and two clients (footprints across flows)
+# protocols, persistence, load-reading and hashing schedulers, two clients (footprints across flows), and the
+# bridge pod network (a destroyed pod's neighbour clock, a flow's conntrack clock)
 CASES = [
     ("K516-mode1-event", _cfg("K516", 1), "event", 12_000),
     ("K59-mode0-exact", _cfg("K59", 0), "exact", 8_000),
@@ -40,6 +42,8 @@ CASES = [
     ("K516-lc", _cfg("K516", 1, scheduler="lc"), "event", 8_000),
     ("K516-sh", _cfg("K516", 1, scheduler="sh"), "event", 8_000),
     ("K46-two-clients", _cfg("K46", 1, clients=2, long_lived=False), "event", 12_000),
+    ("K516-bridge-event", _cfg("K516", 0, pod_network="bridge"), "event", 12_000),
+    ("K59-bridge-exact", _cfg("K59", 1, pod_network="bridge"), "exact", 8_000),
 ]
 
 

@@ -392,7 +392,7 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
      "steps.0.events.0.why: expected 'REUSE' or 'NODEST', got \"LOST\""),
     ("state-missing", _pop("steps", 0, "state"), "steps.0: missing key 'state'"),
     ("state-conntrack", _put("maybe", "steps", 0, "state", "conntrack", "client-1:port-1"),
-     "steps.0.state.conntrack.client-1:port-1: expected 'live' or 'none', got \"maybe\""),
+     "steps.0.state.conntrack.client-1:port-1: expected 'live', 'none' or 'SYN_SENT, expires at T', got \"maybe\""),
     ("state-expires-at", _put("soon", "steps", 0, "state", "ipvs", "entries", 0, "expires_at"),
      "steps.0.state.ipvs.entries.0.expires_at: expected a time in seconds (an integer) or \"now\", got 'soon'"),
     ("state-entry-state", _put("HALF_OPEN", "steps", 0, "state", "ipvs", "entries", 0, "state"),

@@ -50,16 +50,13 @@ def not_comparable(sc: Scenario) -> str | None:
     missing = sorted(kinds - HARNESS_STEPS)
     if missing:
         return f"the kernel harness lacks the step kind(s) {', '.join(missing)}"
-    if sc.data.conformance.pod_network == "bridge":
-        return "the model lacks the bridge pod network (it models routed /32 pods); the kernel's run is shown"
     return None
 
 
 def kernel_only(sc: Scenario) -> bool:
-    """Not comparable, but the kernel can run it: its run is shown beside the model's, without a verdict."""
-    return sc.data.conformance.pod_network == "bridge" and not_comparable(sc) is not None and not (
-        {k for step in sc.data.steps for k, v in step.model_dump(exclude={"expect", "closer", "weight"}).items()
-         if v is not None} - HARNESS_STEPS)
+    """Not comparable, but the kernel can run it: its run would be shown beside the model's, without a verdict.
+    No scenario is that today (the model has both pod networks)."""
+    return False
 
 
 @dataclass

@@ -10,7 +10,8 @@ its deletion criterion (model.kube_proxy rs_deletable).
 
 Client outcomes, from the client's socket: `connected` (the pod answered its name), `refused`
 (ECONNREFUSED), `no-route` (EHOSTUNREACH), `dropped` (connect() not complete within 0.6 s: the first
-SYN was dropped and the client waits for its 1 s retransmission), `timed-out`, `broken` (no answer
+SYN was dropped and the client waits for its 1 s retransmission), `queued` (not complete within 0.6 s while
+the node resolves the address of the SYN's pod: a bridge pod network), `timed-out`, `broken` (no answer
 on an established connection), `closed`; for UDP `answered` (the pod's name came back), `lost` (no
 answer within 0.5 s), or the ICMP error. Client ports are bound explicitly (SO_REUSEADDR) so a
 scenario's flow always uses the same source port.
@@ -27,6 +28,7 @@ from typing import Any
 from ipvs_verify.conformance.uml import Guest
 from ipvs_verify.scenario import Scenario
 from model.config import Config
+from model.tcp_states import SHORT
 
 VIP = "10.96.0.10"
 SYN_WINDOW = 0.6  # seconds: a connect() still pending after this had its SYN dropped (RTO is 1 s)
@@ -147,8 +149,8 @@ class KernelScenario:
         self.persistence: int = getattr(scope, "persistence", 0)  # sessionAffinity ClientIP: ipvsadm -p
         self.events: list[str] = []
         self.seen: dict[tuple[Any, ...], tuple[float, int]] = {}  # entry -> (deadline bound, longest expiry)
-        # trace mode: the bridge pod network (kernel-only runs), or IPVS_VERIFY_TRACE=1 for any scenario
-        self.trace = sc.data.conformance.pod_network == "bridge" or os.environ.get("IPVS_VERIFY_TRACE") == "1"
+        # trace mode: the bridge pod network, or IPVS_VERIFY_TRACE=1 for any scenario
+        self.trace = sc.data.config.pod_network == "bridge" or os.environ.get("IPVS_VERIFY_TRACE") == "1"
         self.timeline: list[dict[str, Any]] = []
         self.syn_at: dict[str, float] = {}  # flow -> its last connect's SYN on the guest world's clock
 
@@ -182,7 +184,7 @@ class KernelScenario:
         self.call("setup", pods=self.pods, clients=c.clients, ports=c.ports, proto=self.proto, sysctls=sysctls,
                   nf_conntrack=self.cfg.nf_conntrack, up=list(c.pods), dests=[[self.ip(p), 1] for p in c.pods],
                   persistence=self.persistence, timeouts=self.timeouts(),
-                  bridge=self.sc.data.conformance.pod_network == "bridge",
+                  bridge=self.sc.data.config.pod_network == "bridge",
                   scheduler=getattr(self.cfg, "scheduler", "rr"),  # kube-proxy --ipvs-scheduler
                   client_ips=self.client_ips)
         self.t0 = time.monotonic()
@@ -418,9 +420,11 @@ class KernelScenario:
         what = next(k for k, v in step.model_dump(exclude={"expect", "closer", "weight"}).items() if v is not None)
         summary, pod, detail = "none", None, ""
         flow: str | None = None
+        before: dict[str, Any] | None = None
         if step.request or step.connect:
             flow = step.request or step.connect
             plan = "H" if step.connect else ("C" if step.closer == "client" else "S")
+            before = self.observe(flow)[0] if self.trace else None  # to tell a queued SYN from a dropped one
             r = self.call("connect", flow=flow, plan=plan, window=SYN_WINDOW)
             summary, pod, detail = self._outcome(r)
             if "started" in r:
@@ -482,8 +486,25 @@ class KernelScenario:
             self.settle_jiffies()
         entry, dests = self.observe(flow)
         diag = self.compact(self.call("diag")) if self.trace else None
+        if summary == "dropped" and diag is not None and entry is not None and self._passed_ipvs(before, entry):
+            # a pending connect whose SYN passed IPVS to a pod whose address the node is still resolving (bridge):
+            # the SYN was not dropped, it waits on the neighbour (net/core/neighbour.c __neigh_event_send)
+            neigh = diag.get("neigh", {}).get(entry["dest"])
+            if isinstance(neigh, dict) and neigh.get("state") == "INCOMPLETE":
+                summary, detail = "queued", f"the SYN waits on the neighbour of pod {entry['dest']} ({detail})"
         return KernelStep(i, line, self.now, what, summary, pod, entry, dests, detail, self.events, diag,
                           self.timeline)
+
+    def _passed_ipvs(self, before: dict[str, Any] | None, after: dict[str, Any]) -> bool:
+        """Did the connect's SYN pass IPVS (rather than being dropped by it)? A SYN that passes makes an entry or
+        re-arms the one it meets to its state's full timeout (ip_vs_conn_put); a dropped one leaves the timer as
+        it was (__ip_vs_conn_put). The expiry is shown in whole seconds: an entry that was already at its full
+        timeout before the step cannot be told apart, and is taken to have passed."""
+        if before is None or before["dest"] != after["dest"] or before["state"] != after["state"]:
+            return True
+        by_name = {v: k for k, v in SHORT.items()}
+        full = self.cfg.timing.timeout(by_name[after["state"]]) - 1  # "expires" rounds down
+        return bool(after["expires_in"] > before["expires_in"] or before["expires_in"] >= full)
 
     @staticmethod
     def _outcome(r: dict[str, Any]) -> tuple[str, str | None, str]:

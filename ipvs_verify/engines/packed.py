@@ -136,7 +136,7 @@ _new = tuple.__new__
 
 
 def _flow_clocks(fl: Flow) -> list[int]:
-    return [e.timer for e in fl.entries] + [fl.client.timer]
+    return [e.timer for e in fl.entries] + [fl.client.timer, fl.ct_timer]
 
 
 def _sched_clocks(sc: tuple[Any, ...]) -> list[int]:
@@ -149,8 +149,9 @@ def _kp_clocks(kp: tuple[Any, ...]) -> list[int]:
 
 def _fill_flow(fl: Flow, f: Callable[[int], int]) -> Flow:
     c = fl.client
-    return _new(Flow, (tuple(_new(Entry, (e[0], e[1], e[2], e[3], f(e[4]), e[5])) for e in fl.entries), fl.ct_live,
-                       _new(Client, (c[0], c[1], f(c[2]), c[3], c[4]))))
+    entries = tuple(_new(Entry, (e[0], e[1], e[2], e[3], f(e[4]), e[5])) for e in fl.entries)
+    client = _new(Client, (c[0], c[1], f(c[2]), c[3], c[4]))
+    return _new(Flow, (entries, fl.ct_live, client, f(fl[3])))  # in order: entries, client, conntrack
 
 
 def _fill_sched(sc: tuple[Any, ...], f: Callable[[int], int]) -> tuple[Any, ...]:

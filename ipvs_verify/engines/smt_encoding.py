@@ -67,6 +67,10 @@ def check_supported(config: Config, timing: str) -> None:
                 )
     if config.scheduler != "rr":
         raise UnsupportedConfig(f"SMT engines: scheduler '{config.scheduler}' is not encoded (only rr)")
+    if config.pod_network != "routed":
+        raise UnsupportedConfig(f"SMT engines: the {config.pod_network} pod network (neighbour resolution, a "
+                                "confirmed SYN_SENT conntrack entry) is not encoded (only routed); use --engine "
+                                "explicit")
     if not config.scope.pods and not config.scope.spare_pods:
         raise UnsupportedConfig("SMT engines: the scope has no pods")
 

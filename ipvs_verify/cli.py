@@ -290,6 +290,7 @@ def show(
     step differs from the file or no longer applies (each is named on stderr), or the property is no longer
     violated; 2 when the file is not a valid trace.
     """
+    _exclusive(("--markdown", markdown), ("--diagram", diagram), ("--pytest", as_pytest))
     result = replay_trace(load_trace(trace), trace)
     rendered = result.trace  # the replay's own trace
     if diagram:
@@ -330,9 +331,11 @@ def replay(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per step")] = False,
 ) -> None:
     """Replay an incident scenario step by step and print what happened at each step."""
-    from ipvs_verify.scenario import load_scenario, print_run, run_scenario
+    from ipvs_verify.scenario import check_variant_option, load_scenario, print_run, run_scenario
 
     _exclusive(("--variant", bool(variant)), ("--all-variants", all_variants))
+    if variant:
+        check_variant_option(variant)  # a bad option is named before the file is read
     sc = load_scenario(scenario)
     names = list(DEFAULT_MATRIX_VARIANTS) if all_variants else [variant or sc.variant]
     failed = False

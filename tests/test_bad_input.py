@@ -626,6 +626,32 @@ def test_bad_matrix_options() -> None:
     (("matrix", "--persistence", "-1"), "'--persistence'"),
     (("matrix", "--protocols", "sctp"), "--protocols: expected"),
     (("matrix", "--search", "fast"), "--search: expected one of packed, packed-python, plain"),
+    (("matrix", "--json", "--markdown"), "error: --json and --markdown: expected at most one of them"),
+    (("matrix", "--properties", "1,1"), "--properties: expected distinct values, got 'no-new-conn-to-destroyed-pod' "
+                                        "twice"),
+    (("matrix", "--properties", "1,no-new-conn-to-destroyed-pod"), "--properties: expected distinct values"),
+    (("matrix", "--modes", "0,0"), "--modes: expected distinct values, got '0' twice"),
+    (("matrix", "--variants", "K46,K46"), "--variants: expected distinct values, got 'K46' twice"),
+    (("matrix", "--kube-proxy", "1.30,1.30"), "--kube-proxy: expected distinct values"),
+    (("matrix", "--protocols", "tcp,tcp"), "--protocols: expected distinct values"),
+    (("matrix", "--pod-network", "flat"), "--pod-network: expected a comma-separated list of routed, bridge, got "
+                                          "'flat'"),
+    (("matrix", "--pod-network", "bridge,bridge"), "--pod-network: expected distinct values"),
+    (("matrix", "--pod-network", "bridge", "--engine", "bmc"), "SMT engines: the bridge pod network"),
+    (("matrix", "--update-expected", "--engine", "bmc"), "--update-expected and --engine bmc: expected at most one"),
+    (("matrix", "--max-states", "-5"), "'--max-states'"),
+    (("matrix", "--depth", "0"), "'--depth'"),
+    (("matrix", "--expect", "/nonexistent/manifest.yaml"), "/nonexistent/manifest.yaml: no such manifest file"),
+    (("matrix", "--modes", ""), "--variants/--modes/--kube-proxy: expected at least one cell"),
+    (("show", "counterexamples/K46-kp1.30-mode0--no-new-conn-to-destroyed-pod.json", "--diagram", "--pytest"),
+     "error: --diagram and --pytest: expected at most one of them"),
+    (("show", "counterexamples/K46-kp1.30-mode0--no-new-conn-to-destroyed-pod.json", "--markdown", "--diagram"),
+     "error: --markdown and --diagram: expected at most one of them"),
+    (("replay", "scenarios/T01-lifecycle-counters.yaml", "--variant", "K46", "--all-variants"),
+     "error: --variant and --all-variants: expected at most one of them"),
+    (("replay", "/nonexistent.yaml", "--variant", "K99"), "error: --variant: 'K99' is neither a variant"),
+    (("conformance", "--backend", "kvm", "scenarios/conformance/C01-reuse-mode0-healthy.yaml"),
+     "--backend: expected uml or qemu, got 'kvm'"),
 ])
 def test_bad_command_line(args: tuple[str, ...], expected: str) -> None:
     code, out, err = run_cli(*args)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 from ipvs_verify.engines.explicit import Exploration, explore
 from ipvs_verify.engines.lasso import find_lasso
-from model.config import Config
-from model.system import Action, System
-from properties.catalog import BY_NAME, Property, missing_needs
+from ipvs_verify.model.config import Config
+from ipvs_verify.model.system import Action, System
+from ipvs_verify.properties.catalog import BY_NAME, Property, missing_needs
 
 VERDICTS = ("holds", "violated", "undecided", "bounded", "vacuous", "n/a")
 

@@ -36,14 +36,14 @@ from ipvs_verify.matrix import (
     run_matrix,
     save_counterexamples,
 )
+from ipvs_verify.model.config import POD_NETWORKS, PROTOCOLS, Scope, UnknownScheduler
+from ipvs_verify.model.kube_proxy import UnknownKubeProxy
+from ipvs_verify.model.system import ACTION_NAMES, System
+from ipvs_verify.model.variants import DEFAULT_MATRIX_VARIANTS, UnknownKernel
 from ipvs_verify.progress import MatrixProgress
+from ipvs_verify.properties.catalog import PROPERTIES, resolve
 from ipvs_verify.story import story_lines
 from ipvs_verify.trace import load_trace, replay_trace
-from model.config import POD_NETWORKS, PROTOCOLS, Scope, UnknownScheduler
-from model.kube_proxy import UnknownKubeProxy
-from model.system import ACTION_NAMES, System
-from model.variants import DEFAULT_MATRIX_VARIANTS, UnknownKernel
-from properties.catalog import PROPERTIES, resolve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 out = Console(width=None if sys.stdout.isatty() else 160)

@@ -7,10 +7,10 @@ the events of the replay (ipvs_verify.trace.Replay), not those a file says.
 
 from __future__ import annotations
 
+from ipvs_verify.model.events import DropWhy, Ev
+from ipvs_verify.model.system import System
+from ipvs_verify.model.tcp_states import SHORT, TcpState
 from ipvs_verify.trace import Replay, forward_notes
-from model.events import DropWhy, Ev
-from model.system import System
-from model.tcp_states import SHORT, TcpState
 
 
 def _lane(name: str) -> str:

@@ -20,8 +20,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ipvs_verify.check import VERDICTS, CellResult
 from ipvs_verify.errors import UserError
 from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec, cell_key
-from model.config import Scope
-from properties.catalog import BY_NAME, PROPERTIES
+from ipvs_verify.model.config import Scope
+from ipvs_verify.properties.catalog import BY_NAME, PROPERTIES
 
 MANIFEST = Path(__file__).with_name("expected_verdicts.yaml")
 FORMAT = "ipvs-verify-expected"

@@ -15,13 +15,13 @@ from typing import Any
 from ipvs_verify.check import CellResult, Verdict, check_config
 from ipvs_verify.engines.explicit import SEARCHES, freeze_before_fork
 from ipvs_verify.minimise import minimise
+from ipvs_verify.model.config import POD_NETWORKS, Config, Scope, make_config
+from ipvs_verify.model.system import System
+from ipvs_verify.model.variants import DEFAULT_MATRIX_VARIANTS
+from ipvs_verify.properties.catalog import PROPERTIES, Property
 from ipvs_verify.story import story_markdown
 from ipvs_verify.trace import build_trace, config_to_json
 from ipvs_verify.trace_model import TraceFile
-from model.config import POD_NETWORKS, Config, Scope, make_config
-from model.system import System
-from model.variants import DEFAULT_MATRIX_VARIANTS
-from properties.catalog import PROPERTIES, Property
 
 DEFAULT_SCOPE = Scope(long_lived=True)
 DEFAULT_MODES = (0, 1)

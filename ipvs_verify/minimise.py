@@ -7,9 +7,9 @@ two consecutive waits become one when the model allows it.
 
 from __future__ import annotations
 
-from model.state import State
-from model.system import Act, Action, System
-from properties.catalog import Property
+from ipvs_verify.model.state import State
+from ipvs_verify.model.system import Act, Action, System
+from ipvs_verify.properties.catalog import Property
 
 
 def violates(sys: System, prop: Property, actions: list[Action]) -> bool:

@@ -28,15 +28,15 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from ipvs_verify.errors import UserError
+from ipvs_verify.model.config import Config, Scope, Timing, make_config
+from ipvs_verify.model.events import Ev, Event
+from ipvs_verify.model.kube_proxy import UnknownKubeProxy, kube_proxy_version
+from ipvs_verify.model.state import DestStatus, Plan, PodPhase, State, counters
+from ipvs_verify.model.sysctls import SYSCTL_RANGES
+from ipvs_verify.model.system import Act, Action, System
+from ipvs_verify.model.tcp_states import SHORT, TcpState
+from ipvs_verify.model.variants import VARIANTS, Feature, UnknownKernel, resolve_variant, variant_for_kernel
 from ipvs_verify.trace import outcome
-from model.config import Config, Scope, Timing, make_config
-from model.events import Ev, Event
-from model.kube_proxy import UnknownKubeProxy, kube_proxy_version
-from model.state import DestStatus, Plan, PodPhase, State, counters
-from model.sysctls import SYSCTL_RANGES
-from model.system import Act, Action, System
-from model.tcp_states import SHORT, TcpState
-from model.variants import VARIANTS, Feature, UnknownKernel, resolve_variant, variant_for_kernel
 
 OUTCOMES = ("connected", "refused", "no-route", "dropped", "queued", "timed-out", "broken", "closed", "answered",
             "lost", "none")

@@ -18,6 +18,23 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ipvs_verify.errors import UserError
+from ipvs_verify.model.config import Config, Scope, Timing, make_config
+from ipvs_verify.model.events import (
+    SF_DEST_DELETED,
+    SF_DEST_W0,
+    SF_POD_DEAD,
+    SF_RETRANSMIT,
+    SF_REUSED,
+    BrokenWhy,
+    DropWhy,
+    Ev,
+    Event,
+)
+from ipvs_verify.model.state import DestStatus, Plan, PodPhase, Sock, State, counters
+from ipvs_verify.model.sysctls import SYSCTL_RANGES
+from ipvs_verify.model.system import ACTION_NAMES, ACTORS, Act, Action, System
+from ipvs_verify.model.tcp_states import SHORT, TcpState
+from ipvs_verify.properties.catalog import BY_NAME, Property
 from ipvs_verify.trace_model import (
     CLOSER_NAMES,
     EVENT_MODELS,
@@ -36,23 +53,6 @@ from ipvs_verify.trace_model import (
     event_fields,
     later_defaults,
 )
-from model.config import Config, Scope, Timing, make_config
-from model.events import (
-    SF_DEST_DELETED,
-    SF_DEST_W0,
-    SF_POD_DEAD,
-    SF_RETRANSMIT,
-    SF_REUSED,
-    BrokenWhy,
-    DropWhy,
-    Ev,
-    Event,
-)
-from model.state import DestStatus, Plan, PodPhase, Sock, State, counters
-from model.sysctls import SYSCTL_RANGES
-from model.system import ACTION_NAMES, ACTORS, Act, Action, System
-from model.tcp_states import SHORT, TcpState
-from properties.catalog import BY_NAME, Property
 
 __all__ = ["FORMAT", "VERSION", "TraceFile", "Replay", "TraceError", "build_trace", "load_trace", "parse_trace",
            "replay_trace", "config_from_json", "config_to_json", "action_from_json", "action_to_json", "outcome",

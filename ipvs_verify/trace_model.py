@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, get_origin, ge
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, create_model, model_validator
 
-from model.config import Scope, Timing
-from model.events import BrokenWhy, DropWhy, Ev
-from model.system import ACTION_NAMES
-from model.tcp_states import SHORT
+from ipvs_verify.model.config import Scope, Timing
+from ipvs_verify.model.events import BrokenWhy, DropWhy, Ev
+from ipvs_verify.model.system import ACTION_NAMES
+from ipvs_verify.model.tcp_states import SHORT
 
 FORMAT: Final = "ipvs-verify-trace"
 VERSION: Final = 2

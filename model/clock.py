@@ -4,8 +4,8 @@ abstraction, which keeps only whether a timer is due or armed.
 
 from __future__ import annotations
 
-from model.core import Core
-from model.state import Flow, PodPhase, Sock, State, with_timer
+from ipvs_verify.model.core import Core
+from ipvs_verify.model.state import Flow, PodPhase, Sock, State, with_timer
 
 
 class Clock(Core):

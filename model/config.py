@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model.kube_proxy import KubeProxyVersion, kube_proxy_version
-from model.scheduler import SCHEDULERS
-from model.sysctls import Sysctls
-from model.tcp_states import DEFAULT_TIMEOUTS, TcpState
-from model.variants import Variant, parse_kernel_version, resolve_variant
+from ipvs_verify.model.kube_proxy import KubeProxyVersion, kube_proxy_version
+from ipvs_verify.model.scheduler import SCHEDULERS
+from ipvs_verify.model.sysctls import Sysctls
+from ipvs_verify.model.tcp_states import DEFAULT_TIMEOUTS, TcpState
+from ipvs_verify.model.variants import Variant, parse_kernel_version, resolve_variant
 
 
 @dataclass(frozen=True)

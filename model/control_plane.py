@@ -4,9 +4,9 @@ drives them (syncProxyRules, graceful termination and its periodic deletion chec
 
 from __future__ import annotations
 
-from model.core import Core
-from model.events import Ev, Event
-from model.state import Dest, DestStatus, PodPhase, Sock, State, counters
+from ipvs_verify.model.core import Core
+from ipvs_verify.model.events import Ev, Event
+from ipvs_verify.model.state import Dest, DestStatus, PodPhase, Sock, State, counters
 
 
 class ControlPlane(Core):

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from model.actions import Act, Action
-from model.config import Config
-from model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_REUSED
-from model.ip_vs_in import SkbCt, StatusVerdict, reuse_block, status_block
-from model.scheduler import SCHEDULERS
-from model.state import Dest, DestStatus, Entry, Flow, Plan, Pod, PodPhase, State, Template
-from model.variants import Feature
+from ipvs_verify.model.actions import Act, Action
+from ipvs_verify.model.config import Config
+from ipvs_verify.model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_REUSED
+from ipvs_verify.model.ip_vs_in import SkbCt, StatusVerdict, reuse_block, status_block
+from ipvs_verify.model.scheduler import SCHEDULERS
+from ipvs_verify.model.state import Dest, DestStatus, Entry, Flow, Plan, Pod, PodPhase, State, Template
+from ipvs_verify.model.variants import Feature
 
 # How time passes (README, "Time"):
 #   exact:   integer seconds; `wait` by 1 s or to the next deadline (digitization of the real timers)

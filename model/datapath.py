@@ -4,12 +4,12 @@ established connection and its close, a client's retransmission and TIME_WAIT, a
 
 from __future__ import annotations
 
-from model.config import Config
-from model.core import EXPIRE_NOW
-from model.events import SF_RETRANSMIT, BrokenWhy, DropWhy, Ev, Event
-from model.scheduling import Scheduling
-from model.state import FREE_CLIENT, Client, DestStatus, Entry, Flow, Plan, Pod, PodPhase, Sock, State
-from model.tcp_states import Dir, Seg, TcpState, tcp_transition
+from ipvs_verify.model.config import Config
+from ipvs_verify.model.core import EXPIRE_NOW
+from ipvs_verify.model.events import SF_RETRANSMIT, BrokenWhy, DropWhy, Ev, Event
+from ipvs_verify.model.scheduling import Scheduling
+from ipvs_verify.model.state import FREE_CLIENT, Client, DestStatus, Entry, Flow, Plan, Pod, PodPhase, Sock, State
+from ipvs_verify.model.tcp_states import Dir, Seg, TcpState, tcp_transition
 
 
 def _disown(entries: tuple[Entry, ...]) -> tuple[Entry, ...]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import NamedTuple
 
-from model.sysctls import Sysctls
-from model.tcp_states import TcpState
-from model.variants import Feature, Variant
+from ipvs_verify.model.sysctls import Sysctls
+from ipvs_verify.model.tcp_states import TcpState
+from ipvs_verify.model.variants import Feature, Variant
 
 
 class SkbCt(IntEnum):

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from model.sysctls import Sysctls
+from ipvs_verify.model.sysctls import Sysctls
 
 
 class ReusePolicy(Enum):

@@ -4,9 +4,9 @@ templates (sessionAffinity: ClientIP).
 
 from __future__ import annotations
 
-from model.core import Core
-from model.events import Ev, Event
-from model.state import CONTROLLED, OLD_TEMPLATE, DestStatus, State, Template, counters
+from ipvs_verify.model.core import Core
+from ipvs_verify.model.events import Ev, Event
+from ipvs_verify.model.state import CONTROLLED, OLD_TEMPLATE, DestStatus, State, Template, counters
 
 
 class Scheduling(Core):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import NamedTuple, TypeVar
 
-from model.tcp_states import TcpState, is_active
+from ipvs_verify.model.tcp_states import TcpState, is_active
 
 
 class Entry(NamedTuple):

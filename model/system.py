@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from model.actions import ACTION_NAMES, ACTORS, Act, Action, Part
-from model.clock import Clock
-from model.control_plane import ControlPlane
-from model.core import EXPIRE_NOW, TIMINGS
-from model.datapath import DataPath
-from model.events import Ev, Event
-from model.scheduler import HEAD
-from model.state import FREE_CLIENT, Dest, DestStatus, Flow, Plan, Pod, PodPhase, Sock, State, flow_counters
+from ipvs_verify.model.actions import ACTION_NAMES, ACTORS, Act, Action, Part
+from ipvs_verify.model.clock import Clock
+from ipvs_verify.model.control_plane import ControlPlane
+from ipvs_verify.model.core import EXPIRE_NOW, TIMINGS
+from ipvs_verify.model.datapath import DataPath
+from ipvs_verify.model.events import Ev, Event
+from ipvs_verify.model.scheduler import HEAD
+from ipvs_verify.model.state import FREE_CLIENT, Dest, DestStatus, Flow, Plan, Pod, PodPhase, Sock, State, flow_counters
 
 __all__ = ["ACTION_NAMES", "ACTORS", "EXPIRE_NOW", "TIMINGS", "Act", "Action", "Part", "System"]
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from model.config import Scope
-from model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_REUSED, BrokenWhy, Ev, Event
-from model.state import DestStatus, PodPhase, Sock, State, counters
-from model.system import Act, Action, System
-from model.tcp_states import TcpState
+from ipvs_verify.model.config import Scope
+from ipvs_verify.model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_REUSED, BrokenWhy, Ev, Event
+from ipvs_verify.model.state import DestStatus, PodPhase, Sock, State, counters
+from ipvs_verify.model.system import Act, Action, System
+from ipvs_verify.model.tcp_states import TcpState
 
 EdgePred = Callable[[System, State, Action, tuple[Event, ...], State], bool]
 StatePred = Callable[[System, State, int], bool]  # (system, state, pod) -> bool

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from ipvs_verify.check import CellResult, check_config
 from ipvs_verify.matrix import DEFAULT_SCOPE, EVENT_STATE_CAP, CellSpec, run_matrix
-from model.config import Scope
-from properties.catalog import PROPERTIES
+from ipvs_verify.model.config import Scope
+from ipvs_verify.properties.catalog import PROPERTIES
 
 pytest_plugins = ["tests.stateful_plugin"]  # the Hypothesis stateful suite: profiles, --variant, summary
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import settings
 
 from ipvs_verify.engines.stateful import CI, THOROUGH
-from model.variants import DEFAULT_MATRIX_VARIANTS
+from ipvs_verify.model.variants import DEFAULT_MATRIX_VARIANTS
 
 settings.register_profile("ci", CI)  # budgets and their reasons: ipvs_verify/engines/stateful.py
 settings.register_profile("thorough", THOROUGH)

@@ -24,8 +24,8 @@ from ipvs_verify.conformance.compare import (
 )
 from ipvs_verify.conformance.kernel import KernelRun, KernelStep, parse_conns, parse_dests, run_on_kernel
 from ipvs_verify.conformance.uml import Guest, KernelUnavailable, _xstate_filter
+from ipvs_verify.model.variants import variant_for_kernel
 from ipvs_verify.scenario import StepResult, load_scenario, run_scenario, scenario_config
-from model.variants import variant_for_kernel
 
 CONFORMANCE = sorted((SCENARIO_DIR / "conformance").glob("*.yaml"))
 FAST = default_scenarios(include_slow=False)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from model.ip_vs_in import SkbCt, reuse_block, status_block
-from model.kube_proxy import kube_proxy_version
-from model.sysctls import Sysctls
-from model.tcp_states import TcpState
-from model.variants import VARIANTS, variant_for_kernel
+from ipvs_verify.model.ip_vs_in import SkbCt, reuse_block, status_block
+from ipvs_verify.model.kube_proxy import kube_proxy_version
+from ipvs_verify.model.sysctls import Sysctls
+from ipvs_verify.model.tcp_states import TcpState
+from ipvs_verify.model.variants import VARIANTS, variant_for_kernel
 
 KP = Sysctls(conn_reuse_mode=1, conntrack=True, expire_nodest_conn=True, expire_quiescent_template=True)
 TW = TcpState.TIME_WAIT

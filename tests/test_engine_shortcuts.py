@@ -15,9 +15,9 @@ import pytest
 
 from ipvs_verify.engines.explicit import explore
 from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec
-from model.state import State
-from model.system import System
-from properties.catalog import PROPERTIES, event_mask
+from ipvs_verify.model.state import State
+from ipvs_verify.model.system import System
+from ipvs_verify.properties.catalog import PROPERTIES, event_mask
 
 CELLS = [("K41", 1, "untimed", "1.30", "tcp"), ("K46", 0, "untimed", "1.30", "tcp"),
          ("K46", 1, "untimed", "1.30", "tcp"), ("K516", 0, "untimed", "1.30", "tcp"),

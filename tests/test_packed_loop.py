@@ -14,9 +14,9 @@ import pytest
 
 from ipvs_verify.engines import explicit
 from ipvs_verify.engines.explicit import Exploration, explore
-from model.config import Config
-from model.system import System
-from properties.catalog import PROPERTIES
+from ipvs_verify.model.config import Config
+from ipvs_verify.model.system import System
+from ipvs_verify.properties.catalog import PROPERTIES
 from tests.test_packed_search import CASES, _cfg
 
 pytestmark = pytest.mark.skipif(explicit._packed_loop is None,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ipvs_verify.model.variants import DEFAULT_MATRIX_VARIANTS
 from ipvs_verify.scenario import load_scenario, run_scenario
-from model.variants import DEFAULT_MATRIX_VARIANTS
 
 SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.yaml"))
 

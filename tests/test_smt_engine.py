@@ -30,10 +30,10 @@ from ipvs_verify.engines.induction import candidate_lemmas, run_induction
 from ipvs_verify.engines.smt_encoding import REACH_FACTS, Encoding, UnsupportedConfig, property_facts
 from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec, default_cells
 from ipvs_verify.minimise import minimise, violates
+from ipvs_verify.model.config import Config
+from ipvs_verify.model.system import System
+from ipvs_verify.properties.catalog import BY_NAME, PROPERTIES
 from ipvs_verify.trace import build_trace, replay_trace
-from model.config import Config
-from model.system import System
-from properties.catalog import BY_NAME, PROPERTIES
 
 FULL = os.environ.get("IPVS_SMT_FULL") == "1"
 SAFETY = tuple(p for p in PROPERTIES if not supported(p, DEFAULT_SCOPE))  # the properties the encoding covers
@@ -120,8 +120,8 @@ def test_decision_tables_come_from_the_model_for_every_cell() -> None:
         enc = Encoding(c.config(DEFAULT_SCOPE), "event")
         for fld, t in enc.t_reuse.items():
             for (st, w0, nfct, ct), v in t.values.items():
-                from model.ip_vs_in import SkbCt, reuse_block
-                from model.tcp_states import TcpState
+                from ipvs_verify.model.ip_vs_in import SkbCt, reuse_block
+                from ipvs_verify.model.tcp_states import TcpState
 
                 direct = reuse_block(enc.config.variant, enc.config.sysctls, TcpState(st), False, False, bool(nfct),
                                      bool(w0), SkbCt(ct))

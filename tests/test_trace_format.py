@@ -18,6 +18,9 @@ import pydantic
 import pytest
 
 from ipvs_verify.cli import main
+from ipvs_verify.model.config import Scope, Timing
+from ipvs_verify.model.events import Ev
+from ipvs_verify.model.system import ACTION_NAMES, System
 from ipvs_verify.trace import (
     V1_EVENTS,
     TraceError,
@@ -40,9 +43,6 @@ from ipvs_verify.trace_model import (
     later_defaults,
     schema_text,
 )
-from model.config import Scope, Timing
-from model.events import Ev
-from model.system import ACTION_NAMES, System
 
 ROOT = Path(__file__).parent.parent
 CX = ROOT / "counterexamples"

@@ -18,10 +18,10 @@ from rich.table import Table
 
 from ipvs_verify.conformance.kernel import HARNESS_STEPS, KernelRun, KernelStep, run_on_kernel
 from ipvs_verify.conformance.uml import Guest
+from ipvs_verify.model.variants import variant_for_kernel
 from ipvs_verify.scenario import Run, Scenario, StepResult, load_scenario, run_scenario, scenario_config
-from model.variants import variant_for_kernel
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent.parent / "scenarios"
+SCENARIO_DIR = Path(__file__).parent.parent / "scenarios"  # package data (a link to the repository's scenarios/)
 
 
 FAST_WAIT = 4  # seconds of real waiting above which a scenario counts as slow (the default suite: < 60 s)

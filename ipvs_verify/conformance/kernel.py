@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ipvs_verify.conformance.uml import Guest
+from ipvs_verify.model.config import Config
+from ipvs_verify.model.tcp_states import SHORT
 from ipvs_verify.scenario import Scenario
-from model.config import Config
-from model.tcp_states import SHORT
 
 VIP = "10.96.0.10"
 SYN_WINDOW = 0.6  # seconds: a connect() still pending after this had its SYN dropped (RTO is 1 s)

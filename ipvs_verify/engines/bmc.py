@@ -22,10 +22,10 @@ import z3
 
 from ipvs_verify.engines.smt_encoding import REACH_FACTS, Encoding, Ops, UnsupportedConfig, Val, property_facts
 from ipvs_verify.errors import UserError
-from model.config import Config, Scope
-from model.state import State
-from model.system import Act, Action
-from properties.catalog import Property, missing_needs
+from ipvs_verify.model.config import Config, Scope
+from ipvs_verify.model.state import State
+from ipvs_verify.model.system import Act, Action
+from ipvs_verify.properties.catalog import Property, missing_needs
 
 
 class EncodingError(UserError):

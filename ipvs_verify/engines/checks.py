@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Any
 
-from properties.catalog import Property
+from ipvs_verify.properties.catalog import Property
 
 SafetyCheck = tuple[str, Any, int]  # (property, violated, trigger mask)
 ReachCheck = tuple[str, str, Any, int]  # (property, check, holds, trigger mask)

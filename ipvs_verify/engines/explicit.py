@@ -25,10 +25,10 @@ from typing import Any
 
 from ipvs_verify.engines.checks import PendingChecks
 from ipvs_verify.engines.packed import Packer
-from model.events import Ev, Event
-from model.state import State
-from model.system import ACTION_NAMES, Act, Action, System
-from properties.catalog import Property, event_mask
+from ipvs_verify.model.events import Ev, Event
+from ipvs_verify.model.state import State
+from ipvs_verify.model.system import ACTION_NAMES, Act, Action, System
+from ipvs_verify.properties.catalog import Property, event_mask
 
 _packed_loop: ModuleType | None
 try:  # the packed search's loop in C, when the install could build it (pyproject.toml, ext-modules)

@@ -24,10 +24,10 @@ import z3
 
 from ipvs_verify.engines.bmc import Relation, _model_value, run_bmc_growing, supported
 from ipvs_verify.engines.smt_encoding import REACH_FACTS, Encoding, Table, Val
-from model.config import Config
-from model.state import DestStatus, PodPhase, Sock
-from model.system import EXPIRE_NOW
-from properties.catalog import Property
+from ipvs_verify.model.config import Config
+from ipvs_verify.model.state import DestStatus, PodPhase, Sock
+from ipvs_verify.model.system import EXPIRE_NOW
+from ipvs_verify.properties.catalog import Property
 
 
 def candidate_lemmas(enc: Encoding, s: dict[str, Val]) -> dict[str, Val]:

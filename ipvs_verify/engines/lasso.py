@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import networkx as nx
 
 from ipvs_verify.engines.explicit import Exploration
-from model.state import PodPhase, Sock, State
-from model.system import Act, Action, System
-from properties.catalog import Property
+from ipvs_verify.model.state import PodPhase, Sock, State
+from ipvs_verify.model.system import Act, Action, System
+from ipvs_verify.properties.catalog import Property
 
 
 @dataclass

@@ -34,10 +34,10 @@ from operator import itemgetter
 from typing import Any
 
 from ipvs_verify.engines.checks import PendingChecks, ReachCheck, SafetyCheck
-from model.events import Ev, Event
-from model.state import Client, Entry, Flow, Pod, State, Template
-from model.system import Act, Action, Part, System
-from properties.catalog import event_mask
+from ipvs_verify.model.events import Ev, Event
+from ipvs_verify.model.state import Client, Entry, Flow, Pod, State, Template
+from ipvs_verify.model.system import Act, Action, Part, System
+from ipvs_verify.properties.catalog import event_mask
 
 SLOT = -(1 << 30)  # a clock's place in a skeleton
 MARK = 1 << 40  # the marker of slot k is MARK + k * STRIDE: far above every constant of the model

@@ -29,13 +29,13 @@ from typing import Any
 import z3
 
 from ipvs_verify.errors import UserError
-from model.config import Config, Scope
-from model.events import BrokenWhy
-from model.ip_vs_in import SkbCt
-from model.scheduler import HEAD, SCHEDULERS
-from model.state import Client, Dest, DestStatus, Entry, Flow, Plan, Pod, PodPhase, Sock, State
-from model.system import EXPIRE_NOW, Act, Action, System
-from model.tcp_states import Dir, Seg, TcpState, is_active, tcp_transition
+from ipvs_verify.model.config import Config, Scope
+from ipvs_verify.model.events import BrokenWhy
+from ipvs_verify.model.ip_vs_in import SkbCt
+from ipvs_verify.model.scheduler import HEAD, SCHEDULERS
+from ipvs_verify.model.state import Client, Dest, DestStatus, Entry, Flow, Plan, Pod, PodPhase, Sock, State
+from ipvs_verify.model.system import EXPIRE_NOW, Act, Action, System
+from ipvs_verify.model.tcp_states import Dir, Seg, TcpState, is_active, tcp_transition
 
 Val = Any  # a Python bool/int or a z3 expression
 S = dict[str, Val]

@@ -22,10 +22,10 @@ from ipvs_verify.engines.induction import InductionRun, run_induction
 from ipvs_verify.errors import UserError
 from ipvs_verify.matrix import CellSpec, run_matrix, scope_tag
 from ipvs_verify.minimise import minimise
+from ipvs_verify.model.config import Scope
+from ipvs_verify.model.system import System
+from ipvs_verify.properties.catalog import BY_NAME, Property
 from ipvs_verify.trace import build_trace
-from model.config import Scope
-from model.system import System
-from properties.catalog import BY_NAME, Property
 
 ENGINES = ("explicit", "bmc", "induction", "all")
 

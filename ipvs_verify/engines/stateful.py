@@ -32,13 +32,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from ipvs_verify.minimise import minimise
+from ipvs_verify.model.config import Config, Scope
+from ipvs_verify.model.events import Ev, Event
+from ipvs_verify.model.state import DestStatus, PodPhase, Sock, State
+from ipvs_verify.model.system import ACTION_NAMES, Act, Action, System
+from ipvs_verify.properties.catalog import PROPERTIES, Property, event_mask
 from ipvs_verify.trace import build_trace
 from ipvs_verify.trace_model import HypothesisInfo, TraceFile
-from model.config import Config, Scope
-from model.events import Ev, Event
-from model.state import DestStatus, PodPhase, Sock, State
-from model.system import ACTION_NAMES, Act, Action, System
-from properties.catalog import PROPERTIES, Property, event_mask
 
 ENGINE = "hypothesis"
 _WAIT = int(Act.WAIT)

@@ -1,6 +1,6 @@
 """Check one configuration against the properties: the verdict of each, with its evidence.
 
-Two explicit searches bracket the real-time behaviours (README, "Time"):
+Two explicit searches bracket the real-time behaviours (docs/time.md):
   1. event-driven timing (an under-approximation): a violation or fair lasso found here is a real,
      exactly timed run -> "violated";
   2. untimed (an over-approximation): if the property holds here it holds for every timing -> "holds".

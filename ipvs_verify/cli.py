@@ -1,4 +1,4 @@
-"""The `ipvs-verify` command line: matrix, check, replay, show.
+"""The `ipvs-verify` command line: matrix, show, replay, conformance, properties.
 
 Typer gives typed options and help; rich draws progress and tables. Bad input raises UserError (or a
 model ValueError), printed as one line with exit code 2; `--debug` shows the traceback instead.

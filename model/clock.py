@@ -1,4 +1,4 @@
-"""Time (README, "Time"): the next deadline, a wait that moves every running clock, and the untimed
+"""Time (docs/time.md): the next deadline, a wait that moves every running clock, and the untimed
 abstraction, which keeps only whether a timer is due or armed.
 """
 

@@ -35,7 +35,7 @@ class Timing:
 
 
 PROTOCOLS = ("tcp", "udp")
-# How the node reaches its pods (README, "The model"): "routed", a /32 route per pod (calico-style: a packet
+# How the node reaches its pods (docs/model.md): "routed", a /32 route per pod (calico-style: a packet
 # to a destroyed pod fails at the route lookup, at once), or "bridge", the pods on a bridge with a subnet
 # route (the cni bridge plugin, flannel: the packet is routed, then fails at neighbour resolution)
 POD_NETWORKS = ("routed", "bridge")

@@ -14,7 +14,7 @@ from ipvs_verify.model.scheduler import SCHEDULERS
 from ipvs_verify.model.state import Dest, DestStatus, Entry, Flow, Plan, Pod, PodPhase, State, Template
 from ipvs_verify.model.variants import Feature
 
-# How time passes (README, "Time"):
+# How time passes (docs/time.md):
 #   exact:   integer seconds; `wait` by 1 s or to the next deadline (digitization of the real timers)
 #   event:   `wait` only to the next deadline: actions happen at instants when some timer fires.
 #            Every run is an exact run (an under-approximation): its violations are real.

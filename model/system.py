@@ -8,7 +8,7 @@ scheduling.py, datapath.py (the packet path and IPVS timers), control_plane.py (
 kube-proxy) and clock.py (deadlines, waits, the untimed abstraction). This module enumerates the actions
 (actions.py names them) and dispatches each step.
 
-Time is integer seconds (see README, "Time"): an action happens at the current instant; `wait` moves
+Time is integer seconds (docs/time.md): an action happens at the current instant; `wait` moves
 time by 1 s or straight to the next deadline, never past a timer that is due (due timers fire first).
 """
 

@@ -6,7 +6,6 @@ model ValueError), printed as one line with exit code 2; `--debug` shows the tra
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import replace
@@ -32,7 +31,7 @@ from ipvs_verify.matrix import (
     cell_key,
     default_cells,
     markdown_table,
-    matrix_json,
+    matrix_report,
     run_matrix,
     save_counterexamples,
 )
@@ -42,6 +41,8 @@ from ipvs_verify.model.system import ACTION_NAMES, System
 from ipvs_verify.model.variants import DEFAULT_MATRIX_VARIANTS, UnknownKernel
 from ipvs_verify.progress import MatrixProgress
 from ipvs_verify.properties.catalog import PROPERTIES, resolve
+from ipvs_verify.report import ExpectedReport
+from ipvs_verify.report import Moved as ReportMoved
 from ipvs_verify.story import story_lines
 from ipvs_verify.trace import load_trace, replay_trace
 
@@ -175,10 +176,12 @@ def matrix(
         missing: list[str] = []
     else:
         moved, missing = compare(manifest, keys, results, pin_states)
-    data = matrix_json(cells, results, paths, scope)
-    data["expected"] = {"manifest": str(expect), "moved": [m.__dict__ for m in moved], "not_pinned": missing}
+    report = matrix_report(cells, results, paths, scope)
+    report.expected = ExpectedReport(manifest=str(expect), moved=[ReportMoved(**m.__dict__) for m in moved],
+                                     not_pinned=missing)
+    report.seconds = round(time.perf_counter() - t0, 3)
     if as_json:
-        print(json.dumps(data, indent=1))
+        print(report.to_json())
     elif as_markdown:
         print(markdown_table(cells, results, props), end="")
     else:

@@ -19,6 +19,7 @@ from ipvs_verify.model.config import POD_NETWORKS, Config, Scope, make_config
 from ipvs_verify.model.system import System
 from ipvs_verify.model.variants import DEFAULT_MATRIX_VARIANTS
 from ipvs_verify.properties.catalog import PROPERTIES, Property
+from ipvs_verify.report import CellReport, MatrixReport, PropertyRef, SearchReport, VerdictReport
 from ipvs_verify.story import story_markdown
 from ipvs_verify.trace import build_trace, config_to_json
 from ipvs_verify.trace_model import TraceFile
@@ -188,34 +189,37 @@ def save_counterexamples(cells: list[CellSpec], results: list[CellResult], out: 
     return paths
 
 
-def matrix_json(
+def explicit_verdict(v: Verdict, res: CellResult, path: Path | None) -> VerdictReport:
+    """An explicit verdict in the shared format (ipvs_verify/report.py)."""
+    bound = "; ".join(f"{s.timing} search: {s.bound}" for s in res.searches if not s.complete)
+    return VerdictReport(status=v.status, text=v.status, bound=bound if v.status == "bounded" else "",  # type: ignore
+                         detail=v.detail, steps=len(v.actions) if v.actions else None,
+                         timing=v.timing if v.actions else None, counterexample=str(path) if path else None)
+
+
+def explicit_cell(spec: CellSpec, res: CellResult, paths: dict[str, Path]) -> CellReport:
+    """One cell of the explicit engine as the shared format has it; `paths`: property name -> its trace."""
+    return CellReport(
+        cell=cell_key(spec, res.config.scope), config=config_to_json(res.config),
+        verdicts={"explicit": {v.prop_name: explicit_verdict(v, res, paths.get(v.prop_name)) for v in res.verdicts}},
+        searches=[SearchReport(timing=s.timing, states=s.states, transitions=s.transitions, depth=s.depth,
+                               complete=s.complete, bound=s.bound, seconds=round(s.seconds, 3), loop=s.loop,
+                               coverage=s.coverage) for s in res.searches],
+        seconds={"explicit": round(sum(s.seconds for s in res.searches), 3)},
+    )
+
+
+def property_refs() -> list[PropertyRef]:
+    return [PropertyRef(number=p.number, name=p.name, kind=p.kind) for p in PROPERTIES]  # type: ignore[arg-type]
+
+
+def matrix_report(
     cells: list[CellSpec], results: list[CellResult], paths: dict[tuple[int, str], Path], scope: Scope
-) -> dict[str, Any]:
-    rows = []
-    for i, (spec, res) in enumerate(zip(cells, results, strict=True)):
-        rows.append({
-            "cell": spec.slug,
-            "config": config_to_json(res.config),
-            "verdicts": {
-                v.prop.name: {
-                    "status": v.status, "detail": v.detail,
-                    "counterexample": str(paths[(i, v.prop.name)]) if (i, v.prop.name) in paths else None,
-                    "steps": len(v.actions) if v.actions else None,
-                }
-                for v in res.verdicts
-            },
-            "searches": [
-                {"timing": s.timing, "states": s.states, "transitions": s.transitions, "depth": s.depth,
-                 "complete": s.complete, "bound": s.bound, "seconds": round(s.seconds, 3), "loop": s.loop,
-                 "coverage": s.coverage}
-                for s in res.searches
-            ],
-        })
-    return {
-        "format": "ipvs-verify-matrix", "version": 1, "scope": scope.describe(),
-        "properties": [{"number": p.number, "name": p.name, "kind": p.kind} for p in PROPERTIES],
-        "cells": rows,
-    }
+) -> MatrixReport:
+    """The explicit engine's matrix in the one result format every engine shares (ipvs_verify/report.py)."""
+    rows = [explicit_cell(spec, res, {name: p for (ci, name), p in paths.items() if ci == i})
+            for i, (spec, res) in enumerate(zip(cells, results, strict=True))]
+    return MatrixReport(engines=["explicit"], scope=scope.describe(), properties=property_refs(), cells=rows)
 
 
 def markdown_table(cells: list[CellSpec], results: list[CellResult], properties: tuple[Property, ...]) -> str:

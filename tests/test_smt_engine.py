@@ -33,6 +33,7 @@ from ipvs_verify.minimise import minimise, violates
 from ipvs_verify.model.config import Config
 from ipvs_verify.model.system import System
 from ipvs_verify.properties.catalog import BY_NAME, PROPERTIES
+from ipvs_verify.report import VerdictReport
 from ipvs_verify.trace import build_trace, replay_trace
 
 FULL = os.environ.get("IPVS_SMT_FULL") == "1"
@@ -248,10 +249,11 @@ def test_cli_engine_bmc_writes_a_replayable_trace(tmp_path: Path) -> None:
              "--json", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    cell = data["cells"][0]
-    assert cell["bmc"]["no-syn-dropped-on-reuse"]["status"] == "violated"
-    assert cell["bmc"]["no-syn-dropped-on-reuse"]["depth"] == 2
-    trace = next(Path(p) for p in cell["bmc_traces"] if "no-syn-dropped" in p)
+    bmc = data["cells"][0]["verdicts"]["bmc"]
+    assert bmc["no-syn-dropped-on-reuse"]["status"] == "violated"
+    assert bmc["no-syn-dropped-on-reuse"]["depth"] == 2
+    assert bmc["control-plane-race"]["status"] == "violated"
+    trace = Path(bmc["no-syn-dropped-on-reuse"]["counterexample"])
     shown = _cli("show", str(trace))
     assert shown.returncode == 0 and "still violated" in shown.stdout, shown.stdout + shown.stderr
 
@@ -261,7 +263,7 @@ def test_cli_engine_induction_and_bad_engine(tmp_path: Path) -> None:
     r = _cli("matrix", "--engine", "induction", "--variants", "K46", "--modes", "1", "--properties", "3", "--json",
              "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["cells"][0]["induction"]["no-syn-dropped-on-reuse"]["status"] == "violated"
+    assert json.loads(r.stdout)["cells"][0]["verdicts"]["induction"]["no-syn-dropped-on-reuse"]["status"] == "violated"
     bad = _cli("matrix", "--engine", "spacer", "--variants", "K46", "--modes", "1", "--out", str(tmp_path))
     assert bad.returncode == 2 and "--engine" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -269,12 +271,15 @@ def test_cli_engine_induction_and_bad_engine(tmp_path: Path) -> None:
 def test_engine_all_reports_disagreements() -> None:
     from ipvs_verify.engines.smt_matrix import _compare
 
-    row = {"explicit": {"p": {"status": "violated", "steps": 3, "timing": "event"},
-                        "q": {"status": "holds", "steps": None, "timing": "event"}},
-           "bmc": {"p": {"status": "bounded", "depth": 5}, "q": {"status": "violated", "depth": 2}},
-           "induction": {"p": {"status": "proved"}, "q": {"status": "violated"}}}
+    def v(status: str, steps: int | None = None, depth: int | None = None) -> VerdictReport:
+        return VerdictReport(status=status, text=status, steps=steps, depth=depth,  # type: ignore[arg-type]
+                             timing="event" if steps else None)
+
+    row = {"explicit": {"p": v("violated", steps=3), "q": v("holds")},
+           "bmc": {"p": v("bounded", depth=5), "q": v("violated", depth=2)},
+           "induction": {"p": v("holds"), "q": v("violated")}}
     found = _compare("cell", row)
     assert len(found) == 4 and all(f.startswith("cell ") for f in found)
-    agree = {"explicit": {"p": {"status": "violated", "steps": 3, "timing": "event"}},
-             "bmc": {"p": {"status": "violated", "depth": 3}}, "induction": {"p": {"status": "violated"}}}
+    agree = {"explicit": {"p": v("violated", steps=3)}, "bmc": {"p": v("violated", depth=3)},
+             "induction": {"p": v("violated")}}
     assert _compare("cell", agree) == []

@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +20,29 @@ from rich.table import Table
 from ipvs_verify.engines.bmc import BmcRun, run_bmc_growing
 from ipvs_verify.engines.induction import InductionRun, run_induction
 from ipvs_verify.errors import UserError
-from ipvs_verify.matrix import CellSpec, run_matrix, scope_tag
+from ipvs_verify.matrix import CellSpec, cell_key, explicit_cell, property_refs, run_matrix, save_counterexamples
 from ipvs_verify.minimise import minimise
 from ipvs_verify.model.config import Scope
 from ipvs_verify.model.system import System
 from ipvs_verify.properties.catalog import BY_NAME, Property
-from ipvs_verify.trace import build_trace
+from ipvs_verify.report import CellReport, Engine, MatrixReport, VerdictReport, bmc_verdict, induction_verdict
+from ipvs_verify.trace import build_trace, config_to_json
 
 ENGINES = ("explicit", "bmc", "induction", "all")
 
 
-def _bmc_cell(run: BmcRun) -> dict[str, dict[str, Any]]:
-    out = {}
-    for r in run.results:
-        text = {"violated": f"VIOLATED@{r.depth}", "bounded": f"bounded<={r.depth}",
-                "vacuous": f"vacuous<={r.depth}"}.get(r.status, r.status)
-        out[r.prop_name] = {"status": r.status, "depth": r.depth, "text": text, "detail": r.detail,
-                            "steps": len(r.actions) or None}
-    return out
+def _bmc_cell(run: BmcRun, traces: dict[str, Path]) -> dict[str, VerdictReport]:
+    return {r.prop_name: bmc_verdict(r.status, r.depth, r.detail, len(r.actions) or None,
+                                     str(traces[r.prop_name]) if r.prop_name in traces else None)
+            for r in run.results}
 
 
-def _ind_cell(run: InductionRun) -> dict[str, dict[str, Any]]:
-    return {p.prop_name: {"status": p.status, "k": p.k, "text": p.status if p.status != "cti" else f"cti(k={p.k})",
-                          "detail": p.detail, "cti": p.cti, "seconds": round(p.seconds, 3)} for p in run.proofs}
+def _ind_cell(run: InductionRun) -> dict[str, VerdictReport]:
+    return {p.prop_name: induction_verdict(p.status, p.k, p.detail) for p in run.proofs}
 
 
-def _write_bmc_traces(spec: CellSpec, run: BmcRun, out: Path) -> list[Path]:
-    paths = []
+def _write_bmc_traces(spec: CellSpec, run: BmcRun, out: Path) -> dict[str, Path]:
+    paths = {}
     for r in run.results:
         if r.status != "violated":
             continue
@@ -54,49 +50,54 @@ def _write_bmc_traces(spec: CellSpec, run: BmcRun, out: Path) -> list[Path]:
         actions = minimise(System(run.config, "exact"), prop, r.actions)
         trace = build_trace(run.config, actions, prop, "bmc", "event")
         out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{spec.slug}{scope_tag(run.config.scope)}--{prop.name}.json"
+        path = out / f"{cell_key(spec, run.config.scope)}--{prop.name}.json"
         path.write_text(trace.to_json())
-        paths.append(path)
+        paths[prop.name] = path
     return paths
 
 
 def engine_matrix(cells: list[CellSpec], scope: Scope, props: tuple[Property, ...], engine: str, depth: int,
                   as_json: bool, out_dir: Path, jobs: int, max_states: int, console: Console) -> int:
-    """Run the chosen engine(s) on every cell; returns the exit code (1 if engines disagree)."""
+    """Run the chosen engine(s) on every cell, in the one result format (ipvs_verify/report.py); returns the exit
+    code (1 if engines disagree)."""
     if engine not in ENGINES:
         raise UserError(f"--engine: expected one of {', '.join(ENGINES)}, got '{engine}'")
     if depth < 1:
         raise UserError(f"--depth: expected a positive integer, got {depth}")
     t0 = time.perf_counter()
-    rows: list[dict[str, Any]] = []
+    rows: list[CellReport] = []
     explicit = run_matrix(cells, scope, props, jobs, max_states) if engine == "all" else None
+    if explicit is not None:
+        paths = save_counterexamples(cells, explicit, out_dir)
     disagreements: list[str] = []
     for i, spec in enumerate(cells):
         config = spec.config(scope)
-        row: dict[str, Any] = {"cell": spec.slug}
+        if explicit is not None:
+            row = explicit_cell(spec, explicit[i], {name: p for (ci, name), p in paths.items() if ci == i})
+        else:
+            row = CellReport(cell=cell_key(spec, config.scope), config=config_to_json(config), verdicts={})
         if engine in ("bmc", "all"):
             run = run_bmc_growing(config, props, depth)
-            row["bmc"] = _bmc_cell(run)
-            row["bmc_seconds"] = round(run.seconds, 3)
-            row["bmc_traces"] = [str(p) for p in _write_bmc_traces(spec, run, out_dir / "bmc")]
+            row.verdicts["bmc"] = _bmc_cell(run, _write_bmc_traces(spec, run, out_dir / "bmc"))
+            row.seconds["bmc"] = round(run.seconds, 3)
         if engine in ("induction", "all"):
             ind = run_induction(config, props)
-            row["induction"] = _ind_cell(ind)
-            row["induction_seconds"] = round(ind.seconds, 3)
-            row["lemmas"] = ind.lemmas
+            row.verdicts["induction"] = _ind_cell(ind)
+            row.seconds["induction"] = round(ind.seconds, 3)
+            row.lemmas = ind.lemmas
+            row_cti[row.cell] = {p.prop_name: p.cti for p in ind.proofs if p.status == "cti"}
         if explicit is not None:
-            res = explicit[i]
-            row["explicit"] = {v.prop_name: {"status": v.status, "text": v.status, "steps": len(v.actions) or None,
-                                             "timing": v.timing} for v in res.verdicts}
-            disagreements += _compare(spec.slug, row)
+            disagreements += _compare(row.cell, row.verdicts)
         rows.append(row)
     seconds = time.perf_counter() - t0
+    engines: list[Engine] = [e for e in ("explicit", "bmc", "induction") if engine in (e, "all")]  # type: ignore
+    report = MatrixReport(engines=engines, scope=scope.describe(), depth=depth if "bmc" in engines else None,
+                          properties=property_refs(), cells=rows, disagreements=disagreements,
+                          seconds=round(seconds, 3))
     if as_json:
-        print(json.dumps({"format": "ipvs-verify-engines", "version": 1, "engine": engine, "depth": depth,
-                          "scope": scope.describe(), "cells": rows, "disagreements": disagreements,
-                          "seconds": round(seconds, 3)}, indent=1))
+        print(report.to_json())
     else:
-        _print(rows, props, engine, depth, scope, console)
+        _print(report, props, depth, scope, console)
         for d in disagreements:
             console.print(f"[bold red]DISAGREEMENT[/] {d}", highlight=False)
         console.print(f"{len(cells)} cells in {seconds:.1f} s; engines disagree on {len(disagreements)} verdict(s)"
@@ -104,44 +105,47 @@ def engine_matrix(cells: list[CellSpec], scope: Scope, props: tuple[Property, ..
     return 1 if disagreements else 0
 
 
-def _compare(slug: str, row: dict[str, Any]) -> list[str]:
+row_cti: dict[str, dict[str, list[dict[str, Any]]]] = {}  # cell -> property -> induction's counterexample to it
+
+
+def _compare(cell: str, verdicts: Mapping[Any, Mapping[str, VerdictReport]]) -> list[str]:
+    """Where the engines' verdicts on one cell contradict each other (the shared vocabulary: report.py)."""
     out = []
-    for name, e in row["explicit"].items():
-        b = row.get("bmc", {}).get(name)
-        ind = row.get("induction", {}).get(name)
-        if b and e["status"] == "violated" and e.get("timing") == "event":
-            if b["status"] == "violated" and b["depth"] != e["steps"]:
-                out.append(f"{slug} {name}: explicit shortest {e['steps']} steps, bmc {b['depth']}")
-            if b["status"] in ("bounded", "vacuous") and e["steps"] <= b["depth"]:
-                out.append(f"{slug} {name}: explicit violated in {e['steps']} steps, bmc none to depth {b['depth']}")
-        if b and b["status"] == "violated" and e["status"] in ("holds", "vacuous"):
-            out.append(f"{slug} {name}: bmc violated at depth {b['depth']}, explicit {e['status']}")
-        if ind and ind["status"] == "proved" and e["status"] in ("violated", "undecided"):
-            out.append(f"{slug} {name}: induction proved it, explicit {e['status']}")
-        if ind and ind["status"] == "violated" and e["status"] == "holds":
-            out.append(f"{slug} {name}: untimed base case violated, explicit holds")
+    for name, e in verdicts["explicit"].items():
+        b = verdicts.get("bmc", {}).get(name)
+        ind = verdicts.get("induction", {}).get(name)
+        if b and e.status == "violated" and e.timing == "event" and e.steps is not None and b.depth is not None:
+            if b.status == "violated" and b.depth != e.steps:
+                out.append(f"{cell} {name}: explicit shortest {e.steps} steps, bmc {b.depth}")
+            if b.status == "bounded" and e.steps <= b.depth:
+                out.append(f"{cell} {name}: explicit violated in {e.steps} steps, bmc none to depth {b.depth}")
+        if b and b.status == "violated" and e.status in ("holds", "vacuous"):
+            out.append(f"{cell} {name}: bmc violated at depth {b.depth}, explicit {e.status}")
+        if ind and ind.status == "holds" and e.status in ("violated", "undecided"):
+            out.append(f"{cell} {name}: induction proved it, explicit {e.status}")
+        if ind and ind.status == "violated" and e.status == "holds":
+            out.append(f"{cell} {name}: untimed base case violated, explicit holds")
     return out
 
 
-def _print(rows: list[dict[str, Any]], props: tuple[Property, ...], engine: str, depth: int, scope: Scope,
-           console: Console) -> None:
-    engines = [e for e in ("explicit", "bmc", "induction") if engine in (e, "all")]
+def _print(report: MatrixReport, props: tuple[Property, ...], depth: int, scope: Scope, console: Console) -> None:
     table = Table(title=f"Verdicts by engine ({scope.describe()}; bmc depth {depth})")
     table.add_column("cell")
     table.add_column("engine")
     for p in props:
         table.add_column(str(p.number), justify="center")
-    for row in rows:
-        for e in engines:
-            cells = row.get(e, {})
-            table.add_row(row["cell"], e, *[cells.get(p.name, {}).get("text", "-") for p in props])
+    for row in report.cells:
+        for e in report.engines:
+            cells = row.verdicts.get(e, {})
+            table.add_row(row.cell, e, *[cells[p.name].text if p.name in cells else "-" for p in props])
     console.print(table)
-    for row in rows:
-        for name, v in row.get("induction", {}).items():
-            if v["status"] == "cti":
-                console.print(f"{row['cell']} {name}: {v['detail']}", highlight=False)
-                for n, step in enumerate(v["cti"]):
+    for row in report.cells:
+        for name, v in row.verdicts.get("induction", {}).items():
+            if v.text.startswith("cti"):
+                console.print(f"{row.cell} {name}: {v.detail}", highlight=False)
+                for n, step in enumerate(row_cti.get(row.cell, {}).get(name, [])):
                     console.print(f"  s{n}: {step['state']}" + (f"  --{step['action']}-->" if "action" in step
                                                                  else ""), highlight=False)
-        for path in row.get("bmc_traces", []):
-            console.print(f"{row['cell']}: bmc counterexample {path}", highlight=False)
+        for v in row.verdicts.get("bmc", {}).values():
+            if v.counterexample:
+                console.print(f"{row.cell}: bmc counterexample {v.counterexample}", highlight=False)

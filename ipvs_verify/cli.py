@@ -84,6 +84,9 @@ def matrix(
         DEFAULT_SCOPE.changes),
     crashes: Annotated[bool, typer.Option(help="scope: pods may die before kube-proxy knows")] = (
         DEFAULT_SCOPE.crashes),
+    client_crashes: Annotated[bool, typer.Option(help="scope: a client may lose an established connection "
+                                                 "without a packet and reuse its port")] = (
+        DEFAULT_SCOPE.client_crashes),
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="worker processes (0: all cores)")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="where counterexamples are written")] = Path(
         "counterexamples"),
@@ -144,9 +147,13 @@ def matrix(
         raise UserError(f"--pods/--spare-pods: expected distinct pod names, at least one running, got "
                         f"'{pods}' and '{spare_pods}'")
     scope = replace(DEFAULT_SCOPE, clients=clients, ports=ports, pods=pod_names, spare_pods=spare_names,
-                    changes=changes, crashes=crashes)
+                    changes=changes, crashes=crashes, client_crashes=client_crashes)
     for c in cells:
         c.config(scope)  # validate names before starting workers
+    if engine != "explicit" and scope.client_crashes:
+        # the Z3 engines do not encode a client that crashes: they run the scope without (and say so)
+        err.print("note: the SMT engines do not encode client crashes: the scope without them", highlight=False)
+        scope = replace(scope, client_crashes=False)
     if engine != "explicit":  # the Z3 engines (issue 4)
         from ipvs_verify.engines.smt_matrix import engine_matrix
 

@@ -24,7 +24,9 @@ from ipvs_verify.story import story_markdown
 from ipvs_verify.trace import build_trace, config_to_json
 from ipvs_verify.trace_model import TraceFile
 
-DEFAULT_SCOPE = Scope(long_lived=True)
+# the default matrix's clients: short requests and long-lived connections, and a client host may lose a
+# connection without a packet and reuse its port (as real ones do: a crash, a container restart)
+DEFAULT_SCOPE = Scope(long_lived=True, client_crashes=True)
 DEFAULT_MODES = (0, 1)
 DEFAULT_KUBE_PROXY = ("1.30",)
 DEFAULT_POD_NETWORKS = POD_NETWORKS  # the default matrix covers both: routed /32s and a bridge
@@ -165,7 +167,8 @@ def scope_tag(scope: Scope) -> str:
         return ""
     conns = "".join(k for k, on in (("s", scope.short_requests), ("l", scope.long_lived)) if on)
     return (f"-c{scope.clients}p{scope.ports}-pods{''.join(scope.pods)}+{''.join(scope.spare_pods)}"
-            f"-ch{scope.changes}{'' if scope.crashes else '-nocrash'}-{conns}")
+            f"-ch{scope.changes}{'' if scope.crashes else '-nocrash'}"
+            f"{'' if scope.client_crashes else '-noclientcrash'}-{conns}")
 
 
 def cell_key(spec: CellSpec, scope: Scope) -> str:

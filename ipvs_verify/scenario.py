@@ -38,10 +38,11 @@ from ipvs_verify.model.tcp_states import SHORT, TcpState
 from ipvs_verify.model.variants import VARIANTS, Feature, UnknownKernel, resolve_variant, variant_for_kernel
 from ipvs_verify.trace import outcome
 
-OUTCOMES = ("connected", "refused", "no-route", "dropped", "queued", "timed-out", "broken", "closed", "answered",
-            "lost", "none")
+OUTCOMES = ("connected", "refused", "no-route", "dropped", "queued", "challenged", "timed-out", "broken", "closed",
+            "answered", "lost", "none")
 PROTOCOL_OUTCOMES = {  # what _summary can say for a service of each protocol (datapath.py's events)
-    "tcp": ("connected", "refused", "no-route", "dropped", "queued", "timed-out", "broken", "closed", "none"),
+    "tcp": ("connected", "refused", "no-route", "dropped", "queued", "challenged", "timed-out", "broken", "closed",
+            "none"),
     "udp": ("answered", "lost", "no-route", "refused", "none"),
 }
 TCP_ENTRY_STATES = tuple(SHORT[s] for s in TcpState if s != TcpState.NORMAL)
@@ -138,6 +139,8 @@ class Step(Strict):
     request: str | None = Field(default=None, description=FLOW)  # a short request (connect + close)
     send: str | None = Field(default=None, description=FLOW)
     close: str | None = Field(default=None, description=FLOW)
+    # the client host loses its established connection without a packet and may reuse the port at once
+    client_crash: str | None = Field(default=None, alias="client-crash", description=FLOW)
     datagram: str | None = Field(default=None, description=FLOW)  # UDP: one datagram from this client port, answered
     closer: Literal["client", "server"] = Field(default="client", description="client or server (who closes first)")
     wait: int | None = Field(default=None, ge=0, le=MAX_WAIT, description=f"whole seconds 0..{MAX_WAIT} (30 days)")
@@ -166,8 +169,8 @@ class Step(Strict):
 
 
 STEP_KINDS = tuple(f for f in Step.model_fields if f not in ("closer", "weight", "expect"))
-FLOW_KINDS = ("connect", "request", "send", "close", "datagram")
-TCP_KINDS = ("connect", "request", "send", "close")
+FLOW_KINDS = ("connect", "request", "send", "close", "datagram", "client_crash")
+TCP_KINDS = ("connect", "request", "send", "close", "client_crash")
 
 
 class ConformanceOptions(Strict):
@@ -636,8 +639,8 @@ def _check_step(step: Step, i: int, c: ScenarioConfig, pods: tuple[str, ...], fa
                            f"{c.protocol.upper()} service (expected one of: {', '.join(states)})")
         for name in ("entry_state", "entry_dest"):
             if getattr(e, name) is not None and kind not in FLOW_KINDS:
-                raise fail((*loc, name), f"only a step of a flow ({', '.join(FLOW_KINDS)}) has an entry to check, "
-                           f"not a {key} step")
+                flows = ", ".join(k.replace("_", "-") for k in FLOW_KINDS)
+                raise fail((*loc, name), f"only a step of a flow ({flows}) has an entry to check, not a {key} step")
         for name in ("weight", "active", "inactive"):
             for pod in getattr(e, name) or {}:
                 known_pod((*loc, name, pod), pod)
@@ -680,7 +683,8 @@ def scenario_config(sc: Scenario, variant: str) -> Config:
         return make_config(
             variant, c.kube_proxy, {str(k): v for k, v in c.sysctls.items()},
             Scope(clients=c.clients, ports=c.ports, pods=tuple(c.pods), spare_pods=tuple(c.spare_pods),
-                  changes=0, crashes=False, long_lived=True, protocol=c.protocol, persistence=c.persistence),
+                  changes=0, crashes=False, long_lived=True, protocol=c.protocol, persistence=c.persistence,
+                  client_crashes=True),
             _timing(c), kernel=c.kernel if variant == sc.variant else None,
             nf_conntrack=c.nf_conntrack, scheduler=c.scheduler, pod_network=c.pod_network,
         )
@@ -775,6 +779,9 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
         elif step.datagram:
             flow_of_step = flow(step.datagram)
             action = (Act.DATAGRAM, flow_of_step, 0)
+        elif step.client_crash:
+            flow_of_step = flow(step.client_crash)
+            action = (Act.CLIENT_CRASH, flow_of_step, 0)
         elif step.close:
             flow_of_step = flow(step.close)
             action = (Act.CLOSE, flow_of_step, Plan.CLIENT_CLOSES if step.closer == "client" else Plan.SERVER_CLOSES)
@@ -849,6 +856,8 @@ def _summary(events: list[Event]) -> tuple[str, int]:
             summary = "dropped"
         elif kind == Ev.SYN_QUEUED and summary == "none":
             summary = "queued"  # bridge: the SYN waits on the neighbour resolution of a gone pod's address
+        elif kind == Ev.CHALLENGED and summary == "none":
+            summary = "challenged"  # the pod's old socket answered with a challenge ACK; the client reset it
         elif kind == Ev.TIMED_OUT:
             summary = "timed-out"
         elif kind == Ev.BROKEN:

@@ -117,7 +117,7 @@ def action_to_json(sys: System, a: Action) -> tuple[str, str, dict[str, Any]]:
     actor = ACTORS[kind]
     params: dict[str, Any] = {}
     if kind in (Act.REQUEST, Act.CONNECT, Act.SEND, Act.CLOSE, Act.CLIENT_TIMER, Act.EXPIRE, Act.DATAGRAM,
-                Act.CT_EXPIRE):
+                Act.CT_EXPIRE, Act.CLIENT_CRASH):
         params["flow"] = sys.flow_name(x)
         if actor == "client":
             actor = sys.flow_name(x).split(":")[0]
@@ -162,7 +162,7 @@ def action_from_json(sys: System, name: str, params: Mapping[str, Any]) -> Actio
         if closer not in ("client", "server"):
             raise ValueError(f"closer must be 'client' or 'server', not {closer!r}")
         return (kind, flow(), CLOSER_BY_NAME[closer])
-    if kind in (Act.CONNECT, Act.SEND, Act.CLIENT_TIMER, Act.DATAGRAM, Act.CT_EXPIRE):
+    if kind in (Act.CONNECT, Act.SEND, Act.CLIENT_TIMER, Act.DATAGRAM, Act.CT_EXPIRE, Act.CLIENT_CRASH):
         return (kind, flow(), 0)
     if kind == Act.EXPIRE:
         return (kind, flow(), int(params.get("entry", 0)))
@@ -208,7 +208,7 @@ def state_view(sys: System, st: State, now: int) -> StateView:
     for f, fl in enumerate(st.flows):
         c = fl.client
         if c.sock == Sock.FREE:
-            text = "idle"
+            text = "idle" if c.pod < 0 else f"idle (crashed: {sys.pod_name(c.pod)} still holds the old connection)"
         elif c.sock == Sock.ESTABLISHED:
             text = f"connected to {sys.pod_name(c.pod)}"
         elif c.sock == Sock.TIME_WAIT:
@@ -330,6 +330,11 @@ def outcome(sys: System, events: tuple[Event, ...]) -> str:
             parts.append(f"resolution of {sys.pod_name(x)}'s address failed: {a} client(s) told")
         elif kind == Ev.CT_EXPIRED:
             parts.append("conntrack entry (SYN_SENT) timed out")
+        elif kind == Ev.CLIENT_CRASHED:
+            parts.append(f"the client lost its connection to {sys.pod_name(a)} without a packet")
+        elif kind == Ev.CHALLENGED:
+            parts.append(f"{sys.pod_name(a)}'s old socket answers with a challenge ACK; the client resets it and "
+                         "retransmits at once")
         elif kind == Ev.TEMPLATE_EXPIRED:
             parts.append(f"template client-{x + 1} -> {sys.pod_name(a)} "
                          + ("still controls connections: re-armed for 60 s" if b else "expired"))

@@ -75,6 +75,8 @@ EVENT_FIELDS: dict[Ev, tuple[Slot, Slot, Slot]] = {
     Ev.SYN_QUEUED: (("flow", "flow"), ("pod", "pod"), None),
     Ev.NEIGH_FAILED: (("pod", "pod"), ("clients_told", "int"), None),
     Ev.CT_EXPIRED: (("flow", "flow"), None, None),
+    Ev.CLIENT_CRASHED: (("flow", "flow"), ("pod", "pod"), None),
+    Ev.CHALLENGED: (("flow", "flow"), ("pod", "pod"), None),
 }
 
 # A member added to Ev without an entry above still loads and saves (its three integers as subject, a, b),
@@ -93,7 +95,7 @@ ACTION_PARAMS: dict[str, tuple[str, ...]] = {
     "sync": (), "check": (), "flush": (), "delete-pod": ("pod",), "add-pod": ("pod",), "crash-pod": ("pod",),
     "endpoint-gone": ("pod",), "set-weight": ("pod", "weight"), "delete-dest": ("pod",),
     "add-dest": ("pod", "weight"), "datagram": ("flow",), "template-expire": ("client",),
-    "neigh-failed": ("pod",), "ct-expire": ("flow",),
+    "neigh-failed": ("pod",), "ct-expire": ("flow",), "client-crash": ("flow",),
 }
 
 if TYPE_CHECKING:  # the literal types below are built from the model's own tables at run time

@@ -37,6 +37,8 @@ class Act(IntEnum):
     # the node's own tables
     NEIGH_FAILED = 20  # (pod): bridge pod network, the neighbour resolution of a destroyed pod's address fails
     CT_EXPIRE = 21  # (flow): a confirmed SYN_SENT conntrack entry times out
+    # a client host that loses its sockets (crashed, restarted with its address kept)
+    CLIENT_CRASH = 22  # (flow): forgets its established connection without a packet; the port is free at once
 
 
 Action = tuple[int, int, int]
@@ -57,7 +59,7 @@ ACTORS = {
     Act.SYNC: "kube-proxy", Act.CHECK: "kube-proxy", Act.FLUSH: "ipvs", Act.DELETE_POD: "user",
     Act.ADD_POD: "user", Act.CRASH_POD: "kubelet", Act.ENDPOINT_GONE: "endpoints-controller",
     Act.SET_WEIGHT: "operator", Act.DELETE_DEST: "operator", Act.ADD_DEST: "operator", Act.DATAGRAM: "client",
-    Act.TEMPLATE_EXPIRE: "ipvs", Act.NEIGH_FAILED: "node", Act.CT_EXPIRE: "conntrack",
+    Act.TEMPLATE_EXPIRE: "ipvs", Act.NEIGH_FAILED: "node", Act.CT_EXPIRE: "conntrack", Act.CLIENT_CRASH: "client",
 }
 
 # each action kind's name in traces, coverage reports and scenarios ("client-timer")

@@ -63,6 +63,9 @@ class Scope:
     long_lived: bool = False  # separate connect / send / close actions
     protocol: str = "tcp"  # the service's protocol: "tcp", or "udp" (clients send datagrams, each answered)
     persistence: int = 0  # sessionAffinity ClientIP: the persistent service's timeout in seconds (0: none)
+    # a client host may lose an established connection without a packet (it crashed, or its container
+    # restarted with the pod's address kept) and connect again from the same port at once
+    client_crashes: bool = False
 
     @property
     def all_pods(self) -> tuple[str, ...]:
@@ -85,7 +88,8 @@ class Scope:
         return (
             f"{self.clients} client x {self.ports} port, pods {','.join(self.pods)}"
             f"{' +' + ','.join(self.spare_pods) if self.spare_pods else ''}, {self.changes} changes, "
-            f"{'crashes, ' if self.crashes else ''}{conns} connections"
+            f"{'crashes, ' if self.crashes else ''}{'client crashes, ' if self.client_crashes else ''}{conns} "
+            "connections"
         )
 
 

@@ -86,6 +86,9 @@ class DataPath(Scheduling):
             entries.insert(0, cp)
         pod = st.pods[cp.dest]
         ev.append((Ev.SYN_FORWARDED, f, cp.dest, retrans | self._forward_flags(st, cp.dest, reused)))
+        c = flow.client
+        if reused and c.sock == Sock.FREE and c.pod == cp.dest and pod.phase != PodPhase.DESTROYED:
+            return self._syn_challenged(st, f, entries, cp, tries, plan, ev)
         # set_tcp_state(INPUT, SYN) runs before xmit; ip_vs_conn_put() re-arms the timer whatever xmit does
         state = tcp_transition(cp.state, Dir.INPUT, Seg.SYN)
         if pod.phase == PodPhase.DESTROYED:
@@ -135,6 +138,35 @@ class DataPath(Scheduling):
             st = self._set_pod(st, cp.dest, Pod(pod.phase, self.timing.neigh_resolve, pod.listed))
         ev.append((Ev.SYN_QUEUED, f, cp.dest, 0))
         return st
+
+    def _syn_challenged(self, st: State, f: int, entries: list[Entry], cp: Entry, tries: int, plan: Plan,
+                        ev: list[Event]) -> State:
+        """A SYN that reached a pod still holding the port's old connection (the client crashed): the pod's
+        socket answers with a challenge ACK (tcp_input.c tcp_validate_incoming, RFC 5961 4.2); the client's
+        SYN_SENT socket answers that ACK with a RST (tcp_rcv_synsent_state_process: reset_and_undo), whose
+        sequence number resets the old connection (tcp_reset), and, its SYN not yet retransmitted, re-arms the
+        retransmission to TCP_TIMEOUT_MIN ("Previous FIN/ACK or RST/ACK might be ignored"): the SYN goes again
+        at once (tcp_input.c, 6.1; UML 6.1.176: connected within 0.6 s, scenarios/conformance/R02, R04). IPVS
+        sees SYN, ACK (out), RST: the entry goes CLOSE. Conntrack ignores the SYN in ESTABLISHED and the RST
+        closes it, so the retransmitted SYN reopens it unconfirmed (nf_conntrack_proto_tcp.c, 6.1)."""
+        state = tcp_transition(tcp_transition(tcp_transition(cp.state, Dir.INPUT, Seg.SYN), Dir.OUTPUT, Seg.ACK),
+                               Dir.INPUT, Seg.RST)
+        entries = list(_disown(tuple(entries)))
+        entries[0] = Entry(state, cp.dest, cp.nfct, False, self._timeout[state], cp.control)
+        ev.append((Ev.CHALLENGED, f, cp.dest, 0))
+        client = Client(Sock.SYN_SENT, -1, self.timing.syn_rto << tries, tries, plan)
+        st = self._set_flow(st, f, Flow(tuple(entries), False, client))
+        return self._send_syn(st, f, tries + 1, plan, ev)  # the quick retransmission, through the CLOSE entry
+
+    def _client_crash(self, st: State, f: int, ev: list[Event]) -> State:
+        """The client host loses its established connection without a packet (a crash, a container restart
+        that keeps the pod's address): its port is free at once, while IPVS, conntrack and the pod still hold
+        the connection (an ESTABLISHED entry, 900 s; the pod's socket)."""
+        flow = st.flows[f]
+        p = flow.client.pod
+        ev.append((Ev.CLIENT_CRASHED, f, p, 0))
+        return self._set_flow(st, f, Flow(flow.entries, flow.ct_live, Client(Sock.FREE, p, 0, 0, Plan.HOLD),
+                                          flow.ct_timer))
 
     def _neigh_failed(self, st: State, p: int, ev: list[Event]) -> State:
         """neighbour.c neigh_invalidate(): every packet queued on the failed resolution gets ICMP host unreachable
@@ -331,7 +363,13 @@ class DataPath(Scheduling):
         ev.append((Ev.ENTRY_EXPIRED, f, e.dest, 0))
         ct_timer = flow.ct_timer
         if e.nfct and ct_live:
-            ev.append((Ev.CT_KILLED, f, 0 if e.owns_ct else 1, 0))
+            # by tuple: whatever conntrack entry has it now; it belonged to a newer connection if another entry
+            # of the flow made it (a connection, or a SYN confirmed on its way to a pod), else to no one alive
+            newer = False
+            for x in entries:
+                if x.owns_ct:
+                    newer = True
+            ev.append((Ev.CT_KILLED, f, int(newer), 0))
             ct_live, ct_timer = False, -1
             entries = _disown(entries)
         return self._set_flow(st, f, Flow(entries, ct_live, flow.client, ct_timer))

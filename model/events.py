@@ -46,6 +46,8 @@ class Ev(IntEnum):
     SYN_QUEUED = 33  # (flow, pod): bridge: the SYN waits on the neighbour resolution of the pod's gone address
     NEIGH_FAILED = 34  # (pod, clients told): bridge: that resolution failed; queued SYNs get host unreachable
     CT_EXPIRED = 35  # (flow): the flow's confirmed SYN_SENT conntrack entry timed out
+    CLIENT_CRASHED = 36  # (flow, pod): the client forgot its connection to pod; the pod still holds its socket
+    CHALLENGED = 37  # (flow, pod): the pod's old socket answered the SYN with a challenge ACK; the client reset it
 
 
 # SYN_FORWARDED / DGRAM_FORWARDED flags

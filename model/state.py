@@ -54,7 +54,9 @@ class Plan(IntEnum):
 
 class Client(NamedTuple):
     sock: Sock
-    pod: int  # ESTABLISHED: the pod it talks to
+    # ESTABLISHED: the pod it talks to; SYN_SENT on a bridge: the pod whose neighbour its SYN waits on; FREE after
+    # a client crash: the pod that still holds the old connection's socket (-1: none)
+    pod: int
     timer: int  # SYN_SENT: seconds to the retransmission; TIME_WAIT: seconds left
     tries: int  # SYN_SENT: retransmissions already sent
     plan: Plan

@@ -36,6 +36,7 @@ _ACT_ADD_POD = Act.ADD_POD
 _ACT_CHECK = Act.CHECK
 _ACT_CLIENT_TIMER = Act.CLIENT_TIMER
 _ACT_CLOSE = Act.CLOSE
+_ACT_CLIENT_CRASH = Act.CLIENT_CRASH
 _ACT_CONNECT = Act.CONNECT
 _ACT_CT_EXPIRE = Act.CT_EXPIRE
 _ACT_NEIGH_FAILED = Act.NEIGH_FAILED
@@ -84,6 +85,8 @@ class System(DataPath, ControlPlane, Clock):
             kinds.add(Act.CLIENT_TIMER)
             if scope.long_lived:
                 kinds |= {Act.SEND, Act.CLOSE}
+                if scope.client_crashes:
+                    kinds.add(Act.CLIENT_CRASH)
         if scope.crashes:
             kinds.add(Act.CRASH_POD)
         if self.persistent:
@@ -102,8 +105,8 @@ class System(DataPath, ControlPlane, Clock):
         transition, so a claim that is too small cannot pass unnoticed.
         """
         kind = a[0]
-        if kind in (Act.EXPIRE, Act.CT_EXPIRE):
-            return (Part.FLOW,)  # _expire, _ct_expire: the entry, and the flow's conntrack
+        if kind in (Act.EXPIRE, Act.CT_EXPIRE, Act.CLIENT_CRASH):
+            return (Part.FLOW,)  # _expire, _ct_expire, _client_crash: the flow's entries, conntrack and client
         if kind in (Act.SEND, Act.CLOSE):
             return (Part.FLOW, Part.STATUS)  # _packet: the flow, its dests' status, its pod's phase
         if kind in (Act.REQUEST, Act.CONNECT, Act.DATAGRAM, Act.CLIENT_TIMER):
@@ -193,8 +196,11 @@ class System(DataPath, ControlPlane, Clock):
         for f, act in self._client_actions:
             if free[f]:
                 acts.append(act)
+        crashes = self.scope.client_crashes
         for f, flow in enumerate(st.flows):
             if flow.client.sock == _SOCK_ESTABLISHED:
+                if crashes:
+                    acts.append((_ACT_CLIENT_CRASH, f, 0))
                 acts.append((_ACT_SEND, f, 0))
                 acts.append((_ACT_CLOSE, f, Plan.CLIENT_CLOSES))
                 if st.pods[flow.client.pod].phase != _POD_DESTROYED:
@@ -267,6 +273,8 @@ class System(DataPath, ControlPlane, Clock):
             st = self._neigh_failed(st, x, ev)
         elif kind == _ACT_CT_EXPIRE:
             st = self._ct_expire(st, x, ev)
+        elif kind == _ACT_CLIENT_CRASH:
+            st = self._client_crash(st, x, ev)
         elif kind == _ACT_SYNC:
             st = self._sync(st, ev)
         elif kind == _ACT_CHECK:

@@ -72,11 +72,12 @@ def udp(*lines: str) -> str:
 
 
 REQ = "- request: client-1:port-1"
-TCP_OUTCOMES = "connected, refused, no-route, dropped, queued, timed-out, broken, closed, none"
+TCP_OUTCOMES = "connected, refused, no-route, dropped, queued, challenged, timed-out, broken, closed, none"
 UDP_OUTCOMES = "answered, lost, no-route, refused, none"
-ALL_OUTCOMES = "connected, refused, no-route, dropped, queued, timed-out, broken, closed, answered, lost, none"
-STEP_KINDS = ("connect, request, send, close, datagram, wait, delete-pod, add-pod, destroy-pod, crash-pod, "
-              "endpoint-gone, sync, check, set-weight, delete-dest, add-dest")
+ALL_OUTCOMES = ("connected, refused, no-route, dropped, queued, challenged, timed-out, broken, closed, answered, lost, "
+                "none")
+STEP_KINDS = ("connect, request, send, close, client-crash, datagram, wait, delete-pod, add-pod, destroy-pod, "
+              "crash-pod, endpoint-gone, sync, check, set-weight, delete-dest, add-dest")
 
 BAD_SCENARIOS: list[tuple[str, str, str]] = [
     # --- YAML syntax and the shape of the file
@@ -428,7 +429,8 @@ BAD_SCENARIOS: list[tuple[str, str, str]] = [
      "s.yaml:7: step 1, expect.entry_state: unknown entry state 'ESTABLISHED' for a UDP service (expected one "
      "of: NORMAL)"),
     ("entry-state-on-wait", steps(REQ, "- wait: 1", "  expect: {entry_state: TIME_WAIT}"),
-     "s.yaml:7: step 2, expect.entry_state: only a step of a flow (connect, request, send, close, datagram) has "
+     "s.yaml:7: step 2, expect.entry_state: only a step of a flow (connect, request, send, close, datagram, "
+     "client-crash) has "
      "an entry to check, not a wait step"),
     ("entry-dest-unknown", steps(REQ, "  expect: {entry_dest: c}"), "s.yaml:6: step 1, expect.entry_dest: "
                                                                     "unknown pod 'c' (expected one of: a, b)"),

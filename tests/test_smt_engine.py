@@ -28,7 +28,8 @@ from ipvs_verify.engines.bmc import EncodingError, Relation, run_bmc, supported
 from ipvs_verify.engines.explicit import explore
 from ipvs_verify.engines.induction import candidate_lemmas, run_induction
 from ipvs_verify.engines.smt_encoding import REACH_FACTS, Encoding, UnsupportedConfig, property_facts
-from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec, default_cells
+from ipvs_verify.matrix import DEFAULT_SCOPE as MATRIX_SCOPE
+from ipvs_verify.matrix import CellSpec, default_cells
 from ipvs_verify.minimise import minimise, violates
 from ipvs_verify.model.config import Config
 from ipvs_verify.model.system import System
@@ -37,6 +38,8 @@ from ipvs_verify.report import VerdictReport
 from ipvs_verify.trace import build_trace, replay_trace
 
 FULL = os.environ.get("IPVS_SMT_FULL") == "1"
+# the encoding covers the default matrix's scope but for client crashes (refused below, as the bridge is)
+DEFAULT_SCOPE = dataclasses.replace(MATRIX_SCOPE, client_crashes=False)
 SAFETY = tuple(p for p in PROPERTIES if not supported(p, DEFAULT_SCOPE))  # the properties the encoding covers
 CELLS = default_cells(pod_networks=("routed",))  # the encoding has the routed pod network only (refused below)
 
@@ -192,6 +195,8 @@ def test_unsupported_configurations_are_refused() -> None:
         assert dataclasses.asdict(config.scope) != dataclasses.asdict(DEFAULT_SCOPE)
         with pytest.raises(UnsupportedConfig, match=f"scope feature '{next(iter(feature))}="):
             run_bmc(config, SAFETY, 2)
+    with pytest.raises(UnsupportedConfig, match="scope feature 'client_crashes=True'"):
+        run_bmc(cfg("K46", 0).__class__(**{**cfg("K46", 0).__dict__, "scope": MATRIX_SCOPE}), SAFETY, 2)
     bridge = CellSpec("K516", "1.30", (("conn_reuse_mode", 1),), pod_network="bridge").config(DEFAULT_SCOPE)
     with pytest.raises(UnsupportedConfig, match="the bridge pod network .* is not encoded"):
         run_bmc(bridge, SAFETY, 2)

@@ -118,9 +118,16 @@ def budget() -> settings:
     return quiet(current)
 
 
+# A search for a violation the explicit engine found stops at the first one it finds, so it may run longer than
+# the watching runs (which must run their whole budget): some violations need five chosen steps (a client
+# crash, then a pod delete and a sync, then the port reused) among the dozen actions each state offers
+HUNT_EXAMPLES = 300
+
+
 def _search(case: Case, raise_on: tuple[Property, ...], seed: int) -> SearchResult:
     wide = profile_name() == "thorough"
-    return search(case.spec.config, raise_on, budget(), seed,
+    hunt = budget() if wide else settings(budget(), max_examples=max(budget().max_examples, HUNT_EXAMPLES))
+    return search(case.spec.config, raise_on, hunt, seed,
                   scopes=WIDE_SCOPES if wide else None, scope=None if wide else DEFAULT_SCOPE)
 
 

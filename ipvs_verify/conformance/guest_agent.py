@@ -669,6 +669,14 @@ class World:
         silent_close(s)  # the client gives up on it without a packet (the model's "broken")
         return {"result": "broken", "detail": detail}
 
+    def crash(self, flow: str) -> dict[str, Any]:
+        """The client host loses the connection without a packet (TCP_REPAIR): the pod keeps its socket."""
+        s = self.socks.pop(flow, None)
+        if s is None:
+            return {"result": "error", "detail": "no connection"}
+        silent_close(s)
+        return {"result": "none"}
+
     def close(self, flow: str, closer: str) -> dict[str, Any]:
         s = self.socks.pop(flow, None)
         if s is None:
@@ -848,6 +856,8 @@ def handle(worlds: dict[str, World], cmd: dict[str, Any]) -> dict[str, Any]:
         return w.datagram(cmd["flow"], cmd.get("wait", 0.5))
     if op == "close":
         return w.close(cmd["flow"], cmd["closer"])
+    if op == "crash":
+        return w.crash(cmd["flow"])
     if op == "state":
         return w.state()
     if op == "diag":

@@ -33,7 +33,8 @@ from ipvs_verify.scenario import Scenario
 VIP = "10.96.0.10"
 SYN_WINDOW = 0.6  # seconds: a connect() still pending after this had its SYN dropped (RTO is 1 s)
 DGRAM_WAIT = 0.5  # seconds a UDP client waits for the answer before calling the datagram lost
-HARNESS_STEPS = {"request", "connect", "send", "close", "datagram", "wait", "delete_pod", "add_pod", "destroy_pod",
+HARNESS_STEPS = {"request", "connect", "send", "close", "datagram", "client_crash", "wait", "delete_pod", "add_pod",
+                 "destroy_pod",
                  "crash_pod", "endpoint_gone", "sync", "check", "set_weight", "delete_dest", "add_dest"}
 PACKET_STEPS = ("request", "connect", "send", "close", "datagram", "set_weight")
 JIFFY_WAIT = 0.02  # seconds: 2 jiffies at HZ=100 (Debian's UML config)
@@ -424,7 +425,7 @@ class KernelScenario:
         if step.request or step.connect:
             flow = step.request or step.connect
             plan = "H" if step.connect else ("C" if step.closer == "client" else "S")
-            before = self.observe(flow)[0] if self.trace else None  # to tell a queued SYN from a dropped one
+            before = self.observe(flow)[0]  # to tell a queued, challenged or dropped SYN apart
             r = self.call("connect", flow=flow, plan=plan, window=SYN_WINDOW)
             summary, pod, detail = self._outcome(r)
             if "started" in r:
@@ -441,6 +442,10 @@ class KernelScenario:
         elif step.close:
             flow = step.close
             r = self.call("close", flow=flow, closer=step.closer)
+            summary, detail = r["result"], r.get("detail", "")
+        elif step.client_crash:
+            flow = step.client_crash
+            r = self.call("crash", flow=flow)
             summary, detail = r["result"], r.get("detail", "")
         elif step.delete_pod:
             p = step.delete_pod
@@ -486,6 +491,11 @@ class KernelScenario:
             self.settle_jiffies()
         entry, dests = self.observe(flow)
         diag = self.compact(self.call("diag")) if self.trace else None
+        if (summary == "dropped" and entry is not None and before is not None and before["state"] == "ESTABLISHED"
+                and entry["state"] == "CLOSE" and entry["dest"] == before["dest"]):
+            # a SYN to a pod still holding the port's old connection: the pod's challenge ACK and the client's RST
+            # passed IPVS (ESTABLISHED -> CLOSE); the client retransmits after its RTO
+            summary, detail = "challenged", f"the entry went CLOSE: challenge ACK and reset ({detail})"
         if summary == "dropped" and diag is not None and entry is not None and self._passed_ipvs(before, entry):
             # a pending connect whose SYN passed IPVS to a pod whose address the node is still resolving (bridge):
             # the SYN was not dropped, it waits on the neighbour (net/core/neighbour.c __neigh_event_send)

@@ -92,9 +92,13 @@ def find_lasso(ex: Exploration, prop: Property) -> Lasso | None:
         if not nodes:
             continue
         kept: list[int] = []  # edges inside the pending states that do not discharge the obligation
+        acts = ex.edge_act
         for i in nodes:
             for k in range(start[i], start[i + 1]):
-                if pending[dst[k]] and not (discharges is not None and discharges(evs[k], pod)):
+                # a client host crashes only finitely often (a failure, like the pod changes the scope budgets):
+                # no fair cycle contains a crash
+                if (pending[dst[k]] and not (discharges is not None and discharges(evs[k], pod))
+                        and acts[k][0] != Act.CLIENT_CRASH):
                     kept.append(k)
         g: nx.DiGraph = nx.DiGraph()
         g.add_nodes_from(nodes)

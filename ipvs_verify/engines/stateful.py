@@ -93,6 +93,15 @@ def _stale_entries(pre: State, events: tuple[Event, ...], post: State) -> int:
     )
 
 
+def _crashed_on_quiesced(pre: State, events: tuple[Event, ...], post: State) -> int:
+    """Ports a crashed client left on a weight-0 or deleted real server (its next SYN meets that entry)."""
+    return sum(
+        1 for fl in post.flows
+        if fl.client.sock == Sock.FREE and fl.client.pod >= 0
+        and (post.dests[fl.client.pod].weight == 0 or post.dests[fl.client.pod].status == DestStatus.TRASH)
+    )
+
+
 def _dead_pods_in_ipvs(pre: State, events: tuple[Event, ...], post: State) -> int:
     return sum(
         1 for p, pod in enumerate(post.pods)
@@ -123,6 +132,7 @@ TARGETS: tuple[tuple[str, str, Callable[[State, tuple[Event, ...], State], int]]
     ("destroyed pods with a real server in IPVS", "max", _dead_pods_in_ipvs),
     ("established connections to terminating pods", "max", _conns_to_terminating),
     ("older entries shadowed by a newer one", "max", _shadowed_entries),
+    ("crashed clients' ports on weight-0 or deleted dests", "max", _crashed_on_quiesced),
 )
 
 

@@ -23,9 +23,6 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 from pydantic.fields import FieldInfo
 from rich.console import Console
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
 
 from ipvs_verify.errors import UserError
 from ipvs_verify.model.config import Config, Scope, Timing, make_config
@@ -37,6 +34,7 @@ from ipvs_verify.model.system import Act, Action, System
 from ipvs_verify.model.tcp_states import SHORT, TcpState
 from ipvs_verify.model.variants import VARIANTS, Feature, UnknownKernel, resolve_variant, variant_for_kernel
 from ipvs_verify.trace import outcome
+from ipvs_verify.yaml_input import as_plain, got, line_of, nulls, parse_yaml, read_text, token_at
 
 OUTCOMES = ("connected", "refused", "no-route", "dropped", "queued", "challenged", "timed-out", "broken", "closed",
             "answered", "lost", "none")
@@ -286,24 +284,6 @@ def _expected(loc: tuple[Any, ...], shape_error: bool = False) -> str:
     return description or "a valid value"
 
 
-def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
-    """The line of the deepest part of `loc` the file has (a missing key: its mapping's line)."""
-    line = None
-    for key in loc:
-        if isinstance(node, CommentedMap) and key in node:
-            try:
-                line = node.lc.key(key)[0] + 1
-            except (KeyError, TypeError):  # a key merged in (`<<: *anchor`): the mapping's line
-                pass
-            node = node[key]
-        elif isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
-            line = node.lc.item(key)[0] + 1
-            node = node[key]
-        elif not isinstance(node, CommentedMap) or key not in ("one", "per_variant", "[key]"):
-            break
-    return line
-
-
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """Without pydantic's own parts: the union tag after `expect` and the `[key]` of a key error."""
     out: list[Any] = []
@@ -336,70 +316,6 @@ def _place(loc: tuple[Any, ...], raw: Any = None) -> str:
     return ", ".join(x for x in (head, rest) if x) or "the top level"
 
 
-def _got(value: Any) -> str:
-    if value is None:
-        return "nothing (an empty value)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value if len(value) <= 60 else value[:57] + "...")
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    if isinstance(value, dict):
-        return "a mapping" if value else "an empty mapping"
-    if isinstance(value, list):
-        return "a list" if value else "an empty list"
-    return f"a {type(value).__name__} ({value})"
-
-
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip objects as plain Python (pydantic's strict mode then checks exact types)."""
-    if isinstance(node, dict):
-        return {_plain(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
-
-
-def _nulls(node: Any, loc: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Where the file leaves a value empty (`wait:`): never meaningful in a scenario."""
-    found: list[tuple[Any, ...]] = []
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, value in items:
-        if value is None:
-            found.append((*loc, key))
-        else:
-            found.extend(_nulls(value, (*loc, key)))
-    return found
-
-
-def _token(raw: Any, loc: tuple[Any, ...], text: str) -> str | None:
-    """The value's text as written (1.30, which YAML reads as the number 1.3)."""
-    node = raw
-    for key in loc[:-1]:
-        try:
-            node = node[key]
-        except (KeyError, IndexError, TypeError):
-            return None
-    try:
-        line, col = node.lc.value(loc[-1]) if isinstance(node, CommentedMap) else node.lc.item(loc[-1])
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return None
-    lines = text.splitlines()
-    if line >= len(lines):
-        return None
-    m = re.match(r"[^\s,\]}#]+", lines[line][col:])
-    return m.group(0) if m else None
-
-
 def _message(err: Any, raw: Any, text: str) -> tuple[tuple[Any, ...], str]:
     """A pydantic error as (location, what was expected)."""
     loc = tuple(err["loc"])
@@ -427,16 +343,16 @@ def _message(err: Any, raw: Any, text: str) -> tuple[tuple[Any, ...], str]:
             return loc, f"unknown sysctl '{key}' (expected one of: {', '.join(SYSCTL_RANGES)})"
         if name == "ipvs_timeouts":
             return loc, f"unknown timeout '{key}' (expected one of: tcp, tcpfin, udp)"
-        return loc, f"expected a key that is a name, got {_got(key)}"
+        return loc, f"expected a key that is a name, got {got(key)}"
     if kind == "invalid_key":
-        return loc, f"expected a key that is a name, got {_got(loc[-1])}"
+        return loc, f"expected a key that is a name, got {got(loc[-1])}"
     value = err.get("input")
     hint = ""
     if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
-        token = _token(raw, _clean_loc(loc), text)
+        token = token_at(raw, _clean_loc(loc), text)
         hint = f" (write it in quotes: \"{token or value}\")"
     shape = kind in ("model_type", "model_attributes_type")
-    return loc, f"expected {_expected(loc, shape)}, got {_got(value)}{hint}"
+    return loc, f"expected {_expected(loc, shape)}, got {got(value)}{hint}"
 
 
 class _Fail:
@@ -447,57 +363,20 @@ class _Fail:
         self.raw = raw
 
     def line(self, loc: tuple[Any, ...]) -> int:
-        return _line_of(self.raw, loc) or 1
+        return line_of(self.raw, loc, ("one", "per_variant", "[key]")) or 1
 
     def __call__(self, loc: tuple[Any, ...], what: str) -> UserError:
         return UserError(f"{self.path}:{self.line(loc)}: {_place(loc, self.raw)}: {what}")
 
 
-def _read(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file (expected a scenario YAML file)") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory (expected a scenario YAML file)") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise UserError(f"{path}:{line}: column {col}: expected UTF-8 text, got the byte "
-                        f"0x{data[e.start]:02x}") from None
-
-
 def load_scenario(path: Path) -> Scenario:
     """Read and check a scenario file; any problem is a UserError `FILE:LINE: place: what was expected`."""
-    text = _read(path)
-    try:
-        raw = YAML().load(text)
-    except YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        context = getattr(e, "context_mark", None)
-        last = max(len(text.splitlines()), 1)
-        if mark is not None and context is not None and mark.line >= last:
-            mark = context  # the file ended inside something: where that began
-        where = f":{min(mark.line + 1, last)}" if mark is not None else ":1"
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        if getattr(e, "context", None) and problem.startswith("but "):
-            problem = f"{e.context} {problem}"  # type: ignore[attr-defined]
-        raise UserError(f"{path}{where}: not valid YAML: {problem}") from None
-    if raw is None:
-        raise UserError(f"{path}:1: the top level: expected a mapping with name, config and steps, got an "
-                        "empty file")
-    if not isinstance(raw, CommentedMap):
-        line = raw.lc.line + 1 if isinstance(raw, CommentedSeq) else 1
-        raise UserError(f"{path}:{line}: the top level: expected a mapping with name, config and steps, got "
-                        f"{_got(_plain(raw))}")
+    text = read_text(path, "a scenario YAML file")
+    raw = parse_yaml(path, text, "a mapping with name, config and steps")
     fail = _Fail(path, raw)
-    plain = _plain(raw)
+    plain = as_plain(raw)
     problems: list[tuple[tuple[Any, ...], str]] = []
-    for loc in _nulls(plain):
+    for loc in nulls(plain):
         problems.append((loc, f"expected {_expected(loc)}, got nothing (an empty value)"))
     data = None
     try:
@@ -552,7 +431,7 @@ def _check(data: ScenarioFile, fail: _Fail) -> None:
         for i, name in enumerate(getattr(c, key)):
             if not POD_NAME.fullmatch(name):
                 raise fail(("config", key, i), f"expected a pod name of lowercase letters, digits and '-' "
-                           f"(at most 63, starting and ending with a letter or digit), got {_got(name)}")
+                           f"(at most 63, starting and ending with a letter or digit), got {got(name)}")
             if name in seen:
                 raise fail(("config", key, i), f"pod '{name}' is named twice (also at {_place(seen[name])}); "
                            "expected distinct pod names")
@@ -564,7 +443,7 @@ def _check(data: ScenarioFile, fail: _Fail) -> None:
     for key, value in c.sysctls.items():
         lo, hi = SYSCTL_RANGES[key]
         if not lo <= value <= hi:
-            raise fail(("config", "sysctls", key), f"expected {SYSCTL_WHAT[key]}, got {_got(value)}")
+            raise fail(("config", "sysctls", key), f"expected {SYSCTL_WHAT[key]}, got {got(value)}")
     if "conn_reuse_mode" in c.sysctls and not variant.has(Feature.REUSE):
         raise fail(("config", "sysctls", "conn_reuse_mode"), f"{variant.name} ({variant.kernels}) has no "
                    "conn_reuse_mode (it came in 4.1, d752c3645717); expected a variant from K41 on")

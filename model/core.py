@@ -9,10 +9,10 @@ from functools import lru_cache
 from ipvs_verify.model.actions import Act, Action
 from ipvs_verify.model.config import Config
 from ipvs_verify.model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_REUSED
+from ipvs_verify.model.ip_vs_ctl import flushes_deleted_dest
 from ipvs_verify.model.ip_vs_in import SkbCt, StatusVerdict, reuse_block, status_block
 from ipvs_verify.model.scheduler import SCHEDULERS
 from ipvs_verify.model.state import Dest, DestStatus, Entry, Flow, Plan, Pod, PodPhase, State, Template
-from ipvs_verify.model.variants import Feature
 
 # How time passes (docs/time.md):
 #   exact:   integer seconds; `wait` by 1 s or to the next deadline (digitization of the real timers)
@@ -54,7 +54,7 @@ class Core:
         self.reuse = lru_cache(maxsize=None)(
             lambda st, w0, nfct, ct, controlled=False: reuse_block(v, s, st, controlled, False, nfct, w0, ct))
         self.status = lru_cache(maxsize=None)(lambda ct: status_block(v, s, ct))
-        self.nodest_work = v.has(Feature.NODEST_WORK) and s.expire_nodest_conn
+        self.nodest_work = flushes_deleted_dest(v, s)
         self.udp = config.scope.protocol == "udp"
         self.bridge = config.pod_network == "bridge"
         # a destroyed pod's timer: on a bridge, its neighbour resolution (-1: none running); routed, unused (0)

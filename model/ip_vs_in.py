@@ -11,6 +11,14 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import NamedTuple
 
+from ipvs_verify.model.decision_points import (
+    DecisionPoint,
+    bools,
+    check_bool,
+    check_tuple,
+    decision,
+    register,
+)
 from ipvs_verify.model.sysctls import Sysctls
 from ipvs_verify.model.tcp_states import TcpState
 from ipvs_verify.model.variants import Feature, Variant
@@ -34,6 +42,7 @@ class ReuseVerdict(NamedTuple):
 KEEP = ReuseVerdict(False, False, False, False)
 
 
+@decision("new-conn-expected")
 def is_new_conn_expected(v: Variant, state: TcpState, controlled: bool, mode: int, nooutput: bool = False) -> bool:
     """ip_vs_core.c is_new_conn_expected() (TCP): may a SYN on this entry start a new connection?"""
     if controlled:
@@ -45,6 +54,7 @@ def is_new_conn_expected(v: Variant, state: TcpState, controlled: bool, mode: in
     return bool(mode & 2) and state == TcpState.FIN_WAIT and nooutput  # bit 2: DR/TUN only
 
 
+@decision("drop-predicate")
 def uses_conntrack(v: Variant, nfct: bool, skb_ct: SkbCt) -> bool:
     """The drop predicate of the variant.
 
@@ -56,6 +66,7 @@ def uses_conntrack(v: Variant, nfct: bool, skb_ct: SkbCt) -> bool:
     return nfct and skb_ct != SkbCt.NONE
 
 
+@decision("port-reuse")
 def reuse_block(
     v: Variant,
     s: Sysctls,
@@ -108,6 +119,7 @@ class StatusVerdict(NamedTuple):
     resched: bool  # 5.9+: cp = NULL, the same packet goes on to scheduling
 
 
+@decision("server-status")
 def status_block(v: Variant, s: Sysctls, skb_ct: SkbCt) -> StatusVerdict:
     """The server-status block: the entry's dest is no longer AVAILABLE (deleted)."""
     if v.has(Feature.NODEST_WORK):
@@ -118,3 +130,27 @@ def status_block(v: Variant, s: Sysctls, skb_ct: SkbCt) -> StatusVerdict:
         return StatusVerdict(old, True, not old, not old)
     # before 5.9: always dropped; expire_nodest_conn only decides whether the entry is expired now
     return StatusVerdict(True, s.expire_nodest_conn, False, False)
+
+
+# ---------------------------------------------------------------------- as decision points (issue 16)
+register(DecisionPoint(
+    "port-reuse", "kernel",
+    ("v", "s", "state", "controlled", "has_children", "nfct", "dest_weight_zero", "skb_ct"),
+    "a SYN that found an entry: keep it, reschedule, drop, clear NFCT, expire the old entry (ip_vs_core.c "
+    "ip_vs_in_hook, the conn_reuse_mode block)",
+    check_tuple(ReuseVerdict, ReuseVerdict._fields),
+    lambda v, s: ((v, s, st, *rest, ct) for st in TcpState for rest in bools(4) for ct in SkbCt)))
+register(DecisionPoint(
+    "drop-predicate", "kernel", ("v", "nfct", "skb_ct"),
+    "whether the old entry uses the packet's conntrack, so the reused SYN is dropped (ip_vs.h "
+    "ip_vs_conn_uses_conntrack / ip_vs_conn_uses_old_conntrack)",
+    check_bool, lambda v, s: ((v, nfct, ct) for nfct in (False, True) for ct in SkbCt)))
+register(DecisionPoint(
+    "new-conn-expected", "kernel", ("v", "state", "controlled", "mode", "nooutput"),
+    "whether an entry in this state may start a new connection on a SYN (ip_vs_core.c is_new_conn_expected)",
+    check_bool, lambda v, s: ((v, st, c, m, n) for st in TcpState for c, n in bools(2) for m in range(4))))
+register(DecisionPoint(
+    "server-status", "kernel", ("v", "s", "skb_ct"),
+    "a packet whose entry's dest was deleted: drop, expire, clear NFCT, reschedule (ip_vs_core.c "
+    "ip_vs_in_hook, the dest-not-available block)",
+    check_tuple(StatusVerdict, StatusVerdict._fields), lambda v, s: ((v, s, ct) for ct in SkbCt)))

@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from ipvs_verify.model.sysctls import Sysctls
+from ipvs_verify.model.decision_points import DecisionPoint, Hook, check_bool, decision, register
+from ipvs_verify.model.sysctls import SYSCTL_RANGES, Sysctls
 
 
 class ReusePolicy(Enum):
@@ -27,7 +28,16 @@ class KubeProxyVersion:
     udp_immediate: bool  # #77802 (1.15.0; 1.14.3, 1.13.7, 1.12.10): UDP real servers deleted at once
     reuse_policy: ReusePolicy
     sets_nodest_and_quiescent: bool  # #71834 (1.14.0; 1.13.2, 1.12.5, 1.11.7)
+    hooks: tuple[Hook, ...] = ()  # a patch's replacements of kube-proxy decision points (decision_points.py)
 
+    def hook(self, point: str) -> Hook | None:
+        return next((h for h in self.hooks if h.point == point), None)
+
+    @property
+    def hook_label(self) -> str:
+        return f"kube-proxy {self.text}"
+
+    @decision("startup-sysctls")
     def startup_sysctls(self, base: Sysctls, kernel: tuple[int, int, int]) -> Sysctls:
         """proxier.go NewProxier(): sysctls ensured at start-up (conntrack=1 in every release checked)."""
         s = base.with_(conntrack=True)
@@ -41,6 +51,7 @@ class KubeProxyVersion:
                 s = s.with_(conn_reuse_mode=0)
         return s
 
+    @decision("deletion-criterion")
     def rs_deletable(self, is_udp: bool, active: int, inactive: int) -> bool:
         """graceful_termination.go deleteRsFunc(): may this real server be deleted now?"""
         if not self.graceful_termination:
@@ -49,6 +60,30 @@ class KubeProxyVersion:
             return True  # "existing connections will be deleted on the next packet" (expire_nodest_conn=1)
         in_use = active + inactive if self.count_inactive else active
         return in_use == 0
+
+
+def _check_sysctls(value: object) -> Sysctls:
+    if not isinstance(value, Sysctls):
+        raise TypeError("expected a Sysctls (base.with_(...))")
+    for name, v in value.as_dict().items():
+        lo, hi = SYSCTL_RANGES[name]
+        if not lo <= v <= hi:
+            raise ValueError(f"{name} must be {lo}..{hi}, got {v}")
+    return value
+
+
+# the counters a real server of the model's scopes can have (flows x entries stay far below this)
+MAX_COUNTER = 8
+register(DecisionPoint(
+    "deletion-criterion", "kube-proxy", ("self", "is_udp", "active", "inactive"),
+    "whether a quiesced real server may be deleted now (graceful_termination.go deleteRsFunc)",
+    check_bool, lambda kp, s: ((kp, u, a, i) for u in (False, True) for a in range(MAX_COUNTER + 1)
+                               for i in range(MAX_COUNTER + 1))))
+register(DecisionPoint(
+    "startup-sysctls", "kube-proxy", ("self", "base", "kernel"),
+    "the IPVS sysctls kube-proxy ensures at start-up, by kernel version (proxier.go NewProxier)",
+    _check_sysctls, lambda kp, s: ((kp, Sysctls(), k) for k in ((3, 10, 0), (4, 1, 0), (4, 19, 0), (5, 9, 0),
+                                                                 (6, 1, 0)))))
 
 
 class UnknownKubeProxy(ValueError):

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from ipvs_verify.model.decision_points import Hook
+
 
 class Feature(Enum):
     # dc7b3eb900aa "ipvs: Fix reuse connection if real server is dead" (v3.10): weight-0 SYN -> expire + resched
@@ -33,6 +35,28 @@ class Feature(Enum):
 
 F = Feature
 
+# What a feature's code changes, and so needs in the kernel it lands on (a patch that adds one without the
+# other contradicts its base): f719e3754ee2, the CLOSE case and c95c07836fa4 change d752c3645717's block;
+# f0a5e4d7a594 and TencentOS PR #17 change f719e3754ee2's drop
+FEATURE_NEEDS: dict[Feature, frozenset[Feature]] = {
+    F.DROP1: frozenset({F.REUSE}), F.CLOSE: frozenset({F.REUSE}), F.W0_UNGATED: frozenset({F.REUSE}),
+    F.UNCONF: frozenset({F.DROP1}), F.TENCENT_OLD_CT: frozenset({F.DROP1}),
+}
+# Pairs that rewrite the same lines differently: d752c3645717 replaced dc7b3eb900aa's weight-0 test; PR #17
+# patches the drop that f0a5e4d7a594 replaced (the TencentOS 4.14 branch predates f0a5e4d7)
+FEATURE_CONFLICTS: tuple[tuple[Feature, Feature, str], ...] = (
+    (F.W0_SYN, F.REUSE, "d752c3645717 (REUSE) replaced dc7b3eb900aa's weight-0 test (W0_SYN)"),
+    (F.TENCENT_OLD_CT, F.UNCONF, "TencentOS PR #17 patches the drop that f0a5e4d7a594 (UNCONF) replaced"),
+)
+
+
+def feature_problems(features: frozenset[Feature]) -> list[str]:
+    """Why a feature set is no kernel: a feature without the code it changes, or two that rewrite the same."""
+    out = [f"{f.value} needs {', '.join(sorted(n.value for n in needs - features))}"
+           for f, needs in FEATURE_NEEDS.items() if f in features and not needs <= features]
+    out += [why for a, b, why in FEATURE_CONFLICTS if a in features and b in features]
+    return out
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -40,9 +64,17 @@ class Variant:
     features: frozenset[Feature]
     kernels: str  # which kernels behave like this
     representative: str  # a kernel version of this variant (kube-proxy reads the version, not the variant)
+    hooks: tuple[Hook, ...] = ()  # a patch's replacements of kernel decision points (model/decision_points.py)
 
     def has(self, feature: Feature) -> bool:
         return feature in self.features
+
+    def hook(self, point: str) -> Hook | None:
+        return next((h for h in self.hooks if h.point == point), None)
+
+    @property
+    def hook_label(self) -> str:
+        return self.name
 
 
 VARIANTS: dict[str, Variant] = {

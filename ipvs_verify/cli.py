@@ -36,6 +36,7 @@ from ipvs_verify.matrix import (
     save_counterexamples,
 )
 from ipvs_verify.model.config import POD_NETWORKS, PROTOCOLS, Scope, UnknownScheduler
+from ipvs_verify.model.decision_points import PatchError
 from ipvs_verify.model.kube_proxy import UnknownKubeProxy
 from ipvs_verify.model.system import ACTION_NAMES, System
 from ipvs_verify.model.variants import DEFAULT_MATRIX_VARIANTS, UnknownKernel
@@ -372,6 +373,126 @@ def conformance(
 
 
 @app.command()
+def check(
+    patch_files: Annotated[list[str], typer.Argument(metavar="PATCH...", help="patch files (.yaml, .py) or shipped "
+                                                     "patch ids, applied in this order")],
+    base: Annotated[str, typer.Option(help="kernel variants or versions to apply them to (default: the first "
+                                      "patch's base)")] = "",
+    kube_proxy: Annotated[str, typer.Option(help="the kube-proxy release of the base (default: the first "
+                                            "patch's)")] = "",
+    modes: Annotated[str, typer.Option(help="conn_reuse_mode values")] = ",".join(map(str, DEFAULT_MODES)),
+    pod_network: Annotated[str, typer.Option(help="pod networks: routed, bridge")] = ",".join(DEFAULT_POD_NETWORKS),
+    properties: Annotated[str, typer.Option(help="property names or numbers (default: all)")] = "",
+    must_fix: Annotated[str, typer.Option(help="properties that must hold in every patched cell (exit 1 if "
+                                          "not)")] = "",
+    jobs: Annotated[int, typer.Option("-j", "--jobs", help="worker processes (0: all cores)")] = 0,
+    max_states: Annotated[int, typer.Option(help="state cap of each explicit search", min=0)] = EVENT_STATE_CAP,
+    out_dir: Annotated[Path, typer.Option("--out", help="where regressions' counterexamples are written")] = Path(
+        "check-results"),
+    cache: Annotated[bool, typer.Option(help="reuse unpatched baselines computed before (cached by the model's "
+                                        "source, the cell and the scope)")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the verdict diff as JSON (docs/check.schema.json)")
+                       ] = False,
+    as_markdown: Annotated[bool, typer.Option("--markdown", help="print the verdict diff as Markdown (for a pull "
+                                              "request)")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress on stderr")] = False,
+) -> None:
+    """Check patches against the model: every property with and without them, per cell, and what changed.
+
+    Exit 0: nothing that held breaks (and every --must-fix property holds); 1: a regression (a property that
+    held is violated with the patch: its counterexample is saved and told) or a --must-fix property does not
+    hold; 2: bad input (a patch file, an option); 130: interrupted.
+    """
+    from ipvs_verify.patching.command import markdown, print_table, report, run_check
+    from ipvs_verify.patching.compare import default_cache
+    from ipvs_verify.patching.files import resolve_patch, with_base
+
+    _exclusive(("--json", as_json), ("--markdown", as_markdown))
+    patches = [resolve_patch(a) for a in patch_files]
+    _distinct("PATCH", [p.id for p in patches])
+    first = patches[0]
+    if base or kube_proxy:
+        first = with_base(first, _split(base) or None, kube_proxy or None)
+    variants, kp = first.base_variants, first.base_kube_proxy
+    _distinct("--base", list(variants))
+    try:
+        mode_values = tuple(int(m) for m in _split(modes))
+    except ValueError:
+        raise UserError(f"--modes: expected integers 0..3, got '{modes}'") from None
+    if not mode_values or any(not 0 <= m <= 3 for m in mode_values):
+        raise UserError(f"--modes: expected conn_reuse_mode values 0..3, got '{modes}'")
+    nets = _split(pod_network)
+    if not nets or any(n not in POD_NETWORKS for n in nets):
+        raise UserError(f"--pod-network: expected a comma-separated list of {', '.join(POD_NETWORKS)}, "
+                        f"got '{pod_network}'")
+    props = _props(properties)
+    fix = _props(must_fix) if must_fix else ()
+    run = run_check(patches, variants, kp, mode_values, nets, DEFAULT_SCOPE, props, jobs, max_states,
+                    default_cache() if cache else None, err, quiet)
+    rep = report(run, DEFAULT_SCOPE, fix, out_dir)
+    if as_json:
+        print(rep.to_json())
+    elif as_markdown:
+        print(markdown(run, rep), end="")
+    else:
+        print_table(run, rep, out)
+    for f in rep.failures:
+        print(f"fails: {f}", file=sys.stderr)  # plain lines, never wrapped
+    if rep.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def patches(
+    as_markdown: Annotated[bool, typer.Option("--markdown", help="print the table as Markdown")] = False,
+    update: Annotated[bool, typer.Option("--update", help="check every shipped patch on its base and record what "
+                                         "it fixes and breaks (minutes)")] = False,
+    jobs: Annotated[int, typer.Option("-j", "--jobs", help="worker processes for --update (0: all cores)")] = 0,
+) -> None:
+    """List the shipped patches: a line each, with what each fixes and breaks on its base.
+
+    Exit 0; 1 when a shipped patch has no current record (it changed since `patches --update`); 2: a shipped
+    patch file is malformed.
+    """
+    from ipvs_verify.patching.command import (
+        load_record,
+        patch_rows,
+        patches_markdown,
+        run_check,
+        summarize,
+        write_record,
+    )
+    from ipvs_verify.patching.compare import default_cache
+
+    if update:
+        from ipvs_verify.patching.files import shipped_patches
+
+        entries: dict[str, Any] = {}
+        for p in shipped_patches():
+            err.print(f"checking {p.id} on {', '.join(p.base_variants)} ...", highlight=False)
+            run = run_check([p], p.base_variants, p.base_kube_proxy, DEFAULT_MODES, DEFAULT_POD_NETWORKS,
+                            DEFAULT_SCOPE, PROPERTIES, jobs, EVENT_STATE_CAP, default_cache(), err, True)
+            entries[p.id] = {"sha256": p.digest, **summarize(run)}
+        write_record(entries)
+    rows = patch_rows(load_record())
+    if as_markdown:
+        print(patches_markdown(rows), end="")
+    else:
+        table = Table(title="Shipped patches (what each fixes and breaks on its base, default scope)")
+        for col in ("patch", "form", "base", "change", "fixes", "breaks"):
+            table.add_column(col)
+        for p, r in rows:
+            table.add_row(p.id, p.form, f"{', '.join(p.base_variants)} kp{p.base_kube_proxy}", p.summary,
+                          ", ".join(f"#{n}" for n in r.get("fixed", [])) or "nothing" if r else "not checked",
+                          ", ".join(f"#{n}" for n in r.get("regression", [])) or "nothing" if r else "not checked")
+        out.print(table)
+    stale = [p.id for p, r in rows if r is None]
+    if stale:
+        err.print(f"no current record for: {', '.join(stale)} (run `ipvs-verify patches --update`)", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
 def properties() -> None:
     """List the properties with what they mean."""
     for p in PROPERTIES:
@@ -404,7 +525,7 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     try:
         code = app(args=args, prog_name="ipvs-verify", standalone_mode=False)
-    except (UserError, UnknownKernel, UnknownKubeProxy, UnknownScheduler) as e:
+    except (UserError, UnknownKernel, UnknownKubeProxy, UnknownScheduler, PatchError) as e:
         if debug:
             raise
         print(f"error: {e}", file=sys.stderr)  # one plain line: never wrapped

@@ -16,6 +16,7 @@ from ipvs_verify.check import CellResult, Verdict, check_config
 from ipvs_verify.engines.explicit import SEARCHES, freeze_before_fork
 from ipvs_verify.minimise import minimise
 from ipvs_verify.model.config import POD_NETWORKS, Config, Scope, make_config
+from ipvs_verify.model.patch import ModelPatch
 from ipvs_verify.model.system import System
 from ipvs_verify.model.variants import DEFAULT_MATRIX_VARIANTS
 from ipvs_verify.properties.catalog import PROPERTIES, Property
@@ -42,6 +43,7 @@ class CellSpec:
     persistence: int | None = None  # sessionAffinity ClientIP timeout (s), 0 for none; None keeps the scope's
     scheduler: str = "rr"
     pod_network: str = "routed"
+    patches: tuple[ModelPatch, ...] = ()  # `check`: the patches under test, applied in order
 
     def config(self, scope: Scope) -> Config:
         if self.protocol is not None:
@@ -49,7 +51,7 @@ class CellSpec:
         if self.persistence is not None:
             scope = replace(scope, persistence=self.persistence)
         return make_config(self.variant, self.kube_proxy, dict(self.overrides), scope, scheduler=self.scheduler,
-                           pod_network=self.pod_network)
+                           pod_network=self.pod_network, patches=self.patches)
 
     @property
     def slug(self) -> str:
@@ -58,8 +60,9 @@ class CellSpec:
         persist = f"-persist{self.persistence}" if self.persistence else ""
         sched = "" if self.scheduler == "rr" else f"-{self.scheduler}"
         net = "" if self.pod_network == "routed" else f"-{self.pod_network}"
-        return (f"{self.variant}-kp{self.kube_proxy}" + (f"-{over}" if over else "") + proto + persist + sched
-                + net)
+        patched = "".join(f"+{p.id}" for p in self.patches)
+        return (f"{self.variant}{patched}-kp{self.kube_proxy}" + (f"-{over}" if over else "") + proto + persist
+                + sched + net)
 
 
 def default_cells(

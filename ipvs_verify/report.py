@@ -120,9 +120,59 @@ def induction_verdict(status: str, k: int, detail: str) -> VerdictReport:
                          text=f"cti(k={k})" if status == "cti" else status, detail=detail, depth=k)
 
 
+# ---------------------------------------------------------------------- `check`: a patch's verdict diff
+Change = Literal["fixed", "still violated", "regression", "weakened", "now holds", "changed", "unchanged"]
+
+
+class PatchReport(Strict):
+    id: str
+    title: str
+    based_on: str
+    file: str
+    sha256: str
+    form: Literal["yaml", "python"]
+    change: str = Field(description="what it changes, in one line")
+
+
+class DiffReport(Strict):
+    base_cell: str
+    patched_cell: str
+    property: str
+    base: VerdictReport
+    patched: VerdictReport
+    change: Change = Field(description="fixed (violated -> holds), regression (holds -> violated), weakened "
+                           "(holds -> not proved), now holds (not proved -> holds), still violated, changed, "
+                           "unchanged")
+
+
+class CheckReport(Strict):
+    format: Literal["ipvs-verify-check"] = "ipvs-verify-check"
+    version: Literal[1] = 1
+    patches: list[PatchReport] = Field(description="applied in this order")
+    scope: str
+    properties: list[PropertyRef]
+    cells: list[DiffReport]
+    counts: dict[Change, int]
+    must_fix: list[str] = Field(default_factory=list, description="properties that must hold in every patched "
+                                "cell (--must-fix)")
+    failures: list[str] = Field(default_factory=list, description="why the check exits 1: each regression and "
+                                "each --must-fix property that does not hold")
+    baseline_cache_hits: int = 0
+    seconds: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", exclude_none=True), indent=1)
+
+
 def schema() -> dict[str, Any]:
     return MatrixReport.model_json_schema()
 
 
-if __name__ == "__main__":  # python -m ipvs_verify.report > docs/matrix.schema.json
-    print(json.dumps(schema(), indent=1))
+def check_schema() -> dict[str, Any]:
+    return CheckReport.model_json_schema()
+
+
+if __name__ == "__main__":  # python -m ipvs_verify.report [check] > docs/matrix.schema.json (check.schema.json)
+    import sys
+
+    print(json.dumps(check_schema() if sys.argv[1:] == ["check"] else schema(), indent=1))

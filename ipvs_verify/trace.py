@@ -30,6 +30,7 @@ from ipvs_verify.model.events import (
     Ev,
     Event,
 )
+from ipvs_verify.model.patch import ModelPatch
 from ipvs_verify.model.state import DestStatus, Plan, PodPhase, Sock, State, counters
 from ipvs_verify.model.sysctls import SYSCTL_RANGES
 from ipvs_verify.model.system import ACTION_NAMES, ACTORS, Act, Action, System
@@ -75,8 +76,9 @@ def config_to_json(cfg: Config) -> dict[str, Any]:
         for name, default in later.items():
             if d.get(name) == default:
                 del d[name]
+    patches = [{"id": p.id, "file": p.origin, "sha256": p.digest} for p in cfg.patches]
     return {
-        "variant": cfg.variant.name,
+        "variant": cfg.base_variant,
         "kernel": cfg.kernel,
         "kube_proxy": cfg.kube_proxy.text,
         "sysctl_overrides": dict(cfg.overrides),
@@ -85,7 +87,8 @@ def config_to_json(cfg: Config) -> dict[str, Any]:
         "scheduler": cfg.scheduler,
         "scope": sc,
         "timing": tm,
-    } | ({"pod_network": cfg.pod_network} if cfg.pod_network != "routed" else {})  # later than version 2
+    } | ({"pod_network": cfg.pod_network} if cfg.pod_network != "routed" else {}) | (  # later than version 2
+        {"patches": patches} if patches else {})
 
 
 def config_model(cfg: Config) -> ConfigModel:
@@ -106,7 +109,15 @@ def config_from_json(config: ConfigModel | Mapping[str, Any]) -> Config:
         d["variant"], d["kube_proxy"], {k: int(v) for k, v in d.get("sysctl_overrides", {}).items()},
         Scope(**sc), Timing(**tm), kernel=d.get("kernel"), nf_conntrack=d.get("nf_conntrack", True),
         scheduler=d.get("scheduler", "rr"), pod_network=d.get("pod_network", "routed"),
+        patches=tuple(_patch(p) for p in d.get("patches", ())),
     )
+
+
+def _patch(ref: Mapping[str, Any]) -> ModelPatch:
+    """A patch a trace names: its file, which must be the very version the trace was found with."""
+    from ipvs_verify.patching.files import find_patch
+
+    return find_patch(str(ref["id"]), str(ref["file"]), str(ref["sha256"])).change
 
 
 # ---------------------------------------------------------------------- actions

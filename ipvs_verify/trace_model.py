@@ -222,6 +222,14 @@ def later_defaults(later: dict[str, Any]) -> dict[str, Any]:
     return {name: info.default for name, (_, info) in later.items()}
 
 
+class PatchRef(Strict):
+    """A patch file the configuration was built with (docs/patches.md)."""
+
+    id: str
+    file: str = Field(description="the patch file as it was given (a shipped patch: its path in the package)")
+    sha256: str = Field(description="the file's digest: replaying with another version of it is refused")
+
+
 class ConfigModel(Strict):
     variant: str
     kernel: str
@@ -234,6 +242,8 @@ class ConfigModel(Strict):
     timing: TimingModel
     # added after version 2: written only when not "routed"
     pod_network: Literal["routed", "bridge"] = "routed"
+    # added after version 2: written only when the configuration is patched (`check`); applied in this order
+    patches: list[PatchRef] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- the readable state view

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from ipvs_verify.model.decision_points import check_hooks
 from ipvs_verify.model.kube_proxy import KubeProxyVersion, kube_proxy_version
+from ipvs_verify.model.patch import ModelPatch
 from ipvs_verify.model.scheduler import SCHEDULERS
 from ipvs_verify.model.sysctls import Sysctls
 from ipvs_verify.model.tcp_states import DEFAULT_TIMEOUTS, TcpState
@@ -32,6 +34,19 @@ class Timing:
 
     def timeout(self, state: TcpState) -> int:
         return dict(self.ipvs_timeouts)[state]
+
+    def with_set_timeouts(self, seconds: dict[str, int]) -> Timing:
+        """`ipvsadm --set TCP TCPFIN UDP` (IPVSADM_SET_TIMEOUTS); 0 leaves a timeout as it is."""
+        timeouts = dict(self.ipvs_timeouts)
+        for key, value in seconds.items():
+            if value > 0:
+                timeouts[IPVSADM_SET_TIMEOUTS[key]] = value
+        return replace(self, ipvs_timeouts=tuple(sorted(timeouts.items())))
+
+
+# ip_vs_ctl.c ip_vs_set_timeout() (IP_VS_SO_SET_TIMEOUT; kube-proxy --ipvs-tcp-timeout, --ipvs-tcpfin-timeout,
+# --ipvs-udp-timeout): the only IPVS timeouts user space can change. TIME_WAIT (120 s) is not among them.
+IPVSADM_SET_TIMEOUTS = {"tcp": TcpState.ESTABLISHED, "tcpfin": TcpState.FIN_WAIT, "udp": TcpState.NORMAL}
 
 
 PROTOCOLS = ("tcp", "udp")
@@ -105,11 +120,17 @@ class Config:
     scheduler: str = "rr"
     nf_conntrack: bool = True  # conntrack active in the node's netns (kube-proxy's iptables rules need it)
     pod_network: str = "routed"  # POD_NETWORKS
+    patches: tuple[ModelPatch, ...] = ()  # applied in this order (model/patch.py); variant is the patched one
 
     @property
     def label(self) -> str:
         over = ",".join(f"{k}={v}" for k, v in self.overrides)
         return f"{self.variant.name} kp{self.kube_proxy.text}" + (f" [{over}]" if over else "")
+
+    @property
+    def base_variant(self) -> str:
+        """The variant the patches were applied to (a patched variant's name is BASE+ID+...)."""
+        return self.variant.name.partition("+")[0]
 
 
 def make_config(
@@ -122,8 +143,12 @@ def make_config(
     nf_conntrack: bool = True,
     scheduler: str = "rr",
     pod_network: str = "routed",
+    patches: tuple[ModelPatch, ...] = (),
 ) -> Config:
-    """Build a Config; raises ValueError subclasses with a user-facing message on bad input."""
+    """Build a Config; raises ValueError subclasses with a user-facing message on bad input.
+
+    `patches` change it in the order model/patch.py gives, after the cell's own settings.
+    """
     if pod_network not in POD_NETWORKS:
         raise UnknownPodNetwork(f"unknown pod network '{pod_network}' (expected one of: {', '.join(POD_NETWORKS)})")
     if scheduler not in SCHEDULERS:
@@ -131,12 +156,26 @@ def make_config(
     v = resolve_variant(variant)
     kp = kube_proxy_version(kube_proxy)
     kernel_text = kernel or (variant if variant[:1].isdigit() else v.representative)
-    s = kp.startup_sysctls(Sysctls(), parse_kernel_version(kernel_text))
+    for p in patches:
+        v, kp = p.apply_variant(v), p.apply_kube_proxy(kp)
+    version = parse_kernel_version(kernel_text)
+    s = kp.startup_sysctls(Sysctls(), version)
     over = tuple(sorted((overrides or {}).items()))
     if over:
         s = s.with_(**{k: (bool(val) if k != "conn_reuse_mode" else int(val)) for k, val in over})
+    scope, timing = scope or Scope(), timing or Timing()
+    for p in patches:
+        if p.sysctls:
+            s = s.with_(**{k: (bool(val) if k != "conn_reuse_mode" else int(val)) for k, val in p.sysctls})
+        if p.changes_startup_sysctls:
+            s = kp.startup_sysctls(s, version)  # EnsureSysctl at kube-proxy's start, over the node's settings
+        timing = replace(timing.with_set_timeouts(dict(p.ipvs_timeouts)), **dict(p.timing))  # type: ignore[arg-type]
+        scope = replace(scope, **dict(p.scope))  # type: ignore[arg-type]
+    if patches:
+        check_hooks(v, s)
+        check_hooks(kp, s)
     return Config(
         variant=v, kube_proxy=kp, kernel=kernel_text, sysctls=s, overrides=over,
-        scope=scope or Scope(), timing=timing or Timing(), nf_conntrack=nf_conntrack, scheduler=scheduler,
-        pod_network=pod_network,
+        scope=scope, timing=timing, nf_conntrack=nf_conntrack, scheduler=scheduler,
+        pod_network=pod_network, patches=patches,
     )

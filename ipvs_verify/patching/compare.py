@@ -1,0 +1,137 @@
+"""`check`: every property with and without the patches, per cell, and what changed (docs/patches.md).
+
+The unpatched baseline of a cell is cached by content (the model's source, the cell, the scope, the search's
+cap): checking a second patch on the same base costs only the patched cells.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from ipvs_verify.check import CellResult
+from ipvs_verify.matrix import CellSpec, MatrixProgress, run_matrix
+from ipvs_verify.model.config import Scope
+from ipvs_verify.patching.files import Patch
+from ipvs_verify.properties.catalog import Property
+
+Change = Literal["fixed", "still violated", "regression", "weakened", "now holds", "changed", "unchanged"]
+CHANGES: tuple[Change, ...] = ("fixed", "still violated", "regression", "weakened", "now holds", "changed",
+                               "unchanged")
+BAD = ("violated", "undecided", "bounded")
+
+
+def classify(base: str, patched: str) -> Change:
+    """What the patch did to one property in one cell, never claiming more than the two verdicts show."""
+    if base == patched:
+        return "still violated" if base == "violated" else "unchanged"
+    if base == "violated" and patched == "holds":
+        return "fixed"
+    if base == "holds" and patched == "violated":
+        return "regression"  # a real, exactly timed counterexample where the base had a proof
+    if base == "holds":
+        return "weakened"  # no longer proved (undecided, bounded, vacuous): not a proof that it broke
+    if patched == "holds":
+        return "now holds"  # proved now, where the base was undecided or bounded
+    return "changed"
+
+
+@dataclass
+class CellDiff:
+    base_cell: str
+    patched_cell: str
+    prop: str
+    base: str
+    patched: str
+    change: Change
+
+
+def base_cells(patches: list[Patch], variants: tuple[str, ...], kube_proxy: str, modes: tuple[int, ...],
+               pod_networks: tuple[str, ...]) -> list[CellSpec]:
+    return [CellSpec(v, kube_proxy, (("conn_reuse_mode", m),), None, None, "rr", net)
+            for net in pod_networks for v in variants for m in modes]
+
+
+def patched(cells: list[CellSpec], patches: list[Patch]) -> list[CellSpec]:
+    return [replace(c, patches=tuple(p.change for p in patches)) for c in cells]
+
+
+# ---------------------------------------------------------------------- the baseline cache
+def model_digest() -> str:
+    """The semantics' source: a change to any of it makes every cached baseline stale."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for sub in ("model", "properties", "engines"):
+        for f in sorted((root / sub).rglob("*.py")):
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    h.update((root / "check.py").read_bytes())
+    return h.hexdigest()
+
+
+def default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ipvs-verify" / "baselines"
+
+
+def _key(digest: str, spec: CellSpec, scope: Scope, props: tuple[Property, ...], cap: int, search: str) -> str:
+    text = repr((digest, spec, scope, tuple(p.name for p in props), cap, search))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_with_cache(cells: list[CellSpec], scope: Scope, props: tuple[Property, ...], jobs: int, cap: int,
+                   cache: Path | None, on_progress: MatrixProgress | None = None,
+                   on_done: Callable[[int, CellResult], None] | None = None,
+                   search: str = "packed") -> tuple[list[CellResult], int]:
+    """The cells' results, unpatched ones from the cache where it has them; returns (results, cache hits)."""
+    digest = model_digest() if cache is not None else ""
+    results: dict[int, CellResult] = {}
+    todo: list[int] = []
+    for i, spec in enumerate(cells):
+        path = cache / f"{_key(digest, spec, scope, props, cap, search)}.pickle" if cache and not spec.patches else None
+        if path is not None and path.is_file():
+            try:
+                results[i] = pickle.loads(path.read_bytes())
+                if on_done:
+                    on_done(i, results[i])
+                continue
+            except Exception:  # a damaged or foreign cache file: recompute it
+                pass
+        todo.append(i)
+    hits = len(cells) - len(todo)
+    if todo:
+
+        def progress(j: int, *rest: object) -> None:
+            if on_progress:
+                on_progress(todo[j], *rest)  # type: ignore[arg-type]
+
+        def done(j: int, r: CellResult) -> None:
+            if on_done:
+                on_done(todo[j], r)
+
+        fresh = run_matrix([cells[i] for i in todo], scope, props, jobs, cap, progress, done, search)
+        for i, r in zip(todo, fresh, strict=True):
+            results[i] = r
+            spec = cells[i]
+            if cache is not None and not spec.patches:
+                cache.mkdir(parents=True, exist_ok=True)
+                path = cache / f"{_key(digest, spec, scope, props, cap, search)}.pickle"
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(pickle.dumps(r))
+                tmp.replace(path)
+    return [results[i] for i in range(len(cells))], hits
+
+
+def diff(base: list[CellSpec], after: list[CellSpec], base_res: list[CellResult], after_res: list[CellResult],
+         props: tuple[Property, ...]) -> list[CellDiff]:
+    out = []
+    for b, a, br, ar in zip(base, after, base_res, after_res, strict=True):
+        bv = {v.prop_name: v.status for v in br.verdicts}
+        av = {v.prop_name: v.status for v in ar.verdicts}
+        for p in props:
+            out.append(CellDiff(b.slug, a.slug, p.name, bv[p.name], av[p.name], classify(bv[p.name], av[p.name])))
+    return out

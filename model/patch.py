@@ -1,0 +1,91 @@
+"""A change to the model: kernel features added or removed, settings, and replaced decision points (issue 16).
+
+A patch is what a patch file says (ipvs_verify/patching/ reads them), applied to a configuration by
+make_config in a fixed order: the variant's features and hooks, kube-proxy's settings and hooks, then the
+sysctls (kernel defaults, kube-proxy's start-up sysctls, the cell's overrides, the patch's own sysctls, and
+kube-proxy's start-up sysctls once more when the patch changes them: EnsureSysctl runs at every start of
+kube-proxy, over whatever the node had), then timing and scope. The model never reads a patch file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from ipvs_verify.model.decision_points import Hook, PatchError
+from ipvs_verify.model.kube_proxy import KubeProxyVersion, ReusePolicy
+from ipvs_verify.model.variants import Feature, Variant, feature_problems
+
+# KubeProxyVersion fields a patch may set, and the patch file's name of each
+KUBE_PROXY_SETTINGS = {
+    "graceful_termination": "graceful_termination",  # #66012
+    "count_inactive": "count_inactive",  # #71515: ActiveConn + InactiveConn in deleteRsFunc
+    "udp_immediate": "udp_immediate",  # #77802
+    "conn_reuse_mode": "reuse_policy",  # #71114 / #102122: leave, force-zero, zero-below-5.9
+    "sets_nodest_and_quiescent": "sets_nodest_and_quiescent",  # #71834
+}
+# the settings that change which sysctls kube-proxy ensures at start-up
+SYSCTL_SETTINGS = ("reuse_policy", "sets_nodest_and_quiescent")
+TIMING_SETTINGS = ("sync_delay", "check_interval", "grace_period")
+SCOPE_SETTINGS = ("clients", "ports")
+
+
+@dataclass(frozen=True)
+class ModelPatch:
+    id: str  # short, as it shows in a cell's label: a commit prefix, a PR number, a name
+    origin: str  # the file it came from (blamed in errors)
+    digest: str = ""  # sha256 of that file (a trace names the exact patch it was found with)
+    add: frozenset[Feature] = frozenset()
+    remove: frozenset[Feature] = frozenset()
+    sysctls: tuple[tuple[str, int], ...] = ()
+    kube_proxy: tuple[tuple[str, Any], ...] = ()  # KubeProxyVersion field -> value
+    timing: tuple[tuple[str, int], ...] = ()  # Timing field -> seconds
+    ipvs_timeouts: tuple[tuple[str, int], ...] = ()  # ipvsadm --set: tcp, tcpfin, udp -> seconds
+    scope: tuple[tuple[str, int], ...] = ()  # Scope field -> value
+    hooks: tuple[Hook, ...] = ()
+
+    @property
+    def changes_startup_sysctls(self) -> bool:
+        return any(k in SYSCTL_SETTINGS for k, _ in self.kube_proxy) or any(
+            h.point == "startup-sysctls" for h in self.hooks)
+
+    def apply_variant(self, v: Variant) -> Variant:
+        if self.add & v.features:
+            raise PatchError(f"{self.origin}: kernel.add: {v.name} already has "
+                             f"{', '.join(sorted(f.value for f in self.add & v.features))} (it contradicts its base)")
+        if self.remove - v.features:
+            missing = ", ".join(sorted(f.value for f in self.remove - v.features))
+            raise PatchError(f"{self.origin}: kernel.remove: {v.name} has no {missing} (it contradicts its base)")
+        features = (v.features | self.add) - self.remove
+        problems = feature_problems(features)
+        if problems:
+            raise PatchError(f"{self.origin}: kernel: on {v.name} this is no kernel: {'; '.join(problems)}")
+        taken = {h.point for h in v.hooks} & {h.point for h in self.hooks if _owner(h) == "kernel"}
+        if taken:
+            raise PatchError(f"{self.origin}: {', '.join(sorted(taken))}: already replaced by another patch")
+        return replace(v, name=f"{v.name}+{self.id}", features=features,
+                       hooks=v.hooks + tuple(h for h in self.hooks if _owner(h) == "kernel"))
+
+    def apply_kube_proxy(self, kp: KubeProxyVersion) -> KubeProxyVersion:
+        kp_hooks = tuple(h for h in self.hooks if _owner(h) == "kube-proxy")
+        taken = {h.point for h in kp.hooks} & {h.point for h in kp_hooks}
+        if taken:
+            raise PatchError(f"{self.origin}: {', '.join(sorted(taken))}: already replaced by another patch")
+        return replace(kp, **dict(self.kube_proxy), hooks=kp.hooks + kp_hooks)
+
+
+def _owner(h: Hook) -> str:
+    from ipvs_verify.model.decision_points import DECISION_POINTS
+
+    return DECISION_POINTS[h.point].owner
+
+
+def reuse_policy(text: str) -> ReusePolicy:
+    for p in ReusePolicy:
+        if p.value == text:
+            return p
+    raise ValueError(f"expected one of: {', '.join(p.value for p in ReusePolicy)}")
+
+
+def kube_proxy_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(KubeProxyVersion) if f.name not in ("text", "hooks"))

@@ -61,6 +61,15 @@ def _split(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+# scope options shared by matrix and check
+ClientsOption = Annotated[int, typer.Option(help="scope: client addresses", min=1, max=8)]
+PortsOption = Annotated[int, typer.Option(help="scope: ephemeral ports per client", min=1, max=8)]
+ChangesOption = Annotated[int, typer.Option(help="scope: pod deletions, creations and crashes per run", min=0)]
+CrashesOption = Annotated[bool, typer.Option(help="scope: pods may die before kube-proxy knows")]
+ClientCrashesOption = Annotated[bool, typer.Option(help="scope: a client may lose an established connection without "
+                                                   "a packet and reuse its port")]
+
+
 @app.command()
 def matrix(
     variants: Annotated[str, typer.Option(help="comma-separated kernel variants or versions")] = ",".join(
@@ -76,18 +85,14 @@ def matrix(
     persistence: Annotated[int, typer.Option(
         help="sessionAffinity ClientIP: the persistent service's timeout in seconds (0: none)", min=0)] = 0,
     properties: Annotated[str, typer.Option(help="property names or numbers (default: all)")] = "",
-    clients: Annotated[int, typer.Option(help="scope: client addresses", min=1, max=8)] = DEFAULT_SCOPE.clients,
-    ports: Annotated[int, typer.Option(help="scope: ephemeral ports per client", min=1, max=8)] = DEFAULT_SCOPE.ports,
+    clients: ClientsOption = DEFAULT_SCOPE.clients,
+    ports: PortsOption = DEFAULT_SCOPE.ports,
     pods: Annotated[str, typer.Option(help="scope: pods running at the start")] = ",".join(DEFAULT_SCOPE.pods),
     spare_pods: Annotated[str, typer.Option(help="scope: pods a scale-out may create")] = ",".join(
         DEFAULT_SCOPE.spare_pods),
-    changes: Annotated[int, typer.Option(help="scope: pod deletions, creations and crashes per run", min=0)] = (
-        DEFAULT_SCOPE.changes),
-    crashes: Annotated[bool, typer.Option(help="scope: pods may die before kube-proxy knows")] = (
-        DEFAULT_SCOPE.crashes),
-    client_crashes: Annotated[bool, typer.Option(help="scope: a client may lose an established connection "
-                                                 "without a packet and reuse its port")] = (
-        DEFAULT_SCOPE.client_crashes),
+    changes: ChangesOption = DEFAULT_SCOPE.changes,
+    crashes: CrashesOption = DEFAULT_SCOPE.crashes,
+    client_crashes: ClientCrashesOption = DEFAULT_SCOPE.client_crashes,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="worker processes (0: all cores)")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="where counterexamples are written")] = Path(
         "counterexamples"),
@@ -385,6 +390,11 @@ def check(
     properties: Annotated[str, typer.Option(help="property names or numbers (default: all)")] = "",
     must_fix: Annotated[str, typer.Option(help="properties that must hold in every patched cell (exit 1 if "
                                           "not)")] = "",
+    clients: ClientsOption = DEFAULT_SCOPE.clients,
+    ports: PortsOption = DEFAULT_SCOPE.ports,
+    changes: ChangesOption = DEFAULT_SCOPE.changes,
+    crashes: CrashesOption = DEFAULT_SCOPE.crashes,
+    client_crashes: ClientCrashesOption = DEFAULT_SCOPE.client_crashes,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="worker processes (0: all cores)")] = 0,
     max_states: Annotated[int, typer.Option(help="state cap of each explicit search", min=0)] = EVENT_STATE_CAP,
     out_dir: Annotated[Path, typer.Option("--out", help="where regressions' counterexamples are written")] = Path(
@@ -427,9 +437,11 @@ def check(
                         f"got '{pod_network}'")
     props = _props(properties)
     fix = _props(must_fix) if must_fix else ()
-    run = run_check(patches, variants, kp, mode_values, nets, DEFAULT_SCOPE, props, jobs, max_states,
+    scope = replace(DEFAULT_SCOPE, clients=clients, ports=ports, changes=changes, crashes=crashes,
+                    client_crashes=client_crashes)
+    run = run_check(patches, variants, kp, mode_values, nets, scope, props, jobs, max_states,
                     default_cache() if cache else None, err, quiet)
-    rep = report(run, DEFAULT_SCOPE, fix, out_dir)
+    rep = report(run, scope, fix, out_dir)
     if as_json:
         print(rep.to_json())
     elif as_markdown:

@@ -44,6 +44,7 @@ class CellSpec:
     scheduler: str = "rr"
     pod_network: str = "routed"
     patches: tuple[ModelPatch, ...] = ()  # `check`: the patches under test, applied in order
+    kube_proxy_last: bool = False  # the overrides are the node's before kube-proxy starts (its sysctls win)
 
     def config(self, scope: Scope) -> Config:
         if self.protocol is not None:
@@ -51,7 +52,8 @@ class CellSpec:
         if self.persistence is not None:
             scope = replace(scope, persistence=self.persistence)
         return make_config(self.variant, self.kube_proxy, dict(self.overrides), scope, scheduler=self.scheduler,
-                           pod_network=self.pod_network, patches=self.patches)
+                           pod_network=self.pod_network, patches=self.patches,
+                           kube_proxy_last=self.kube_proxy_last)
 
     @property
     def slug(self) -> str:
@@ -61,8 +63,9 @@ class CellSpec:
         sched = "" if self.scheduler == "rr" else f"-{self.scheduler}"
         net = "" if self.pod_network == "routed" else f"-{self.pod_network}"
         patched = "".join(f"+{p.id}" for p in self.patches)
-        return (f"{self.variant}{patched}-kp{self.kube_proxy}" + (f"-{over}" if over else "") + proto + persist
-                + sched + net)
+        started = "-kplast" if self.kube_proxy_last else ""
+        return (f"{self.variant}{patched}-kp{self.kube_proxy}{started}" + (f"-{over}" if over else "") + proto
+                + persist + sched + net)
 
 
 def default_cells(

@@ -571,15 +571,8 @@ def scenario_config(sc: Scenario, variant: str) -> Config:
         raise UserError(f"{sc.path}: config: {e}") from None
 
 
-_SET_TIMEOUT = {"tcp": TcpState.ESTABLISHED, "tcpfin": TcpState.FIN_WAIT, "udp": TcpState.NORMAL}
-
-
 def _timing(c: ScenarioConfig) -> Timing:
-    timeouts = dict(Timing().ipvs_timeouts)
-    for key, seconds in c.ipvs_timeouts.items():
-        if seconds > 0:
-            timeouts[_SET_TIMEOUT[key]] = seconds
-    return Timing(grace_period=c.grace_period, ipvs_timeouts=tuple(sorted(timeouts.items())))
+    return Timing(grace_period=c.grace_period).with_set_timeouts({str(k): v for k, v in c.ipvs_timeouts.items()})
 
 
 # A SYN retransmission due at the instant a neighbour resolution fails goes first: on the real kernel it left

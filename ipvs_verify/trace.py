@@ -88,7 +88,7 @@ def config_to_json(cfg: Config) -> dict[str, Any]:
         "scope": sc,
         "timing": tm,
     } | ({"pod_network": cfg.pod_network} if cfg.pod_network != "routed" else {}) | (  # later than version 2
-        {"patches": patches} if patches else {})
+        {"patches": patches} if patches else {}) | ({"kube_proxy_last": True} if cfg.kube_proxy_last else {})
 
 
 def config_model(cfg: Config) -> ConfigModel:
@@ -109,7 +109,7 @@ def config_from_json(config: ConfigModel | Mapping[str, Any]) -> Config:
         d["variant"], d["kube_proxy"], {k: int(v) for k, v in d.get("sysctl_overrides", {}).items()},
         Scope(**sc), Timing(**tm), kernel=d.get("kernel"), nf_conntrack=d.get("nf_conntrack", True),
         scheduler=d.get("scheduler", "rr"), pod_network=d.get("pod_network", "routed"),
-        patches=tuple(_patch(p) for p in d.get("patches", ())),
+        patches=tuple(_patch(p) for p in d.get("patches", ())), kube_proxy_last=d.get("kube_proxy_last", False),
     )
 
 

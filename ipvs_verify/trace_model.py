@@ -244,6 +244,8 @@ class ConfigModel(Strict):
     pod_network: Literal["routed", "bridge"] = "routed"
     # added after version 2: written only when the configuration is patched (`check`); applied in this order
     patches: list[PatchRef] = Field(default_factory=list)
+    kube_proxy_last: bool = Field(False, description="written only when true: the sysctl overrides were the "
+                                  "node's before kube-proxy started, and its start-up sysctls won over them")
 
 
 # ---------------------------------------------------------------------- the readable state view

@@ -121,6 +121,7 @@ class Config:
     nf_conntrack: bool = True  # conntrack active in the node's netns (kube-proxy's iptables rules need it)
     pod_network: str = "routed"  # POD_NETWORKS
     patches: tuple[ModelPatch, ...] = ()  # applied in this order (model/patch.py); variant is the patched one
+    kube_proxy_last: bool = False  # make_config: kube-proxy's start-up sysctls applied over the overrides
 
     @property
     def label(self) -> str:
@@ -144,10 +145,13 @@ def make_config(
     scheduler: str = "rr",
     pod_network: str = "routed",
     patches: tuple[ModelPatch, ...] = (),
+    kube_proxy_last: bool = False,
 ) -> Config:
     """Build a Config; raises ValueError subclasses with a user-facing message on bad input.
 
-    `patches` change it in the order model/patch.py gives, after the cell's own settings.
+    `patches` change it in the order model/patch.py gives, after the cell's own settings. `kube_proxy_last`:
+    the overrides (and patches' sysctls) are what the node had when kube-proxy (re)started, so its start-up
+    sysctls win over them (EnsureSysctl); otherwise an override is set after kube-proxy started, and wins.
     """
     if pod_network not in POD_NETWORKS:
         raise UnknownPodNetwork(f"unknown pod network '{pod_network}' (expected one of: {', '.join(POD_NETWORKS)})")
@@ -167,15 +171,15 @@ def make_config(
     for p in patches:
         if p.sysctls:
             s = s.with_(**{k: (bool(val) if k != "conn_reuse_mode" else int(val)) for k, val in p.sysctls})
-        if p.changes_startup_sysctls:
-            s = kp.startup_sysctls(s, version)  # EnsureSysctl at kube-proxy's start, over the node's settings
         timing = replace(timing.with_set_timeouts(dict(p.ipvs_timeouts)), **dict(p.timing))  # type: ignore[arg-type]
         scope = replace(scope, **dict(p.scope))  # type: ignore[arg-type]
+    if kube_proxy_last:
+        s = kp.startup_sysctls(s, version)  # EnsureSysctl at kube-proxy's start, over the node's settings
     if patches:
         check_hooks(v, s)
         check_hooks(kp, s)
     return Config(
         variant=v, kube_proxy=kp, kernel=kernel_text, sysctls=s, overrides=over,
         scope=scope, timing=timing, nf_conntrack=nf_conntrack, scheduler=scheduler,
-        pod_network=pod_network, patches=patches,
+        pod_network=pod_network, patches=patches, kube_proxy_last=kube_proxy_last,
     )

@@ -2,9 +2,10 @@
 
 A patch is what a patch file says (ipvs_verify/patching/ reads them), applied to a configuration by
 make_config in a fixed order: the variant's features and hooks, kube-proxy's settings and hooks, then the
-sysctls (kernel defaults, kube-proxy's start-up sysctls, the cell's overrides, the patch's own sysctls, and
-kube-proxy's start-up sysctls once more when the patch changes them: EnsureSysctl runs at every start of
-kube-proxy, over whatever the node had), then timing and scope. The model never reads a patch file.
+sysctls (kernel defaults, kube-proxy's start-up sysctls, the cell's overrides, the patch's own sysctls), then
+timing and scope. A patch that changes kube-proxy's start-up sysctls is compared with kube-proxy starting
+last on both sides (`kube_proxy_last`: EnsureSysctl runs at every start of kube-proxy, over whatever the node
+had), or the cell's own conn_reuse_mode would hide the change. The model never reads a patch file.
 """
 
 from __future__ import annotations

@@ -33,3 +33,16 @@ def prime_cells(cells: list[tuple[CellSpec, Scope]]) -> None:
     for scope, specs in by_scope.items():
         for spec, result in zip(specs, run_matrix(specs, scope, PROPERTIES, 0, EVENT_STATE_CAP), strict=True):
             _CELLS[(spec, scope)] = result
+
+
+def pytest_collection_modifyitems(config: object, items: list[object]) -> None:
+    """A test marked slow runs only when selected (`-m slow`): the default suite stays within its minutes."""
+    import pytest
+
+    expr = getattr(getattr(config, "option", None), "markexpr", "") or ""
+    if "slow" in expr and "not slow" not in expr:
+        return
+    skip = pytest.mark.skip(reason="slow: select with -m slow")
+    for item in items:
+        if "slow" in getattr(item, "keywords", {}):
+            item.add_marker(skip)  # type: ignore[attr-defined]

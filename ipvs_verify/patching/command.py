@@ -26,7 +26,7 @@ from ipvs_verify.story import story_lines, story_markdown
 SHORT = {"holds": "ok", "violated": "VIOL", "undecided": "undec", "bounded": "bound", "vacuous": "vac", "n/a": "n/a"}
 STYLE = {"fixed": "bold green", "now holds": "green", "regression": "bold red", "weakened": "yellow",
          "still violated": "red", "changed": "yellow", "unchanged": "dim"}
-RECORD = Path(__file__).resolve().parent.parent / "patches" / "results.yaml"
+RECORD = Path(__file__).resolve().parent.parent / "patch_results.yaml"  # beside expected_verdicts.yaml
 
 
 @dataclass
@@ -173,7 +173,7 @@ def load_record(path: Path = RECORD) -> dict[str, Any]:
 
 def write_record(entries: dict[str, Any], path: Path = RECORD) -> None:
     yaml = YAML()
-    yaml.default_flow_style = None
+    yaml.default_flow_style = False
     with path.open("w") as f:
         f.write("# What each shipped patch fixes and breaks on its base (`ipvs-verify patches --update` writes it;\n"
                 "# tests/test_patches.py checks it against the patch files and recomputes some).\n")

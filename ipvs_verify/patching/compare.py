@@ -1,7 +1,8 @@
 """`check`: every property with and without the patches, per cell, and what changed (docs/patches.md).
 
-The unpatched baseline of a cell is cached by content (the model's source, the cell, the scope, the search's
-cap): checking a second patch on the same base costs only the patched cells.
+Every cell's result is cached by content (the model's source, the cell, each patch file's digest, the scope,
+the search's cap): checking a second patch on the same base costs only its patched cells, and checking the
+same patch again costs nothing.
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ class CellDiff:
 
 def base_cells(patches: list[Patch], variants: tuple[str, ...], kube_proxy: str, modes: tuple[int, ...],
                pod_networks: tuple[str, ...]) -> list[CellSpec]:
-    return [CellSpec(v, kube_proxy, (("conn_reuse_mode", m),), None, None, "rr", net)
+    """The base's cells. For a patch that changes kube-proxy's start-up sysctls, kube-proxy starts last on both
+    sides (the cell's conn_reuse_mode is the node's before it starts), or the cell's mode would hide the patch."""
+    last = any(p.change.changes_startup_sysctls for p in patches)
+    return [CellSpec(v, kube_proxy, (("conn_reuse_mode", m),), None, None, "rr", net, kube_proxy_last=last)
             for net in pod_networks for v in variants for m in modes]
 
 
@@ -79,7 +83,9 @@ def default_cache() -> Path:
 
 
 def _key(digest: str, spec: CellSpec, scope: Scope, props: tuple[Property, ...], cap: int, search: str) -> str:
-    text = repr((digest, spec, scope, tuple(p.name for p in props), cap, search))
+    # a patch by its file's digest (its hooks' repr holds memory addresses)
+    patches = tuple((p.id, p.digest) for p in spec.patches)
+    text = repr((digest, replace(spec, patches=()), patches, scope, tuple(p.name for p in props), cap, search))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -92,7 +98,7 @@ def run_with_cache(cells: list[CellSpec], scope: Scope, props: tuple[Property, .
     results: dict[int, CellResult] = {}
     todo: list[int] = []
     for i, spec in enumerate(cells):
-        path = cache / f"{_key(digest, spec, scope, props, cap, search)}.pickle" if cache and not spec.patches else None
+        path = cache / f"{_key(digest, spec, scope, props, cap, search)}.pickle" if cache else None
         if path is not None and path.is_file():
             try:
                 results[i] = pickle.loads(path.read_bytes())
@@ -117,7 +123,7 @@ def run_with_cache(cells: list[CellSpec], scope: Scope, props: tuple[Property, .
         for i, r in zip(todo, fresh, strict=True):
             results[i] = r
             spec = cells[i]
-            if cache is not None and not spec.patches:
+            if cache is not None:
                 cache.mkdir(parents=True, exist_ok=True)
                 path = cache / f"{_key(digest, spec, scope, props, cap, search)}.pickle"
                 tmp = path.with_suffix(".tmp")

@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import inspect
 import pickle
+import re
 import sys
 import traceback
 from dataclasses import dataclass, replace
@@ -222,7 +223,8 @@ def _load_python(path: Path) -> Patch:
         base_m = Base.model_validate(base)
     except ValidationError as e:
         first = e.errors()[0]
-        raise UserError(f"{path}:{_line(text, 'BASE')}: BASE.{_place(tuple(first['loc']))}: {_what(first)}") from None
+        raise UserError(f"{path}:{_line(text, 'BASE')}: BASE.{_place(tuple(first['loc']))}: "
+                        f"{_what(first, Base)}") from None
     hooks: list[Hook] = []
     for point, fn in decisions.items():
         line = _line(text, f'"{point}"') if isinstance(point, str) else _line(text, "DECISIONS")
@@ -313,8 +315,10 @@ def _place(loc: tuple[Any, ...]) -> str:
     return out or "the top level"
 
 
-def _what(err: Any) -> str:
+def _what(err: Any, root: type[BaseModel] | None = None) -> str:
     kind, loc = err["type"], tuple(err["loc"])
+    if root is Base:
+        loc = ("base", *loc)
     if kind == "missing":
         return "missing: expected " + _description(loc)
     if kind == "extra_forbidden":
@@ -367,8 +371,10 @@ def _digest(path: Path) -> str:
 
 
 def _line(text: str, needle: str) -> int:
+    """The first line that assigns `needle` (a module constant) or, for a quoted key, holds it."""
+    pattern = re.compile(rf"^{re.escape(needle)}\s*[:=]" if needle.isidentifier() else re.escape(needle))
     for i, line in enumerate(text.splitlines(), 1):
-        if needle in line:
+        if pattern.search(line):
             return i
     return 1
 
@@ -381,8 +387,6 @@ def _signature(fn: Any) -> str:
 
 
 def _valid_id(text: str) -> bool:
-    import re
-
     return re.match(ID, text) is not None
 
 

@@ -1,0 +1,298 @@
+"""Patches (issue 16): the files, every bad one answered, the hooks reaching every engine, patches that equal
+the native variants, the verdict diff and the `check` / `patches` commands with their exit codes."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ipvs_verify.cli import main
+from ipvs_verify.errors import UserError
+from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec, default_cells
+from ipvs_verify.model.config import Scope, make_config
+from ipvs_verify.model.decision_points import DECISION_POINTS, PatchError
+from ipvs_verify.model.ip_vs_in import ReuseVerdict, SkbCt
+from ipvs_verify.model.system import System
+from ipvs_verify.model.tcp_states import TcpState
+from ipvs_verify.model.variants import VARIANTS
+from ipvs_verify.patching.command import RECORD, load_record, patch_rows, patches_markdown
+from ipvs_verify.patching.compare import classify
+from ipvs_verify.patching.files import SHIPPED, load_patch, resolve_patch, shipped_patches
+from tests.conftest import cell_at, prime_cells
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    got = capsys.readouterr()
+    return int(e.value.code or 0), got.out, got.err
+
+
+# ---------------------------------------------------------------------- the shipped patches
+def test_every_shipped_patch_loads_and_names_itself_by_its_file() -> None:
+    patches = shipped_patches()
+    assert len(patches) >= 12
+    for p in patches:
+        assert (SHIPPED / f"{p.id}.yaml").is_file() or (SHIPPED / f"{p.id}.py").is_file(), p.id
+        assert p.based_on and p.title and p.base_variants
+        assert p.change.origin == f"shipped:{p.path.name}"  # the same in every trace, on every machine
+
+
+def test_the_upstream_commits_in_the_order_they_landed_make_the_native_variants() -> None:
+    """f0a5e4d7 then 35dfb013 then c95c0783 on K46, c95c0783 on K46U (the 4.x stables) and PR 17 on K46."""
+    by = {p.id: p.change for p in shipped_patches()}
+    chains = {"K46U": ["f0a5e4d7a594"], "K59": ["f0a5e4d7a594", "35dfb013149f"],
+              "K516": ["f0a5e4d7a594", "35dfb013149f", "c95c07836fa4"], "K46UW": ["f0a5e4d7a594", "c95c07836fa4"],
+              "KT17": ["tencentos-pr17"]}
+    for native, ids in chains.items():
+        cfg = make_config("K46", "1.30", {"conn_reuse_mode": 1}, patches=tuple(by[i] for i in ids))
+        assert cfg.variant.features == VARIANTS[native].features, native
+        assert cfg.variant.hooks == ()
+
+
+AGREE = ("K46U", "K59", "K516", "K46UW", "KT17")
+CHAINS = {"K46U": ("f0a5e4d7a594",), "K59": ("f0a5e4d7a594", "35dfb013149f"),
+          "K516": ("f0a5e4d7a594", "35dfb013149f", "c95c07836fa4"), "K46UW": ("f0a5e4d7a594", "c95c07836fa4"),
+          "KT17": ("tencentos-pr17",)}
+
+
+def _agreement(cells: list[CellSpec], scope: Scope) -> None:
+    by = {p.id: p.change for p in shipped_patches()}
+    pairs = [(c, replace(c, variant="K46", patches=tuple(by[i] for i in CHAINS[c.variant]))) for c in cells]
+    prime_cells([(c, scope) for pair in pairs for c in pair])
+    for native, patched in pairs:
+        a, b = cell_at(native, scope), cell_at(patched, scope)
+        assert [(v.prop_name, v.status) for v in a.verdicts] == [(v.prop_name, v.status) for v in b.verdicts], \
+            native.slug
+        assert [(s.timing, s.states, s.transitions) for s in a.searches] == \
+               [(s.timing, s.states, s.transitions) for s in b.searches], native.slug
+
+
+def test_patched_k46_equals_the_native_variants_in_verdicts_and_state_counts() -> None:
+    _agreement(default_cells(AGREE, (1,), ("1.30",), pod_networks=("routed",)), Scope())
+
+
+@pytest.mark.slow
+def test_patched_k46_equals_the_native_variants_on_the_whole_default_matrix() -> None:
+    _agreement(default_cells(AGREE), DEFAULT_SCOPE)
+
+
+# ---------------------------------------------------------------------- hooks reach every engine
+HOOK = """
+    from ipvs_verify.model.ip_vs_in import ReuseVerdict
+    ID = "always-resched"
+    TITLE = "reschedule every reused SYN at once"
+    BASED_ON = "a test"
+    BASE = {"variants": ["K46"]}
+
+    def port_reuse(v, s, state, controlled, has_children, nfct, dest_weight_zero, skb_ct):
+        return ReuseVerdict(True, False, True, True)
+
+    DECISIONS = {"port-reuse": port_reuse}
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def test_a_python_hook_reaches_the_explicit_search_and_the_smt_tables(tmp_path: Path) -> None:
+    from ipvs_verify.engines.smt_encoding import Encoding
+
+    patch = load_patch(write(tmp_path, "hook.py", HOOK))
+    cfg = make_config("K46", "1.30", {"conn_reuse_mode": 1}, Scope(), patches=(patch.change,))
+    assert cfg.variant.name == "K46+always-resched"
+    sys = System(cfg, "event")
+    for st in TcpState:
+        for ct in SkbCt:
+            assert sys.reuse(st, False, True, ct) == ReuseVerdict(True, False, True, True)
+    enc = Encoding(cfg)
+    table = enc.t_reuse["drop"]
+    assert all(not bool(v) for v in table.values.values()), "the SMT engines read the patched decision"
+    unpatched = Encoding(make_config("K46", "1.30", {"conn_reuse_mode": 1}, Scope()))
+    assert any(bool(v) for v in unpatched.t_reuse["drop"].values.values())
+
+
+# ---------------------------------------------------------------------- every bad patch answered
+BAD_YAML = {
+    "not-yaml.yaml": ("id: [x\n", ":1: not valid YAML"),
+    "top-list.yaml": ("- a\n", ":1: the top level: expected a mapping"),
+    "missing-base.yaml": ("id: x\ntitle: t\nbased_on: b\n", ": base: missing"),
+    "unknown-key.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nkernal: {}\n",
+                         ":5: kernal: unknown key 'kernal' (expected one of: id, title"),
+    "unknown-feature.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nkernel:\n  add: [UNCONFIRMED]\n",
+                             ":6: kernel.add #1: unknown kernel feature 'UNCONFIRMED' (expected one of: W0_SYN"),
+    "already-has.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K516]}\nkernel:\n  add: [UNCONF]\n",
+                         "K516 already has UNCONF (it contradicts its base)"),
+    "remove-absent.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nkernel:\n  remove: [UNCONF]\n",
+                           "K46 has no UNCONF (it contradicts its base)"),
+    "no-kernel.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K41]}\nkernel:\n  add: [UNCONF]\n",
+                       "this is no kernel: UNCONF needs DROP1"),
+    "tencent-sysctl.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nsysctls:\n"
+                            "  conn_reuse_old_conntrack: 0\n", ":6: sysctls.conn_reuse_old_conntrack: only the "
+                            "TencentOS kernel"),
+    "bad-sysctl.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nsysctls:\n  conn_reuse_mode: 7\n",
+                        ":6: sysctls.conn_reuse_mode: expected 0..3, got the number 7"),
+    "unknown-sysctl.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nsysctls:\n  conntrak: 1\n",
+                            ":6: sysctls.conntrak: unknown key 'conntrak' (expected one of: conn_reuse_mode"),
+    "bad-policy.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nkube_proxy:\n"
+                        "  conn_reuse_mode: zero\n", ":6: kube_proxy.conn_reuse_mode: expected leave, force-zero"),
+    "time-wait.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nkube_proxy:\n"
+                       "  ipvs_timeouts: {time_wait: 60}\n", "unknown key 'time_wait' (expected one of: tcp, tcpfin, "
+                       "udp)"),
+    "bad-variant.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K99]}\n",
+                         ":4: base.variants #1: 'K99' is neither a variant"),
+    "bad-kp.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46], kube_proxy: \"2.0\"}\n",
+                    ":4: base.kube_proxy: '2.0' is not a kube-proxy version"),
+    "kp-number.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46], kube_proxy: 1.30}\n",
+                       "write it in quotes"),
+    "bad-id.yaml": ("id: 'a b'\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\n", ":1: id: expected a short name"),
+    "empty-value.yaml": ("id: x\ntitle:\nbased_on: b\nbase: {variants: [K46]}\n", ":2: title: expected a value"),
+    "clients.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nenvironment: {clients: 9}\n",
+                     ":5: environment.clients: expected an integer 1..8"),
+    "notes.txt": ("id: x\n", "expected a patch file: .yaml (declarative) or .py"),
+}
+
+BAD_PY = {
+    "no-decisions.py": ('ID = "x"\nTITLE = "t"\nBASED_ON = "b"\nBASE = {"variants": ["K46"]}\n',
+                        ":1: DECISIONS: missing"),
+    "unknown-point.py": ('ID = "x"\nTITLE = "t"\nBASED_ON = "b"\nBASE = {"variants": ["K46"]}\n'
+                         'def f(v, s):\n    return True\nDECISIONS = {"reuse": f}\n',
+                         ":7: DECISIONS: unknown decision point 'reuse' (expected one of:"),
+    "signature.py": ('ID = "x"\nTITLE = "t"\nBASED_ON = "b"\nBASE = {"variants": ["K46"]}\n'
+                     'def f(v, s):\n    return True\nDECISIONS = {"port-reuse": f}\n',
+                     ":5: DECISIONS.port-reuse: f must take (v, s, state, controlled"),
+    "lambda.py": ('ID = "x"\nTITLE = "t"\nBASED_ON = "b"\nBASE = {"variants": ["K46"]}\n'
+                  'DECISIONS = {"drop-predicate": lambda v, nfct, ct: False}\n',
+                  "expected a function defined at the module's top level"),
+    "import-error.py": ('import os\nraise RuntimeError("boom")\n', ":2: importing it raised RuntimeError: boom"),
+    "bad-base.py": ('ID = "x"\nTITLE = "t"\nBASED_ON = "b"\nBASE = {"variants": "K46"}\n'
+                    'def f(v, nfct, ct):\n    return False\nDECISIONS = {"drop-predicate": f}\n',
+                    ":4: BASE.variants: expected a list of kernel variants"),
+    "raises.py": ('ID = "x"\nTITLE = "t"\nBASED_ON = "b"\nBASE = {"variants": ["K46"]}\n'
+                  'def f(v, nfct, skb_ct):\n    if skb_ct.name == "CONFIRMED":\n        raise KeyError(skb_ct)\n'
+                  '    return False\nDECISIONS = {"drop-predicate": f}\n',
+                  "decision point drop-predicate raised KeyError"),
+    "domain.py": ('ID = "x"\nTITLE = "t"\nBASED_ON = "b"\nBASE = {"variants": ["K46"]}\n'
+                  'def f(self, is_udp, active, inactive):\n    return active\nDECISIONS = {"deletion-criterion": f}\n',
+                  "decision point deletion-criterion returned 0, outside its domain: expected True or False "
+                  "(input: kube-proxy 1.30, False, 0, 0)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_YAML) + sorted(BAD_PY))
+def test_a_bad_patch_file_gets_one_located_line_and_exit_2(name: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    text, expected = BAD_YAML.get(name) or BAD_PY[name]
+    path = tmp_path / name
+    path.write_text(text)
+    code, _, err = run(["check", str(path), "-q"], capsys)
+    assert code == 2, err
+    assert err.startswith(f"error: {path}"), err
+    assert expected in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unknown_patch_name_lists_the_shipped_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["check", "f0a5e4d7", "-q"], capsys)
+    assert code == 2 and "neither a patch file nor a shipped patch" in err and "f0a5e4d7a594" in err
+
+
+def test_every_decision_point_is_documented() -> None:
+    text = (ROOT / "docs" / "patches.md").read_text()
+    for name, dp in DECISION_POINTS.items():
+        assert f"`{name}`" in text, name
+        assert dp.params[0] in ("v", "self")
+
+
+# ---------------------------------------------------------------------- the diff and the commands
+@pytest.mark.parametrize("base,patched,change", [
+    ("violated", "holds", "fixed"), ("holds", "violated", "regression"), ("violated", "violated", "still violated"),
+    ("holds", "holds", "unchanged"), ("holds", "bounded", "weakened"), ("holds", "undecided", "weakened"),
+    ("undecided", "holds", "now holds"), ("bounded", "holds", "now holds"), ("violated", "undecided", "changed"),
+    ("n/a", "n/a", "unchanged"), ("vacuous", "holds", "now holds"),
+])
+def test_classify(base: str, patched: str, change: str) -> None:
+    assert classify(base, patched) == change
+
+
+def test_check_finds_the_regression_of_a_breaking_patch_by_search(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out_dir = tmp_path / "out"
+    code, out, err = run(["check", "no-graceful", "--modes", "1", "--pod-network", "routed", "--properties", "4",
+                          "--out", str(out_dir), "--no-cache", "-q", "--json", "-j", "1"], capsys)
+    assert code == 1, err
+    rep = json.loads(out)
+    assert rep["format"] == "ipvs-verify-check"
+    (row,) = rep["cells"]
+    assert (row["base"]["status"], row["patched"]["status"], row["change"]) == ("holds", "violated", "regression")
+    trace = Path(row["patched"]["counterexample"])
+    assert trace.is_file() and trace.with_name(trace.name.replace(".json", ".md")).is_file()
+    assert "graceful-termination-kept" in rep["failures"][0]
+    # the saved trace replays through `show` with the same patch, and still violates
+    code, out, err = run(["show", str(trace)], capsys)
+    assert code == 0 and "still violated" in out, err
+
+
+def test_check_must_fix_and_a_patch_that_breaks_nothing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    args = ["check", "kp85517", "--modes", "0", "--pod-network", "routed", "--properties", "1,3", "-q", "-j", "1",
+            "--out", str(tmp_path), "--cache"]
+    code, out, err = run(args, capsys)
+    assert code == 0, err
+    assert "still violated 1" in out and "unchanged 1" in out
+    code, _, err = run(args + ["--must-fix", "1"], capsys)
+    assert code == 1 and "--must-fix, but it is violated" in err
+
+
+def test_patches_markdown_is_the_docs_table_and_the_record_is_current(capsys: pytest.CaptureFixture[str]) -> None:
+    record = load_record(RECORD)
+    rows = patch_rows(record)
+    stale = [p.id for p, r in rows if r is None]
+    assert not stale, f"ipvs_verify/patch_results.yaml is stale for {stale}: ipvs-verify patches --update"
+    table = patches_markdown(rows)
+    assert table in (ROOT / "docs" / "patches.md").read_text(), "docs/patches.md: paste `patches --markdown`"
+    code, out, _ = run(["patches", "--markdown"], capsys)
+    assert code == 0 and out == table
+
+
+def test_resolve_patch_by_file_and_by_id(tmp_path: Path) -> None:
+    assert resolve_patch("f0a5e4d7a594").id == resolve_patch(str(SHIPPED / "f0a5e4d7a594.yaml")).id
+    with pytest.raises(UserError):
+        resolve_patch(str(tmp_path / "missing.yaml"))
+
+
+def test_a_hook_that_raises_blames_the_patch_the_point_and_the_input(tmp_path: Path) -> None:
+    path = write(tmp_path, "late.py", """
+        ID = "late"
+        TITLE = "t"
+        BASED_ON = "b"
+        BASE = {"variants": ["K46"]}
+
+        def f(v, s, skb_ct):
+            raise ValueError("no")
+
+        DECISIONS = {"server-status": f}
+    """)
+    with pytest.raises(UserError, match="on base K46: f: decision point server-status raised ValueError: no "
+                                        r"\(input: K46\+late, Sysctls"):
+        load_patch(path)
+    assert issubclass(PatchError, ValueError)
+
+
+def test_an_interrupted_check_is_130(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import ipvs_verify.patching.command as command
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "run_with_cache", interrupted)
+    code, _, _ = run(["check", "kp85517", "-q"], capsys)
+    assert code == 130

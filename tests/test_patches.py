@@ -242,12 +242,20 @@ def test_check_finds_the_regression_of_a_breaking_patch_by_search(tmp_path: Path
     assert code == 0 and "still violated" in out, err
 
 
-def test_check_must_fix_and_a_patch_that_breaks_nothing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_check_must_fix_a_patch_that_breaks_nothing_and_the_cache(capsys: pytest.CaptureFixture[str],
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     args = ["check", "kp85517", "--modes", "0", "--pod-network", "routed", "--properties", "1,3", "-q", "-j", "1",
-            "--out", str(tmp_path), "--cache"]
-    code, out, err = run(args, capsys)
+            "--out", str(tmp_path)]
+    code, out, err = run(args + ["--json"], capsys)
     assert code == 0, err
-    assert "still violated 1" in out and "unchanged 1" in out
+    first = json.loads(out)
+    assert first["counts"]["still violated"] == 1 and first["counts"]["unchanged"] == 1
+    assert first["baseline_cache_hits"] == 0
+    code, out, err = run(args + ["--json"], capsys)
+    again = json.loads(out)
+    assert again["baseline_cache_hits"] == 2 and again["cells"] == first["cells"]  # both cells, from the cache
     code, _, err = run(args + ["--must-fix", "1"], capsys)
     assert code == 1 and "--must-fix, but it is violated" in err
 

@@ -19,12 +19,15 @@ from typing import Any
 import pytest
 
 from ipvs_verify.conformance.kernel import KernelScenario
+from ipvs_verify.matrix import DEFAULT_SCOPE
 from ipvs_verify.model import graceful_termination as gt
 from ipvs_verify.model.actions import Act
+from ipvs_verify.model.config import make_config
 from ipvs_verify.model.events import Ev
 from ipvs_verify.model.kube_proxy import kube_proxy_version
 from ipvs_verify.model.state import DestStatus
 from ipvs_verify.model.system import System
+from ipvs_verify.properties.catalog import PROPERTIES
 from ipvs_verify.scenario import load_scenario, scenario_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,3 +304,36 @@ def test_model_and_harness_both_apply_the_shared_decisions(monkeypatch: pytest.M
     assert guest.ipvsadm == [["-e", *a, "-m", "-w", "0"], ["-d", *b]]
     assert harness.graceful == {"a": True, "b": False}
     assert seen == ["sync", "check", "sync", "check"]
+
+
+# ---------------------------------------------------------------- the read/delete window (docs/model.md)
+def test_a_connection_in_the_read_delete_window_breaks_graceful_termination() -> None:
+    """deleteRsFunc reads the counters (GetRealServers), then deletes (DeleteRealServer); the model does both
+    in one step. Split, with a connect in between, kube-proxy deletes a real server that has just taken a
+    connection: property 4's violation, which no order of the atomic steps reaches (connect first: the
+    counters are 1 and the sync quiesces; sync first: rr sends the connect to pod a). docs/model.md says
+    so; the matrix's "holds" for 4 rests on the atomic step."""
+    cfg = make_config("K516", "1.30", {"conn_reuse_mode": 1}, DEFAULT_SCOPE)
+    model = System(cfg)
+    kept = next(p for p in PROPERTIES if p.name == "graceful-termination-kept")
+    assert kept.violated is not None
+    st, _ = model.step(model.initial_states()[0], (Act.DELETE_POD, 1, 0))  # pod b: endpoint removed
+    connect = next(a for a in model.actions(st) if a[0] == Act.CONNECT)
+
+    # atomic, either order: b is quiesced (connect first) or the connect goes to a (sync first)
+    pre, _ = model.step(st, connect)
+    post, ev = model.step(pre, (Act.SYNC, 0, 0))
+    assert pre.flows[0].client.pod == 1 and (Ev.DEST_QUIESCED, 1, 1, 0) in ev
+    assert not kept.violated(model, pre, (Act.SYNC, 0, 0), ev, post)
+    first, _ = model.step(st, (Act.SYNC, 0, 0))
+    assert model.step(first, connect)[0].flows[0].client.pod == 0
+
+    # split: GetRealServers reads b's counters (0, 0), the connect lands on b, DeleteRealServer
+    views = model._rs_views(st)
+    ops = gt.sync_endpoint(cfg.kube_proxy, False, views)
+    assert ops == (gt.RsOp(D, 1),)
+    pre, _ = model.step(st, connect)
+    ev2: list[Any] = []
+    post = model._apply(pre, ops, views, ev2)
+    assert (Ev.DEST_DELETED, 1, 1, 0) in ev2
+    assert kept.violated(model, pre, (Act.SYNC, 0, 0), tuple(ev2), post)

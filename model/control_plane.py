@@ -1,9 +1,11 @@
 """The control plane: IPVS destinations (ip_vs_ctl.c: add, weight, delete to the trash) and kube-proxy, which
-drives them (syncProxyRules, graceful termination and its periodic deletion check).
+drives them (syncProxyRules, graceful termination and its periodic deletion check). kube-proxy's decisions
+are model/graceful_termination.py's, which the real-kernel harness applies too; here they act on the State.
 """
 
 from __future__ import annotations
 
+from ipvs_verify.model import graceful_termination as gt
 from ipvs_verify.model.core import Core
 from ipvs_verify.model.events import Ev, Event
 from ipvs_verify.model.state import Dest, DestStatus, PodPhase, Sock, State, counters
@@ -44,47 +46,46 @@ class ControlPlane(Core):
             st = st._replace(flush_pending=True)  # 35dfb013149f: work queued with a 1-jiffy delay
         return st
 
+    def _rs_views(self, st: State) -> tuple[gt.RsView, ...]:
+        """What kube-proxy sees of each pod's real server: desired, linked, listed for graceful deletion,
+        and the counters GetRealServers reads (only where a decision may read them)."""
+        views = []
+        for p, pod in enumerate(st.pods):
+            linked = st.dests[p].status == DestStatus.LINKED
+            active, inactive = counters(st, p) if linked and (st.graceful[p] or not pod.listed) else (0, 0)
+            views.append(gt.RsView(pod.listed, linked, st.graceful[p], active, inactive))
+        return tuple(views)
+
+    def _apply(self, st: State, ops: tuple[gt.RsOp, ...], views: tuple[gt.RsView, ...], ev: list[Event]) -> State:
+        """kube-proxy's operations (model/graceful_termination.py) on the dests and its graceful list."""
+        for o in ops:
+            p = o.pod
+            if o.op is gt.Op.ADD:
+                st = self._add_dest(st, p, o.weight)
+                ev.append((Ev.DEST_ADDED, p, o.weight, 0))
+            elif o.op is gt.Op.QUIESCE:
+                ev.append((Ev.DEST_QUIESCED, p, views[p].active + views[p].inactive, 0))
+                st = self._set_weight(st, p, 0)
+            elif o.op is gt.Op.DELETE:
+                st = self._delete_dest(st, p, ev)
+            else:
+                graceful = list(st.graceful)
+                graceful[p] = o.op is gt.Op.ENQUEUE
+                st = st._replace(graceful=tuple(graceful))
+        return st
+
     def _sync(self, st: State, ev: list[Event]) -> State:
         """proxier.go syncEndpoint(): add desired real servers first, then quiesce or delete the rest."""
         st = st._replace(sync_timer=-1)
         ev.append((Ev.SYNCED, 0, 0, 0))
-        graceful = list(st.graceful)
-        for p, pod in enumerate(st.pods):
-            if not pod.listed:
-                continue
-            if graceful[p]:
-                # MoveRSOutofGracefulDeleteList: desired again -> deleted and re-added
-                graceful[p] = False
-                st = self._delete_dest(st, p, ev)
-            if st.dests[p].status != DestStatus.LINKED:
-                st = self._add_dest(st, p, 1)
-                ev.append((Ev.DEST_ADDED, p, 1, 0))
-        st = st._replace(graceful=tuple(graceful))
-        for p, pod in enumerate(st.pods):
-            if not pod.listed and st.dests[p].status == DestStatus.LINKED and not st.graceful[p]:
-                st = self._graceful_delete(st, p, ev)
-        return st
-
-    def _graceful_delete(self, st: State, p: int, ev: list[Event]) -> State:
-        # graceful_termination.go GracefulDeleteRS: try to delete; else weight 0 and queue for re-checks
-        active, inactive = counters(st, p)
-        if self.config.kube_proxy.rs_deletable(self.udp, active, inactive):
-            return self._delete_dest(st, p, ev)
-        ev.append((Ev.DEST_QUIESCED, p, active + inactive, 0))
-        st = self._set_weight(st, p, 0)
-        graceful = list(st.graceful)
-        graceful[p] = True
-        return st._replace(graceful=tuple(graceful))
+        # one view serves the whole sync: its operations on desired pods change no counter, link or list
+        # entry of an undesired one
+        views = self._rs_views(st)
+        return self._apply(st, gt.sync_endpoint(self.config.kube_proxy, self.udp, views), views, ev)
 
     def _check(self, st: State, ev: list[Event]) -> State:
         # graceful_termination.go tryDeleteRs, every rsCheckDeleteInterval (wait.Until)
         st = st._replace(check_timer=self.timing.check_interval)
         ev.append((Ev.CHECKED, 0, 0, 0))
-        for p in range(self.n_pods):
-            if st.graceful[p]:
-                active, inactive = counters(st, p)
-                if self.config.kube_proxy.rs_deletable(self.udp, active, inactive):
-                    graceful = list(st.graceful)
-                    graceful[p] = False
-                    st = self._delete_dest(st._replace(graceful=tuple(graceful)), p, ev)
-        return st
+        views = self._rs_views(st)
+        return self._apply(st, gt.try_delete_rs(self.config.kube_proxy, self.udp, views), views, ev)

@@ -128,8 +128,8 @@ class System(DataPath, ControlPlane, Clock):
 
     def flow_summary(self, flow: Flow) -> tuple[int, ...]:
         """All that sync and check read of one flow, per pod: the entries it adds to ActiveConn and InActConn
-        (_graceful_delete, _check), and whether it is an established connection to the pod through one of
-        its entries (the count of _delete_dest's event)."""
+        (the counters in _sync's and _check's views), and whether it is an established connection to the pod through
+        one of its entries (the count of _delete_dest's event)."""
         out: list[int] = []
         c = flow.client
         for p in range(self.n_pods):

@@ -5,8 +5,8 @@ really sleeps until N seconds later (plus a small slack, so a kernel timer due a
 fired). What the model calls the environment runs here on the virtual clock: kube-proxy (a sync 1 s
 after an endpoint change, the graceful-deletion check every 60 s from time 0), and the kubelet (a
 deleted pod is destroyed when its grace period ends). kube-proxy's decisions read the kernel's own
-counters (/proc/net/ip_vs, the columns of `ipvsadm -ln`), and use the model's release table only for
-its deletion criterion (model.kube_proxy rs_deletable).
+counters (/proc/net/ip_vs, the columns of `ipvsadm -ln`); what they decide is the model's own
+description of kube-proxy (model/graceful_termination.py, with the release's rs_deletable).
 
 Client outcomes, from the client's socket: `connected` (the pod answered its name), `refused`
 (ECONNREFUSED), `no-route` (EHOSTUNREACH), `dropped` (connect() not complete within 0.6 s: the first
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ipvs_verify.conformance.uml import Guest
+from ipvs_verify.model import graceful_termination as gt
 from ipvs_verify.model.config import Config
 from ipvs_verify.model.tcp_states import SHORT
 from ipvs_verify.scenario import Scenario
@@ -289,45 +290,40 @@ class KernelScenario:
         if self.sync_at is None:
             self.sync_at = self.now + SYNC_DELAY
 
+    def kp_views(self) -> tuple[gt.RsView, ...]:
+        """kube-proxy's view of the real servers (model/graceful_termination.py), read from the kernel:
+        linked and counters from `ipvsadm -ln`, desired and listed from the harness's kube-proxy state."""
+        linked = self.linked()
+        return tuple(gt.RsView(self.listed[p], p in linked, self.graceful[p], linked.get(p, {}).get("active", 0),
+                               linked.get(p, {}).get("inactive", 0)) for p in self.pods)
+
+    def kp_apply(self, ops: tuple[gt.RsOp, ...]) -> None:
+        """kube-proxy's operations, as ipvsadm commands (what its netlink calls do) and its graceful list."""
+        for o in ops:
+            p = self.pods[o.pod]
+            if o.op is gt.Op.ADD:
+                self.ipvsadm("-a", *self.rs(p), "-m", "-w", str(o.weight))
+                self.events.append(f"added {p}")
+            elif o.op is gt.Op.QUIESCE:
+                self.ipvsadm("-e", *self.rs(p), "-m", "-w", "0")
+                self.events.append(f"quiesced {p}")
+            elif o.op is gt.Op.DELETE:
+                self.ipvsadm("-d", *self.rs(p))
+                self.events.append(f"deleted {p}")
+            else:
+                self.graceful[p] = o.op is gt.Op.ENQUEUE
+
     def kp_sync(self) -> None:
-        """proxier.go syncEndpoint(): add desired real servers first, then GracefulDeleteRS the rest."""
+        """proxier.go syncEndpoint(), as the model decides it (graceful_termination.sync_endpoint)."""
         self.sync_at = None
         self.events.append("kube-proxy sync")
-        linked = self.linked()
-        for p in self.pods:
-            if not self.listed[p]:
-                continue
-            if self.graceful[p]:  # graceful_termination.go MoveRSOutofGracefulDeleteList: delete, re-add
-                self.graceful[p] = False
-                self.ipvsadm("-d", *self.rs(p))
-                linked.pop(p, None)
-            if p not in linked:
-                self.ipvsadm("-a", *self.rs(p), "-m", "-w", "1")
-                self.events.append(f"added {p}")
-        linked = self.linked()
-        for p in self.pods:
-            if not self.listed[p] and p in linked and not self.graceful[p]:
-                d = linked[p]
-                if self.kp.rs_deletable(self.proto == "udp", d["active"], d["inactive"]):
-                    self.ipvsadm("-d", *self.rs(p))
-                    self.events.append(f"deleted {p}")
-                else:  # GracefulDeleteRS: weight 0 and queue for the periodic check
-                    self.ipvsadm("-e", *self.rs(p), "-m", "-w", "0")
-                    self.graceful[p] = True
-                    self.events.append(f"quiesced {p}")
+        self.kp_apply(gt.sync_endpoint(self.kp, self.proto == "udp", self.kp_views()))
 
     def kp_check(self) -> None:
-        """graceful_termination.go tryDeleteRs, every rsCheckDeleteInterval."""
+        """graceful_termination.go tryDeleteRs, every rsCheckDeleteInterval (graceful_termination.try_delete_rs)."""
         self.check_at += CHECK_INTERVAL
         self.events.append("kube-proxy check")
-        linked = self.linked()
-        for p in self.pods:
-            if self.graceful[p] and p in linked:
-                d = linked[p]
-                if self.kp.rs_deletable(self.proto == "udp", d["active"], d["inactive"]):
-                    self.graceful[p] = False
-                    self.ipvsadm("-d", *self.rs(p))
-                    self.events.append(f"deleted {p}")
+        self.kp_apply(gt.try_delete_rs(self.kp, self.proto == "udp", self.kp_views()))
 
     def destroy(self, pod: str) -> None:
         self.grace_at.pop(pod, None)

@@ -386,8 +386,12 @@ def check(
     kube_proxy: Annotated[str, typer.Option(help="the kube-proxy release of the base (default: the first "
                                             "patch's)")] = "",
     modes: Annotated[str, typer.Option(help="conn_reuse_mode values")] = ",".join(map(str, DEFAULT_MODES)),
-    pod_network: Annotated[str, typer.Option(help="pod networks: routed, bridge")] = ",".join(DEFAULT_POD_NETWORKS),
+    pod_network: Annotated[str, typer.Option(help="pod networks: routed, bridge (default both; the Z3 engines: "
+                                             "routed)")] = "",
     properties: Annotated[str, typer.Option(help="property names or numbers (default: all)")] = "",
+    engine: Annotated[str, typer.Option(help="explicit | bmc | induction: the engine that checks both sides")] = (
+        "explicit"),
+    depth: Annotated[int, typer.Option(help="bmc: the depth bound", min=1)] = 8,
     must_fix: Annotated[str, typer.Option(help="properties that must hold in every patched cell (exit 1 if "
                                           "not)")] = "",
     clients: ClientsOption = DEFAULT_SCOPE.clients,
@@ -431,7 +435,9 @@ def check(
         raise UserError(f"--modes: expected integers 0..3, got '{modes}'") from None
     if not mode_values or any(not 0 <= m <= 3 for m in mode_values):
         raise UserError(f"--modes: expected conn_reuse_mode values 0..3, got '{modes}'")
-    nets = _split(pod_network)
+    if engine not in ("explicit", "bmc", "induction"):
+        raise UserError(f"--engine: expected explicit, bmc or induction, got '{engine}'")
+    nets = _split(pod_network) or (DEFAULT_POD_NETWORKS if engine == "explicit" else ("routed",))
     if not nets or any(n not in POD_NETWORKS for n in nets):
         raise UserError(f"--pod-network: expected a comma-separated list of {', '.join(POD_NETWORKS)}, "
                         f"got '{pod_network}'")
@@ -439,8 +445,14 @@ def check(
     fix = _props(must_fix) if must_fix else ()
     scope = replace(DEFAULT_SCOPE, clients=clients, ports=ports, changes=changes, crashes=crashes,
                     client_crashes=client_crashes)
+    if engine != "explicit":
+        if not pod_network:
+            err.print("note: the SMT engines encode the routed pod network only: routed cells", highlight=False)
+        if scope.client_crashes:
+            err.print("note: the SMT engines do not encode client crashes: the scope without them", highlight=False)
+            scope = replace(scope, client_crashes=False)
     run = run_check(patches, variants, kp, mode_values, nets, scope, props, jobs, max_states,
-                    default_cache() if cache else None, err, quiet)
+                    default_cache() if cache else None, err, quiet, engine, depth, out_dir)
     rep = report(run, scope, fix, out_dir)
     if as_json:
         print(rep.to_json())

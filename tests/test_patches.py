@@ -304,3 +304,15 @@ def test_an_interrupted_check_is_130(capsys: pytest.CaptureFixture[str], monkeyp
     monkeypatch.setattr(command, "run_with_cache", interrupted)
     code, _, _ = run(["check", "kp85517", "-q"], capsys)
     assert code == 130
+
+
+def test_check_with_bmc_runs_the_same_patch_through_z3(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The Z3 engine reads the patched kube-proxy too: bmc finds the broken connection (it never proves a
+    property, so the base is bounded and the change is "changed", not a regression)."""
+    code, out, err = run(["check", "no-graceful", "--engine", "bmc", "--modes", "1", "--properties", "4", "--depth",
+                          "6", "-q", "--json", "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    (row,) = json.loads(out)["cells"]
+    assert (row["base"]["status"], row["patched"]["status"], row["change"]) == ("bounded", "violated", "changed")
+    assert Path(row["patched"]["counterexample"]).is_file()
+    assert "routed cells" in err and "without them" in err

@@ -20,7 +20,7 @@ from ipvs_verify.patching.compare import CHANGES, CellDiff, base_cells, diff, pa
 from ipvs_verify.patching.files import Patch, shipped_patches
 from ipvs_verify.progress import MatrixProgress
 from ipvs_verify.properties.catalog import BY_NAME, Property
-from ipvs_verify.report import CheckReport, DiffReport, PatchReport
+from ipvs_verify.report import CheckReport, DiffReport, PatchReport, VerdictReport
 from ipvs_verify.story import story_lines, story_markdown
 
 SHORT = {"holds": "ok", "violated": "VIOL", "undecided": "undec", "bounded": "bound", "vacuous": "vac", "n/a": "n/a"}
@@ -34,23 +34,27 @@ class CheckRun:
     patches: list[Patch]
     base: list[CellSpec]
     after: list[CellSpec]
-    base_results: list[CellResult]
-    after_results: list[CellResult]
+    verdicts: dict[str, dict[str, VerdictReport]]  # cell slug -> property -> verdict (the one vocabulary)
+    results: dict[str, CellResult]  # the explicit engine's cells (their counterexamples are written on demand)
     diffs: list[CellDiff]
     props: tuple[Property, ...]
     hits: int
     seconds: float
+    engine: str = "explicit"
 
 
 def run_check(patches: list[Patch], variants: tuple[str, ...], kube_proxy: str, modes: tuple[int, ...],
               pod_networks: tuple[str, ...], scope: Scope, props: tuple[Property, ...], jobs: int, cap: int,
-              cache: Path | None, err: Console | None = None, quiet: bool = True) -> CheckRun:
+              cache: Path | None, err: Console | None = None, quiet: bool = True, engine: str = "explicit",
+              depth: int = 8, out_dir: Path | None = None) -> CheckRun:
     t0 = time.perf_counter()
     base = base_cells(patches, variants, kube_proxy, modes, pod_networks)
     after = patched(base, patches)
     for c in base + after:
         c.config(scope)  # every cell builds (and every hook is checked) before a search starts
     cells = base + after
+    if engine != "explicit":
+        return _run_smt(patches, base, after, scope, props, engine, depth, out_dir or Path("check-results"), t0)
     view = MatrixProgress([c.slug for c in cells], cap, err or Console(stderr=True), sys.stderr, quiet)
 
     def on_done(i: int, r: CellResult) -> None:
@@ -59,31 +63,53 @@ def run_check(patches: list[Patch], variants: tuple[str, ...], kube_proxy: str, 
 
     with view:
         results, hits = run_with_cache(cells, scope, props, jobs, cap, cache, view.update, on_done)
-    n = len(base)
-    return CheckRun(patches, base, after, results[:n], results[n:], diff(base, after, results[:n], results[n:], props),
-                    props, hits, time.perf_counter() - t0)
+    by_slug = {c.slug: r for c, r in zip(cells, results, strict=True)}
+    verdicts = {slug: {v.prop_name: explicit_verdict(v, r, None) for v in r.verdicts} for slug, r in by_slug.items()}
+    return CheckRun(patches, base, after, verdicts, by_slug, _diff(base, after, verdicts, props), props, hits,
+                    time.perf_counter() - t0)
+
+
+def _diff(base: list[CellSpec], after: list[CellSpec], verdicts: dict[str, dict[str, VerdictReport]],
+          props: tuple[Property, ...]) -> list[CellDiff]:
+    return diff(base, after, {slug: {p: v.status for p, v in vs.items()} for slug, vs in verdicts.items()}, props)
+
+
+def _run_smt(patches: list[Patch], base: list[CellSpec], after: list[CellSpec], scope: Scope,
+             props: tuple[Property, ...], engine: str, depth: int, out_dir: Path, t0: float) -> CheckRun:
+    """The Z3 engines on the same cells: bmc (a violation is a real run, otherwise bounded) or induction."""
+    from ipvs_verify.engines.bmc import run_bmc_growing
+    from ipvs_verify.engines.induction import run_induction
+    from ipvs_verify.engines.smt_matrix import _bmc_cell, _ind_cell, _write_bmc_traces
+
+    verdicts: dict[str, dict[str, VerdictReport]] = {}
+    for spec in base + after:
+        config = spec.config(scope)
+        if engine == "bmc":
+            run = run_bmc_growing(config, props, depth)
+            verdicts[spec.slug] = _bmc_cell(run, _write_bmc_traces(spec, run, out_dir / "bmc"))
+        else:
+            verdicts[spec.slug] = _ind_cell(run_induction(config, props))
+    return CheckRun(patches, base, after, verdicts, {}, _diff(base, after, verdicts, props), props, 0,
+                    time.perf_counter() - t0, engine)
 
 
 def report(run: CheckRun, scope: Scope, must_fix: tuple[Property, ...], out_dir: Path | None) -> CheckReport:
     """The run as the check format (ipvs_verify/report.py); regressions' counterexamples written to `out_dir`."""
-    by_cell = {c.slug: (c, r) for c, r in zip(run.base + run.after, run.base_results + run.after_results,
-                                              strict=True)}
+    specs = {c.slug: c for c in run.base + run.after}
     rows: list[DiffReport] = []
     failures: list[str] = []
     for d in run.diffs:
-        bspec, bres = by_cell[d.base_cell]
-        aspec, ares = by_cell[d.patched_cell]
-        bv = next(v for v in bres.verdicts if v.prop_name == d.prop)
-        av = next(v for v in ares.verdicts if v.prop_name == d.prop)
-        path = None
-        if d.change == "regression" and out_dir is not None:
-            path = save_trace(out_dir, aspec, ares, av)
+        bv = run.verdicts[d.base_cell][d.prop]
+        av = run.verdicts[d.patched_cell][d.prop]
+        if d.change == "regression":
+            res = run.results.get(d.patched_cell)
+            if res is not None and out_dir is not None:  # explicit: written now; bmc wrote its own
+                v = next(v for v in res.verdicts if v.prop_name == d.prop)
+                av = explicit_verdict(v, res, Path(save_trace(out_dir, specs[d.patched_cell], res, v)))
             failures.append(f"{d.patched_cell} #{BY_NAME[d.prop].number} {d.prop}: held without the patch, "
-                            f"violated with it ({path})")
-        rows.append(DiffReport(base_cell=d.base_cell, patched_cell=d.patched_cell, property=d.prop,
-                               base=explicit_verdict(bv, bres, None),
-                               patched=explicit_verdict(av, ares, Path(path) if path else None),
-                               change=d.change))
+                            f"violated with it" + (f" ({av.counterexample})" if av.counterexample else ""))
+        rows.append(DiffReport(base_cell=d.base_cell, patched_cell=d.patched_cell, property=d.prop, base=bv,
+                               patched=av, change=d.change))
     for p in must_fix:
         bad = [d for d in run.diffs if d.prop == p.name and d.patched not in ("holds", "n/a")]
         for d in bad:

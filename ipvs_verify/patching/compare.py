@@ -132,12 +132,12 @@ def run_with_cache(cells: list[CellSpec], scope: Scope, props: tuple[Property, .
     return [results[i] for i in range(len(cells))], hits
 
 
-def diff(base: list[CellSpec], after: list[CellSpec], base_res: list[CellResult], after_res: list[CellResult],
+def diff(base: list[CellSpec], after: list[CellSpec], status: dict[str, dict[str, str]],
          props: tuple[Property, ...]) -> list[CellDiff]:
+    """`status`: cell slug -> property name -> verdict, for the base and the patched cells."""
     out = []
-    for b, a, br, ar in zip(base, after, base_res, after_res, strict=True):
-        bv = {v.prop_name: v.status for v in br.verdicts}
-        av = {v.prop_name: v.status for v in ar.verdicts}
+    for b, a in zip(base, after, strict=True):
         for p in props:
-            out.append(CellDiff(b.slug, a.slug, p.name, bv[p.name], av[p.name], classify(bv[p.name], av[p.name])))
+            bs, ps = status[b.slug][p.name], status[a.slug][p.name]
+            out.append(CellDiff(b.slug, a.slug, p.name, bs, ps, classify(bs, ps)))
     return out

@@ -2,7 +2,7 @@
 
 Single-threaded and deterministic: states are numbered in BFS order, so the first violating transition
 found for a safety property ends a shortest trace. Edges are recorded as flat integer arrays for the
-liveness pass (a networkx graph is built only afterwards, from the states that matter).
+liveness pass (its graph arrays are built only afterwards, from the states that matter).
 
 Two searches give the same exploration: `explore` over packed states with memoised transitions
 (engines/packed.py), the one every command uses, and `explore_plain` over whole `State` values with one

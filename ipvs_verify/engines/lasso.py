@@ -1,11 +1,11 @@
 """Liveness by lasso search over an explored state graph.
 
 For a liveness property and a pod, keep the states where the obligation is pending and unmet and the
-transitions between them that do not discharge it; build that subgraph in networkx, take its strongly
-connected components, and look for one that is fair: it contains every transition the fairness
-conditions require (time passes; a client connects ...), a state for each justice condition, and no
-timer that stays armed around the whole cycle without firing. A fair component yields a lasso: the
-shortest path to it, then a cycle through the witnesses.
+transitions between them that do not discharge it; take that subgraph's strongly connected components
+(scipy's csgraph, over numpy arrays of the explored graph), and look for one that is fair: it contains
+every transition the fairness conditions require (time passes; a client connects ...), a state for each
+justice condition, and no timer that stays armed around the whole cycle without firing. A fair component
+yields a lasso: the shortest path to it, then a cycle through the witnesses.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-import networkx as nx
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
 from ipvs_verify.engines.explicit import Exploration
 from ipvs_verify.model.state import PodPhase, Sock, State
@@ -75,57 +77,83 @@ def find_lasso(ex: Exploration, prop: Property) -> Lasso | None:
     live = prop.liveness
     assert live is not None
     sys: System = ex.system
-    start, dst, evs = ex.edge_start, ex.edge_dst, ex.edge_ev
+    n = ex.n_states
+    evs = ex.edge_ev
     discharges = live.discharges
+    # the graph as arrays, once: SCCs by scipy's csgraph (C), the edge filters by numpy; only the small
+    # components found go back to Python (tests/test_packed_search.py and the manifest pin the lassos)
+    src, dst, crash, ev_id, distinct = _graph_arrays(ex)
     # no property predicate reads a clock: they read states up to their clocks (one object per skeleton of
     # the packed search, evaluated once; tests/test_packed_search.py checks the two readings agree)
     states = ex.timeless_states()
     for pod in range(sys.n_pods):
         memo: dict[int, bool] = {}
-        pending = []
+        flags = []
         for s in states:
             v = memo.get(id(s))
             if v is None:
                 v = memo[id(s)] = bool(live.pending(sys, s, pod))
-            pending.append(v)
-        nodes = [i for i, p in enumerate(pending) if p]
-        if not nodes:
+            flags.append(v)
+        pending = np.array(flags, dtype=bool)
+        if not pending.any():
             continue
-        kept: list[int] = []  # edges inside the pending states that do not discharge the obligation
-        acts = ex.edge_act
-        for i in nodes:
-            for k in range(start[i], start[i + 1]):
-                # a client host crashes only finitely often (a failure, like the pod changes the scope budgets):
-                # no fair cycle contains a crash
-                if (pending[dst[k]] and not (discharges is not None and discharges(evs[k], pod))
-                        and acts[k][0] != Act.CLIENT_CRASH):
-                    kept.append(k)
-        g: nx.DiGraph = nx.DiGraph()
-        g.add_nodes_from(nodes)
-        g.add_edges_from((ex.edge_src[k], dst[k]) for k in kept)
-        comps = [c for c in nx.strongly_connected_components(g) if len(c) > 1 or _self_loop(g, c)]
-        if not comps:
+        keep = pending[src] & pending[dst] & ~crash  # edges inside the pending states
+        if discharges is not None:
+            discharged = np.array([discharges(ev, pod) for ev in distinct], dtype=bool)
+            keep &= ~discharged[ev_id]  # ... that do not discharge the obligation
+        kept = np.nonzero(keep)[0]
+        if not len(kept):
             continue
+        ks, kd = src[kept], dst[kept]
+        graph = csr_matrix((np.ones(len(kept), dtype=np.int8), (ks, kd)), shape=(n, n))
+        _, labels = connected_components(graph, directed=True, connection="strong")
+        sizes = np.bincount(labels)
+        looped = np.zeros(len(sizes), dtype=bool)
+        looped[labels[ks[ks == kd]]] = True
+        wanted = (sizes > 1) | looped
+        members = np.nonzero(wanted[labels] & pending)[0]
+        if not len(members):
+            continue
+        by_label: dict[int, set[int]] = {}
+        for i in members.tolist():
+            by_label.setdefault(int(labels[i]), set()).add(i)
+        comps = list(by_label.values())
+        # the kept edges among the components' states: successors and each pair's edges (number, events)
+        inside = wanted[labels[ks]] & (labels[ks] == labels[kd])
+        succ: dict[int, list[int]] = {}
         edge_info: dict[tuple[int, int], list[tuple[int, tuple]]] = {}
-        in_comp = set().union(*comps)
-        for k in kept:
-            i = ex.edge_src[k]
-            if i in in_comp:
-                edge_info.setdefault((i, dst[k]), []).append((k, evs[k]))
+        for k, i, j in zip(kept[inside].tolist(), ks[inside].tolist(), kd[inside].tolist(), strict=True):
+            if (i, j) not in edge_info:
+                succ.setdefault(i, []).append(j)
+            edge_info.setdefault((i, j), []).append((k, evs[k]))
+        for lst in succ.values():
+            lst.sort()
         for comp in sorted(comps, key=min):
-            lasso = _fair_lasso(ex, states, prop, pod, comp, g, edge_info)
+            lasso = _fair_lasso(ex, states, prop, pod, comp, succ, edge_info)
             if lasso is not None:
                 return lasso
     return None
 
 
-def _self_loop(g: nx.DiGraph, comp: set[int]) -> bool:
-    (only,) = comp
-    return bool(g.has_edge(only, only))
+def _graph_arrays(ex: Exploration) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[tuple, int]]:
+    """The explored graph as arrays (built once per exploration, shared by its liveness properties): each
+    edge's source, destination, whether it is a client crash, and the number of its distinct event tuple."""
+    cache = vars(ex)
+    if "_lasso_arrays" not in cache:
+        n = ex.n_edges
+        src = np.asarray(ex.edge_src, dtype=np.int64)
+        dst = np.asarray(ex.edge_dst, dtype=np.int64)
+        # a client host crashes only finitely often (a failure, like the pod changes the scope budgets): no
+        # fair cycle contains a crash
+        crash = np.fromiter((a[0] == Act.CLIENT_CRASH for a in ex.edge_act), dtype=bool, count=n)
+        distinct: dict[tuple, int] = {}
+        ev_id = np.fromiter((distinct.setdefault(ev, len(distinct)) for ev in ex.edge_ev), dtype=np.int64, count=n)
+        cache["_lasso_arrays"] = (src, dst, crash, ev_id, distinct)
+    return cache["_lasso_arrays"]  # type: ignore[no-any-return]
 
 
 def _fair_lasso(
-    ex: Exploration, states: list[State], prop: Property, pod: int, comp: set[int], g: nx.DiGraph,
+    ex: Exploration, states: list[State], prop: Property, pod: int, comp: set[int], succ: dict[int, list[int]],
     edge_info: dict[tuple[int, int], list[tuple[int, tuple]]],
 ) -> Lasso | None:
     live = prop.liveness
@@ -133,7 +161,7 @@ def _fair_lasso(
     sys = ex.system
     # every transition inside the component: (src, dst, edge number, events)
     inner = [
-        (i, j, k, ev) for i in sorted(comp) for j in sorted(g.successors(i)) if j in comp
+        (i, j, k, ev) for i in sorted(comp) for j in succ.get(i, ()) if j in comp
         for k, ev in edge_info[(i, j)]
     ]
     witness_edges: list[tuple[int, int, int]] = []
@@ -162,20 +190,20 @@ def _fair_lasso(
     cur = entry
     targets: list[tuple[int, int, int]] = list(witness_edges) + [(n, -1, -1) for n in witness_nodes]
     for src, dst, k in targets:
-        cycle += _path(ex, g, comp, edge_info, cur, src)
+        cycle += _path(ex, succ, comp, edge_info, cur, src)
         cur = src
         if k >= 0:
             cycle.append(ex.edge_act[k])
             cur = dst
-    cycle += _path(ex, g, comp, edge_info, cur, entry)
+    cycle += _path(ex, succ, comp, edge_info, cur, entry)
     if not cycle:  # the entry state loops onto itself
         cycle = [ex.edge_act[edge_info[(entry, entry)][0][0]]]
     return Lasso(pod, ex.path_to(entry), cycle)
 
 
 def _path(
-    ex: Exploration, g: nx.DiGraph, comp: set[int], edge_info: dict[tuple[int, int], list[tuple[int, tuple]]],
-    src: int, dst: int,
+    ex: Exploration, succ: dict[int, list[int]], comp: set[int],
+    edge_info: dict[tuple[int, int], list[tuple[int, tuple]]], src: int, dst: int,
 ) -> list[Action]:
     if src == dst:
         return []
@@ -185,7 +213,7 @@ def _path(
         i = q.popleft()
         if i == dst:
             break
-        for j in sorted(g.successors(i)):
+        for j in succ.get(i, ()):
             if j in comp and j not in prev:
                 prev[j] = i
                 q.append(j)

@@ -316,3 +316,19 @@ def test_check_with_bmc_runs_the_same_patch_through_z3(capsys: pytest.CaptureFix
     assert (row["base"]["status"], row["patched"]["status"], row["change"]) == ("bounded", "violated", "changed")
     assert Path(row["patched"]["counterexample"]).is_file()
     assert "routed cells" in err and "without them" in err
+
+
+def test_the_hypothesis_suite_finds_a_patch_regression_without_engine_code() -> None:
+    """The stateful suite runs the patched System: it finds what no-graceful breaks (property 4)."""
+    from hypothesis import settings
+
+    from ipvs_verify.engines.stateful import search
+    from ipvs_verify.properties.catalog import BY_NAME
+
+    patch = resolve_patch("no-graceful").change
+    prop = BY_NAME["graceful-termination-kept"]
+    budget = settings(max_examples=150, deadline=None, database=None)
+    found = search(lambda sc: make_config("K516", "1.30", {"conn_reuse_mode": 1}, sc, patches=(patch,)), (prop,),
+                   budget, seed=7, scope=DEFAULT_SCOPE)
+    assert found.found and found.trace is not None
+    assert found.trace.config.patches[0].id == "no-graceful"

@@ -11,7 +11,7 @@ from ipvs_verify.model.config import Config
 from ipvs_verify.model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_REUSED
 from ipvs_verify.model.ip_vs_ctl import flushes_deleted_dest
 from ipvs_verify.model.ip_vs_in import SkbCt, StatusVerdict, reuse_block, status_block
-from ipvs_verify.model.scheduler import SCHEDULERS
+from ipvs_verify.model.scheduler import scheduler_for
 from ipvs_verify.model.state import Dest, DestStatus, Entry, Flow, Plan, Pod, PodPhase, State, Template
 
 # How time passes (docs/time.md):
@@ -44,7 +44,7 @@ class Core:
         self.s = config.sysctls
         self.scope = config.scope
         self.timing = config.timing
-        self.sched = SCHEDULERS[config.scheduler]
+        self.sched = scheduler_for(config.variant, config.scheduler)  # a patch may replace its choice
         self.pod_names = config.scope.all_pods
         self.n_pods = len(self.pod_names)
         self.n_flows = config.scope.flows

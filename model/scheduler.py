@@ -8,7 +8,11 @@ Source: net/netfilter/ipvs/ip_vs_{rr,lc,wlc,sh}.c of Linux 6.1. wrr and the rest
 
 from __future__ import annotations
 
-from typing import Protocol
+from itertools import permutations
+from typing import Any, Protocol
+
+from ipvs_verify.model.decision_points import DecisionPoint, bools, decision, register
+from ipvs_verify.model.variants import Variant
 
 HEAD = -1  # the list head &svc->destinations: the rr cursor after ip_vs_rr_init_svc()
 SH_TAB_SIZE = 256  # ip_vs_sh.c IP_VS_SH_TAB_SIZE (CONFIG_IP_VS_SH_TAB_BITS = 8)
@@ -135,3 +139,56 @@ SCHEDULERS: dict[str, Scheduler] = {
     s.name: s for s in (RoundRobin(), LeastConnection(False), LeastConnection(True), SourceHashing(False),
                         SourceHashing(True))
 }
+
+
+# ---------------------------------------------------------------------- as a decision point (issue 16)
+@decision("scheduler-choice")
+def choose(v: Variant, name: str, order: tuple[int, ...], usable: tuple[bool, ...], cursor: int,
+           weights: tuple[int, ...] = (), load: tuple[int, ...] = (), client_hash: int = 0) -> tuple[int, int]:
+    """The scheduler's pick (ip_vs_<name>_schedule); weights and load are given to the schedulers that read them."""
+    return SCHEDULERS[name].schedule(order, usable, cursor, weights, load, client_hash)
+
+
+class PatchedScheduler:
+    """A scheduler whose choice a patch replaced; what a deleted dest does to its state stays the kernel's."""
+
+    def __init__(self, base: Scheduler, v: Variant) -> None:
+        self.base, self.v = base, v
+        self.name, self.reads_load = base.name, base.reads_load
+
+    def schedule(self, order: tuple[int, ...], usable: tuple[bool, ...], cursor: int,
+                 weights: tuple[int, ...] = (), load: tuple[int, ...] = (), client_hash: int = 0) -> tuple[int, int]:
+        return choose(self.v, self.name, order, usable, cursor, weights, load, client_hash)
+
+    def del_dest(self, order: tuple[int, ...], cursor: int, dest: int) -> int:
+        return self.base.del_dest(order, cursor, dest)
+
+
+def scheduler_for(v: Variant, name: str) -> Scheduler:
+    """The configuration's scheduler: the kernel's, or its choice as a patch replaced it."""
+    base = SCHEDULERS[name]
+    return PatchedScheduler(base, v) if v.hook("scheduler-choice") else base
+
+
+def _check_choice(value: Any) -> tuple[int, int]:
+    if (not isinstance(value, tuple) or len(value) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in value)):
+        raise TypeError("expected (dest, cursor): the dest chosen (-1 for none) and the scheduler's new state")
+    if value[0] < -1:
+        raise ValueError("the dest must be a position of the dest list, or -1 for none")
+    return value
+
+
+def _rr_domain(v: Variant, s: object) -> Any:
+    """rr's inputs for up to three dests (the default scope's pods): every list order, usable set and cursor."""
+    for n in range(1, 4):
+        for order in permutations(range(3), n):
+            for usable in bools(n):
+                for cursor in (HEAD, *order):
+                    yield v, "rr", order, usable, cursor
+
+
+register(DecisionPoint(
+    "scheduler-choice", "kernel", ("v", "name", "order", "usable", "cursor", "weights", "load", "client_hash"),
+    "which dest a new connection goes to, and the scheduler's new state (ip_vs_rr.c, ip_vs_lc.c, ip_vs_wlc.c, "
+    "ip_vs_sh.c: <name>_schedule)", _check_choice, _rr_domain))

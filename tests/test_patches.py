@@ -332,3 +332,31 @@ def test_the_hypothesis_suite_finds_a_patch_regression_without_engine_code() -> 
                    budget, seed=7, scope=DEFAULT_SCOPE)
     assert found.found and found.trace is not None
     assert found.trace.config.patches[0].id == "no-graceful"
+
+
+SCHED_HOOK = """
+    ID = "last-usable"
+    TITLE = "schedule the last usable dest of the list"
+    BASED_ON = "a test"
+    BASE = {"variants": ["K516"]}
+
+    def last(v, name, order, usable, cursor, weights=(), load=(), client_hash=0):
+        picks = [d for d, u in zip(order, usable) if u]
+        return (picks[-1] if picks else -1), cursor
+
+    DECISIONS = {"scheduler-choice": last}
+"""
+
+
+def test_a_scheduler_choice_hook_reaches_the_model_and_the_smt_tables(tmp_path: Path) -> None:
+    from ipvs_verify.engines.smt_encoding import Encoding
+
+    patch = load_patch(write(tmp_path, "last.py", SCHED_HOOK))
+    cfg = make_config("K516", "1.30", {"conn_reuse_mode": 1}, Scope(), patches=(patch.change,))
+    assert System(cfg).sched.schedule((0, 1, 2), (True, True, False), -1) == (1, -1)
+    enc = Encoding(cfg)
+    order = enc.order_id[(2, 0, 1)]
+    assert enc.t_sched_dest.values[(order, -1, 1, 1, 1)] == 1  # usable by pod: the last of the list, pod b
+    bad = write(tmp_path, "bad.py", SCHED_HOOK.replace("return (picks[-1] if picks else -1), cursor", "return 'a'"))
+    with pytest.raises(UserError, match="scheduler-choice returned 'a', outside its domain: expected"):
+        load_patch(bad)

@@ -32,7 +32,7 @@ from ipvs_verify.errors import UserError
 from ipvs_verify.model.config import Config, Scope
 from ipvs_verify.model.events import BrokenWhy
 from ipvs_verify.model.ip_vs_in import SkbCt
-from ipvs_verify.model.scheduler import HEAD, SCHEDULERS
+from ipvs_verify.model.scheduler import HEAD, scheduler_for
 from ipvs_verify.model.state import Client, Dest, DestStatus, Entry, Flow, Plan, Pod, PodPhase, Sock, State
 from ipvs_verify.model.system import EXPIRE_NOW, Act, Action, System
 from ipvs_verify.model.tcp_states import Dir, Seg, TcpState, is_active, tcp_transition
@@ -298,7 +298,7 @@ class Encoding:
         }
         self.t_timeout = Table("timeout", [states], lambda st: cfg.timing.timeout(TcpState(st)), "tmr").kinds("sm")
         self.t_active = Table("active", [states], lambda st: is_active(TcpState(st)), "b").kinds("sm")
-        sched = SCHEDULERS[cfg.scheduler]
+        sched = scheduler_for(cfg.variant, cfg.scheduler)  # a patched choice enters the table too
         ords = list(range(len(self.orders)))
         cursors = [HEAD] + list(range(self.P))
 

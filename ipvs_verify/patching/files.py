@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import ipvs_verify.model.ip_vs_ctl  # noqa: F401  (registers its decision points)
 import ipvs_verify.model.ip_vs_in  # noqa: F401
+import ipvs_verify.model.scheduler  # noqa: F401
 from ipvs_verify.errors import UserError
 from ipvs_verify.model.config import IPVSADM_SET_TIMEOUTS, make_config
 from ipvs_verify.model.decision_points import DECISION_POINTS, Hook, PatchError

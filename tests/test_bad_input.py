@@ -1,6 +1,6 @@
 """Bad input gets one clear line naming the file and place, exit code 2, never a traceback.
 
-One table per kind of input (scenario YAML here; trace files and the command line below). Each case runs
+One table per kind of input (scenario YAML here; patch files, trace files and the command line below). Each case runs
 the CLI in-process through `ipvs_verify.cli.main()`, with `sys.argv` patched, and asserts the exit code,
 the exact message fragment (file:line: place: what was expected) and that stderr is that one line.
 """
@@ -603,6 +603,85 @@ def test_committed_scenario_replays(path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- trace files and other commands
+# ---------------------------------------------------------------------- patch files (`check PATCH`, issue 16)
+BAD_YAML = {
+    "not-yaml.yaml": ("id: [x\n", ":1: not valid YAML"),
+    "top-list.yaml": ("- a\n", ":1: the top level: expected a mapping"),
+    "missing-base.yaml": ("id: x\ntitle: t\nbased_on: b\n", ": base: missing"),
+    "unknown-key.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nkernal: {}\n",
+                         ":5: kernal: unknown key 'kernal' (expected one of: id, title"),
+    "unknown-feature.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nkernel:\n  add: [UNCONFIRMED]\n",
+                             ":6: kernel.add #1: unknown kernel feature 'UNCONFIRMED' (expected one of: W0_SYN"),
+    "already-has.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K516]}\nkernel:\n  add: [UNCONF]\n",
+                         "K516 already has UNCONF (it contradicts its base)"),
+    "remove-absent.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nkernel:\n  remove: [UNCONF]\n",
+                           "K46 has no UNCONF (it contradicts its base)"),
+    "no-kernel.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K41]}\nkernel:\n  add: [UNCONF]\n",
+                       "this is no kernel: UNCONF needs DROP1"),
+    "tencent-sysctl.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nsysctls:\n"
+                            "  conn_reuse_old_conntrack: 0\n", ":6: sysctls.conn_reuse_old_conntrack: only the "
+                            "TencentOS kernel"),
+    "bad-sysctl.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nsysctls:\n  conn_reuse_mode: 7\n",
+                        ":6: sysctls.conn_reuse_mode: expected 0..3, got the number 7"),
+    "unknown-sysctl.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nsysctls:\n  conntrak: 1\n",
+                            ":6: sysctls.conntrak: unknown key 'conntrak' (expected one of: conn_reuse_mode"),
+    "bad-policy.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nkube_proxy:\n"
+                        "  conn_reuse_mode: zero\n", ":6: kube_proxy.conn_reuse_mode: expected leave, force-zero"),
+    "time-wait.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nkube_proxy:\n"
+                       "  ipvs_timeouts: {time_wait: 60}\n", "unknown key 'time_wait' (expected one of: tcp, tcpfin, "
+                       "udp)"),
+    "bad-variant.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K99]}\n",
+                         ":4: base.variants #1: 'K99' is neither a variant"),
+    "bad-kp.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46], kube_proxy: \"2.0\"}\n",
+                    ":4: base.kube_proxy: '2.0' is not a kube-proxy version"),
+    "kp-number.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46], kube_proxy: 1.30}\n",
+                       "write it in quotes"),
+    "bad-id.yaml": ("id: 'a b'\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\n", ":1: id: expected a short name"),
+    "empty-value.yaml": ("id: x\ntitle:\nbased_on: b\nbase: {variants: [K46]}\n", ":2: title: expected a value"),
+    "clients.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nenvironment: {clients: 9}\n",
+                     ":5: environment.clients: expected an integer 1..8"),
+    "notes.txt": ("id: x\n", "expected a patch file: .yaml (declarative) or .py"),
+}
+
+BAD_PY = {
+    "no-decisions.py": ('ID = "x"\nTITLE = "t"\nBASED_ON = "b"\nBASE = {"variants": ["K46"]}\n',
+                        ":1: DECISIONS: missing"),
+    "unknown-point.py": ('ID = "x"\nTITLE = "t"\nBASED_ON = "b"\nBASE = {"variants": ["K46"]}\n'
+                         'def f(v, s):\n    return True\nDECISIONS = {"reuse": f}\n',
+                         ":7: DECISIONS: unknown decision point 'reuse' (expected one of:"),
+    "signature.py": ('ID = "x"\nTITLE = "t"\nBASED_ON = "b"\nBASE = {"variants": ["K46"]}\n'
+                     'def f(v, s):\n    return True\nDECISIONS = {"port-reuse": f}\n',
+                     ":5: DECISIONS.port-reuse: f must take (v, s, state, controlled"),
+    "lambda.py": ('ID = "x"\nTITLE = "t"\nBASED_ON = "b"\nBASE = {"variants": ["K46"]}\n'
+                  'DECISIONS = {"drop-predicate": lambda v, nfct, ct: False}\n',
+                  "expected a function defined at the module's top level"),
+    "import-error.py": ('import os\nraise RuntimeError("boom")\n', ":2: importing it raised RuntimeError: boom"),
+    "bad-base.py": ('ID = "x"\nTITLE = "t"\nBASED_ON = "b"\nBASE = {"variants": "K46"}\n'
+                    'def f(v, nfct, ct):\n    return False\nDECISIONS = {"drop-predicate": f}\n',
+                    ":4: BASE.variants: expected a list of kernel variants"),
+    "raises.py": ('ID = "x"\nTITLE = "t"\nBASED_ON = "b"\nBASE = {"variants": ["K46"]}\n'
+                  'def f(v, nfct, skb_ct):\n    if skb_ct.name == "CONFIRMED":\n        raise KeyError(skb_ct)\n'
+                  '    return False\nDECISIONS = {"drop-predicate": f}\n',
+                  "decision point drop-predicate raised KeyError"),
+    "domain.py": ('ID = "x"\nTITLE = "t"\nBASED_ON = "b"\nBASE = {"variants": ["K46"]}\n'
+                  'def f(self, is_udp, active, inactive):\n    return active\nDECISIONS = {"deletion-criterion": f}\n',
+                  "decision point deletion-criterion returned 0, outside its domain: expected True or False "
+                  "(input: kube-proxy 1.30, False, 0, 0)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_YAML) + sorted(BAD_PY))
+def test_bad_patch_file(name: str, tmp_path: Path) -> None:
+    text, expected = BAD_YAML.get(name) or BAD_PY[name]
+    path = tmp_path / name
+    path.write_text(text)
+    code, _, err = run_cli("check", str(path), "-q")
+    assert code == 2, err
+    assert err.startswith(f"error: {path}"), err
+    assert expected in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_bad_trace_file(tmp_path: Path) -> None:
     p = tmp_path / "t.json"
     p.write_text("{\"format\": \"something-else\"}")

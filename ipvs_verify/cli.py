@@ -164,7 +164,7 @@ def matrix(
         from ipvs_verify.engines.smt_matrix import engine_matrix
 
         raise typer.Exit(engine_matrix(cells, scope, props, engine, depth, as_json, out_dir, jobs,
-                                       max_states, out))
+                                       max_states, out, quiet))
     manifest = load_manifest(expect) if (expect.exists() or not update_expected) else {}
     t0 = time.perf_counter()
     view = MatrixProgress([c.slug for c in cells], max_states, err, sys.stderr, quiet)

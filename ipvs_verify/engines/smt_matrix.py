@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,7 +58,8 @@ def _write_bmc_traces(spec: CellSpec, run: BmcRun, out: Path) -> dict[str, Path]
 
 
 def engine_matrix(cells: list[CellSpec], scope: Scope, props: tuple[Property, ...], engine: str, depth: int,
-                  as_json: bool, out_dir: Path, jobs: int, max_states: int, console: Console) -> int:
+                  as_json: bool, out_dir: Path, jobs: int, max_states: int, console: Console,
+                  quiet: bool = False) -> int:
     """Run the chosen engine(s) on every cell, in the one result format (ipvs_verify/report.py); returns the exit
     code (1 if engines disagree)."""
     if engine not in ENGINES:
@@ -80,12 +82,14 @@ def engine_matrix(cells: list[CellSpec], scope: Scope, props: tuple[Property, ..
             run = run_bmc_growing(config, props, depth)
             row.verdicts["bmc"] = _bmc_cell(run, _write_bmc_traces(spec, run, out_dir / "bmc"))
             row.seconds["bmc"] = round(run.seconds, 3)
+            _progress(quiet, i, len(cells), row.cell, f"bmc to depth {depth}", run.seconds, row.verdicts["bmc"])
         if engine in ("induction", "all"):
             ind = run_induction(config, props)
             row.verdicts["induction"] = _ind_cell(ind)
             row.seconds["induction"] = round(ind.seconds, 3)
             row.lemmas = ind.lemmas
             row_cti[row.cell] = {p.prop_name: p.cti for p in ind.proofs if p.status == "cti"}
+            _progress(quiet, i, len(cells), row.cell, "induction", ind.seconds, row.verdicts["induction"])
         if explicit is not None:
             disagreements += _compare(row.cell, row.verdicts)
         rows.append(row)
@@ -103,6 +107,18 @@ def engine_matrix(cells: list[CellSpec], scope: Scope, props: tuple[Property, ..
         console.print(f"{len(cells)} cells in {seconds:.1f} s; engines disagree on {len(disagreements)} verdict(s)"
                       if engine == "all" else f"{len(cells)} cells in {seconds:.1f} s")
     return 1 if disagreements else 0
+
+
+def _progress(quiet: bool, i: int, n: int, cell: str, what: str, seconds: float,
+              verdicts: Mapping[str, VerdictReport]) -> None:
+    """One plain line on stderr per cell and engine, in a terminal and in a CI log alike."""
+    if quiet:
+        return
+    counts: dict[str, int] = {}
+    for v in verdicts.values():
+        counts[v.status] = counts.get(v.status, 0) + 1
+    summary = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+    print(f"progress: [{i + 1}/{n}] {cell} {what} done in {seconds:.1f} s: {summary}", file=sys.stderr, flush=True)
 
 
 row_cti: dict[str, dict[str, list[dict[str, Any]]]] = {}  # cell -> property -> induction's counterexample to it

@@ -479,6 +479,7 @@ def patches(
     patch file is malformed.
     """
     from ipvs_verify.patching.command import (
+        fixes_and_breaks,
         load_record,
         patch_rows,
         patches_markdown,
@@ -507,8 +508,7 @@ def patches(
             table.add_column(col)
         for p, r in rows:
             table.add_row(p.id, p.form, f"{', '.join(p.base_variants)} kp{p.base_kube_proxy}", p.summary,
-                          ", ".join(f"#{n}" for n in r.get("fixed", [])) or "nothing" if r else "not checked",
-                          ", ".join(f"#{n}" for n in r.get("regression", [])) or "nothing" if r else "not checked")
+                          *fixes_and_breaks(r))
         out.print(table)
     stale = [p.id for p, r in rows if r is None]
     if stale:

@@ -189,13 +189,17 @@ def save_counterexamples(cells: list[CellSpec], results: list[CellResult], out: 
         for v in res.verdicts:
             if v.status not in ("violated", "undecided") or not v.actions:
                 continue
-            trace = counterexample_trace(res, v)
-            stem = f"{cell_key(spec, res.config.scope)}--{v.prop.name}"
-            path = out / f"{stem}.json"
-            path.write_text(trace.to_json())
-            (out / f"{stem}.md").write_text(story_markdown(trace))
-            paths[(i, v.prop.name)] = path
+            paths[(i, v.prop.name)] = write_trace(out, f"{cell_key(spec, res.config.scope)}--{v.prop.name}",
+                                                  counterexample_trace(res, v))
     return paths
+
+
+def write_trace(out: Path, stem: str, trace: TraceFile) -> Path:
+    """A counterexample as STEM.json and its story as STEM.md (not Path.with_suffix: a stem has dots, kp1.30)."""
+    path = out / f"{stem}.json"
+    path.write_text(trace.to_json())
+    (out / f"{stem}.md").write_text(story_markdown(trace))
+    return path
 
 
 def explicit_verdict(v: Verdict, res: CellResult, path: Path | None) -> VerdictReport:

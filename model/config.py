@@ -134,6 +134,13 @@ class Config:
         return self.variant.name.partition("+")[0]
 
 
+def _set_sysctls(s: Sysctls, values: tuple[tuple[str, int], ...]) -> Sysctls:
+    """Sysctls written as numbers: conn_reuse_mode a bitmap, the rest booleans."""
+    if not values:
+        return s
+    return s.with_(**{k: (bool(val) if k != "conn_reuse_mode" else int(val)) for k, val in values})
+
+
 def make_config(
     variant: str,
     kube_proxy: str = "1.30",
@@ -165,12 +172,10 @@ def make_config(
     version = parse_kernel_version(kernel_text)
     s = kp.startup_sysctls(Sysctls(), version)
     over = tuple(sorted((overrides or {}).items()))
-    if over:
-        s = s.with_(**{k: (bool(val) if k != "conn_reuse_mode" else int(val)) for k, val in over})
+    s = _set_sysctls(s, over)
     scope, timing = scope or Scope(), timing or Timing()
     for p in patches:
-        if p.sysctls:
-            s = s.with_(**{k: (bool(val) if k != "conn_reuse_mode" else int(val)) for k, val in p.sysctls})
+        s = _set_sysctls(s, p.sysctls)
         timing = replace(timing.with_set_timeouts(dict(p.ipvs_timeouts)), **dict(p.timing))  # type: ignore[arg-type]
         scope = replace(scope, **dict(p.scope))  # type: ignore[arg-type]
     if kube_proxy_last:

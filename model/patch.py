@@ -10,25 +10,15 @@ had), or the cell's own conn_reuse_mode would hide the change. The model never r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from ipvs_verify.model.decision_points import Hook, PatchError
-from ipvs_verify.model.kube_proxy import KubeProxyVersion, ReusePolicy
+from ipvs_verify.model.decision_points import DECISION_POINTS, Hook, PatchError
+from ipvs_verify.model.kube_proxy import KubeProxyVersion
 from ipvs_verify.model.variants import Feature, Variant, feature_problems
 
-# KubeProxyVersion fields a patch may set, and the patch file's name of each
-KUBE_PROXY_SETTINGS = {
-    "graceful_termination": "graceful_termination",  # #66012
-    "count_inactive": "count_inactive",  # #71515: ActiveConn + InactiveConn in deleteRsFunc
-    "udp_immediate": "udp_immediate",  # #77802
-    "conn_reuse_mode": "reuse_policy",  # #71114 / #102122: leave, force-zero, zero-below-5.9
-    "sets_nodest_and_quiescent": "sets_nodest_and_quiescent",  # #71834
-}
-# the settings that change which sysctls kube-proxy ensures at start-up
+# the KubeProxyVersion fields that change which sysctls kube-proxy ensures at start-up (#71114, #102122, #71834)
 SYSCTL_SETTINGS = ("reuse_policy", "sets_nodest_and_quiescent")
-TIMING_SETTINGS = ("sync_delay", "check_interval", "grace_period")
-SCOPE_SETTINGS = ("clients", "ports")
 
 
 @dataclass(frozen=True)
@@ -76,17 +66,4 @@ class ModelPatch:
 
 
 def _owner(h: Hook) -> str:
-    from ipvs_verify.model.decision_points import DECISION_POINTS
-
     return DECISION_POINTS[h.point].owner
-
-
-def reuse_policy(text: str) -> ReusePolicy:
-    for p in ReusePolicy:
-        if p.value == text:
-            return p
-    raise ValueError(f"expected one of: {', '.join(p.value for p in ReusePolicy)}")
-
-
-def kube_proxy_fields() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(KubeProxyVersion) if f.name not in ("text", "hooks"))

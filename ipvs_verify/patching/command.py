@@ -14,14 +14,14 @@ from ruamel.yaml import YAML
 
 from ipvs_verify.check import CellResult
 from ipvs_verify.errors import UserError
-from ipvs_verify.matrix import CellSpec, counterexample_trace, explicit_verdict, property_refs
+from ipvs_verify.matrix import CellSpec, counterexample_trace, explicit_verdict, property_refs, write_trace
 from ipvs_verify.model.config import Scope
 from ipvs_verify.patching.compare import CHANGES, CellDiff, base_cells, diff, patched, run_with_cache
 from ipvs_verify.patching.files import Patch, shipped_patches
 from ipvs_verify.progress import MatrixProgress
 from ipvs_verify.properties.catalog import BY_NAME, Property
 from ipvs_verify.report import CheckReport, DiffReport, PatchReport, VerdictReport
-from ipvs_verify.story import story_lines, story_markdown
+from ipvs_verify.story import story_lines
 
 SHORT = {"holds": "ok", "violated": "VIOL", "undecided": "undec", "bounded": "bound", "vacuous": "vac", "n/a": "n/a"}
 STYLE = {"fixed": "bold green", "now holds": "green", "regression": "bold red", "weakened": "yellow",
@@ -125,11 +125,7 @@ def report(run: CheckRun, scope: Scope, must_fix: tuple[Property, ...], out_dir:
 
 def save_trace(out_dir: Path, spec: CellSpec, res: CellResult, v: Any) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
-    trace = counterexample_trace(res, v)
-    stem = f"{spec.slug}--{v.prop_name}"  # not Path.with_suffix: a slug has dots (kp1.30)
-    (out_dir / f"{stem}.json").write_text(trace.to_json())
-    (out_dir / f"{stem}.md").write_text(story_markdown(trace))
-    return str(out_dir / f"{stem}.json")
+    return str(write_trace(out_dir, f"{spec.slug}--{v.prop_name}", counterexample_trace(res, v)))
 
 
 # ---------------------------------------------------------------------- presentation
@@ -214,11 +210,17 @@ def patch_rows(record: dict[str, Any]) -> list[tuple[Patch, dict[str, Any] | Non
     return rows
 
 
+def fixes_and_breaks(r: dict[str, Any] | None) -> tuple[str, str]:
+    """A patch's record as the table shows it: the properties it fixes, and those it breaks."""
+    if r is None:
+        return "not checked", "not checked"
+    return _nums(r, "fixed"), _nums(r, "regression")
+
+
 def patches_markdown(rows: list[tuple[Patch, dict[str, Any] | None]]) -> str:
     lines = ["| patch | form | base | change | fixes | breaks | based on |", "|---|---|---|---|---|---|---|"]
     for p, r in rows:
-        fixes = _nums(r, "fixed") if r else "not checked"
-        breaks = _nums(r, "regression") if r else "not checked"
+        fixes, breaks = fixes_and_breaks(r)
         lines.append(f"| {p.id} | {p.form} | {', '.join(p.base_variants)} kp{p.base_kube_proxy} | {p.summary} | "
                      f"{fixes} | {breaks} | {p.based_on} |")
     return "\n".join(lines) + "\n"

@@ -93,12 +93,12 @@ def run_with_cache(cells: list[CellSpec], scope: Scope, props: tuple[Property, .
                    cache: Path | None, on_progress: MatrixProgress | None = None,
                    on_done: Callable[[int, CellResult], None] | None = None,
                    search: str = "packed") -> tuple[list[CellResult], int]:
-    """The cells' results, unpatched ones from the cache where it has them; returns (results, cache hits)."""
+    """The cells' results, from the cache where it has them; returns (results, cache hits)."""
     digest = model_digest() if cache is not None else ""
+    paths = [cache / f"{_key(digest, spec, scope, props, cap, search)}.pickle" if cache else None for spec in cells]
     results: dict[int, CellResult] = {}
     todo: list[int] = []
-    for i, spec in enumerate(cells):
-        path = cache / f"{_key(digest, spec, scope, props, cap, search)}.pickle" if cache else None
+    for i, path in enumerate(paths):
         if path is not None and path.is_file():
             try:
                 results[i] = pickle.loads(path.read_bytes())
@@ -122,10 +122,9 @@ def run_with_cache(cells: list[CellSpec], scope: Scope, props: tuple[Property, .
         fresh = run_matrix([cells[i] for i in todo], scope, props, jobs, cap, progress, done, search)
         for i, r in zip(todo, fresh, strict=True):
             results[i] = r
-            spec = cells[i]
-            if cache is not None:
-                cache.mkdir(parents=True, exist_ok=True)
-                path = cache / f"{_key(digest, spec, scope, props, cap, search)}.pickle"
+            path = paths[i]
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(".tmp")
                 tmp.write_bytes(pickle.dumps(r))
                 tmp.replace(path)

@@ -28,13 +28,14 @@ import ipvs_verify.model.scheduler  # noqa: F401
 from ipvs_verify.errors import UserError
 from ipvs_verify.model.config import IPVSADM_SET_TIMEOUTS, make_config
 from ipvs_verify.model.decision_points import DECISION_POINTS, Hook, PatchError
-from ipvs_verify.model.kube_proxy import UnknownKubeProxy, kube_proxy_version
-from ipvs_verify.model.patch import ModelPatch, reuse_policy
+from ipvs_verify.model.kube_proxy import ReusePolicy, UnknownKubeProxy, kube_proxy_version
+from ipvs_verify.model.patch import ModelPatch
 from ipvs_verify.model.sysctls import SYSCTL_RANGES
 from ipvs_verify.model.variants import Feature, UnknownKernel, resolve_variant
+from ipvs_verify.scenario import MAX_IPVS_TIMEOUT, MAX_WAIT
 from ipvs_verify.yaml_input import as_plain, got, line_of, nulls, parse_yaml, read_text
 
-MAX_SECONDS = 2_592_000  # 30 days, as the scenario files allow for waits and grace periods
+MAX_SECONDS = MAX_WAIT  # 30 days, as the scenario files allow for waits and grace periods
 ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
 FEATURES = tuple(f.value for f in Feature)
 
@@ -102,11 +103,15 @@ class Patch:
     title: str
     based_on: str
     path: Path
-    digest: str  # sha256 of the file's bytes: the baseline cache and the traces name the exact file
     form: Literal["yaml", "python"]
     base_variants: tuple[str, ...]
     base_kube_proxy: str
     change: ModelPatch
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the file's bytes: the cell cache and the traces name the exact file."""
+        return self.change.digest
 
     @property
     def summary(self) -> str:
@@ -159,16 +164,16 @@ def _load_yaml(path: Path) -> Patch:
             if getattr(k, field) is not None:
                 kp.append((field, getattr(k, field)))
         if k.conn_reuse_mode is not None:
-            kp.append(("reuse_policy", reuse_policy(k.conn_reuse_mode)))
+            kp.append(("reuse_policy", ReusePolicy(k.conn_reuse_mode)))
         if k.min_sync_period is not None:
             timing.append(("sync_delay", k.min_sync_period))
         if k.check_interval is not None:
             timing.append(("check_interval", k.check_interval))
         for key, seconds in k.ipvs_timeouts.items():
-            if not 0 <= seconds <= 2_147_483:
-                raise at(("kube_proxy", "ipvs_timeouts", key), f"expected whole seconds 0..2147483, got {seconds}")
+            if not 0 <= seconds <= MAX_IPVS_TIMEOUT:
+                raise at(("kube_proxy", "ipvs_timeouts", key),
+                         f"expected whole seconds 0..{MAX_IPVS_TIMEOUT}, got {seconds}")
         timeouts = tuple(sorted((str(key), s) for key, s in k.ipvs_timeouts.items()))
-        assert all(key in IPVSADM_SET_TIMEOUTS for key, _ in timeouts)
     scope: list[tuple[str, int]] = []
     if data.environment:
         env = data.environment
@@ -183,8 +188,8 @@ def _load_yaml(path: Path) -> Patch:
     change = ModelPatch(id=data.id, origin=str(path), digest=_digest(path), add=features_add, remove=features_remove,
                         sysctls=tuple(sorted(data.sysctls.items())), kube_proxy=tuple(kp), timing=tuple(timing),
                         ipvs_timeouts=timeouts, scope=tuple(scope))
-    patch = Patch(data.id, data.title, data.based_on, path, _digest(path), "yaml", tuple(data.base.variants),
-                  data.base.kube_proxy, change)
+    patch = Patch(data.id, data.title, data.based_on, path, "yaml", tuple(data.base.variants), data.base.kube_proxy,
+                  change)
     _check_base(patch, at)
     return patch
 
@@ -255,7 +260,7 @@ def _load_python(path: Path) -> Patch:
         raise UserError(f"{path}:{_line(text, 'ID')}: ID: expected letters, digits, '.', '_' and '-' (at most 40), "
                         f"got {got(pid)}")
     change = ModelPatch(id=pid, origin=str(path), digest=digest, hooks=tuple(hooks))
-    patch = Patch(pid, title, based_on, path, digest, "python", tuple(base_m.variants), base_m.kube_proxy, change)
+    patch = Patch(pid, title, based_on, path, "python", tuple(base_m.variants), base_m.kube_proxy, change)
     _check_base(patch, lambda loc, what: UserError(f"{path}:{_line(text, 'BASE')}: BASE: {what}"))
     return patch
 
@@ -292,8 +297,8 @@ def _check_base(patch: Patch, at: Any) -> None:
         raise at(("base", "kube_proxy"), str(e)) from None
     for i, v in enumerate(patch.base_variants):
         variant = resolve_variant(v)
-        if dict(patch.change.sysctls).get("conn_reuse_old_conntrack") is not None and not any(
-                f.value == "TENCENT_OLD_CT" for f in (variant.features | patch.change.add)):
+        if "conn_reuse_old_conntrack" in dict(patch.change.sysctls) and \
+                Feature.TENCENT_OLD_CT not in variant.features | patch.change.add:
             raise at(("sysctls", "conn_reuse_old_conntrack"), f"only the TencentOS kernel (PR #17) has "
                      f"conn_reuse_old_conntrack, not {variant.name} (it contradicts its base)")
         try:
@@ -404,10 +409,13 @@ SHIPPED = Path(__file__).resolve().parent.parent / "patches"  # package data: th
 SHIPPED_PREFIX = "shipped:"
 
 
+def _shipped_files() -> list[Path]:
+    return sorted(p for p in SHIPPED.iterdir() if p.suffix in (".yaml", ".py")) if SHIPPED.is_dir() else []
+
+
 def shipped_patches() -> list[Patch]:
     """Every patch in patches/, in file-name order."""
-    files = sorted(p for p in SHIPPED.iterdir() if p.suffix in (".yaml", ".py")) if SHIPPED.is_dir() else []
-    return [_load_shipped(p) for p in files]
+    return [_load_shipped(p) for p in _shipped_files()]
 
 
 def _load_shipped(path: Path) -> Patch:
@@ -424,10 +432,10 @@ def resolve_patch(arg: str) -> Patch:
     if path.is_file():
         return load_patch(path)
     name = arg.removeprefix(SHIPPED_PREFIX)
-    for p in sorted(SHIPPED.iterdir()) if SHIPPED.is_dir() else []:
-        if p.suffix in (".yaml", ".py") and name in (p.name, p.stem):
+    for p in _shipped_files():
+        if name in (p.name, p.stem):
             return _load_shipped(p)
-    known = [p.stem for p in sorted(SHIPPED.iterdir()) if p.suffix in (".yaml", ".py")] if SHIPPED.is_dir() else []
+    known = [p.stem for p in _shipped_files()]
     if path.suffix in (".yaml", ".yml", ".py") or "/" in arg:
         raise UserError(f"{arg}: no such file (expected a patch file, or a shipped patch: {', '.join(known)})")
     raise UserError(f"'{arg}' is neither a patch file nor a shipped patch (expected one of: {', '.join(known)}; "

@@ -24,12 +24,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ipvs_verify.check import check_config
 from ipvs_verify.engines.explicit import SEARCHES, freeze_before_fork
-from ipvs_verify.matrix import DEFAULT_SCOPE, EVENT_STATE_CAP, CellSpec, default_cells, run_matrix
 from ipvs_verify.model.config import make_config
 from ipvs_verify.model.system import System
 from ipvs_verify.properties.catalog import PROPERTIES
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE, EVENT_STATE_CAP, CellSpec, default_cells, run_matrix
+from ipvs_verify.runner.verdicts import check_config
 
 
 def _cell(spec: CellSpec, search: str) -> dict[str, Any]:

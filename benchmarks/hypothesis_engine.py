@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ipvs_verify.engines.stateful import CI, quiet, search
-from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec
 from ipvs_verify.model.system import System
 from ipvs_verify.properties.catalog import PROPERTIES
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE, CellSpec
 
 KNOWN_BUGS = (  # (name, variant, conn_reuse_mode, property number)
     ("kubernetes-81775", "K46", 0, 1),

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ipvs_verify.engines.bmc import run_bmc  # noqa: E402
 from ipvs_verify.engines.explicit import explore  # noqa: E402
 from ipvs_verify.engines.induction import run_induction  # noqa: E402
-from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec  # noqa: E402
 from ipvs_verify.model.system import System  # noqa: E402
 from ipvs_verify.properties.catalog import PROPERTIES  # noqa: E402
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE, CellSpec  # noqa: E402
 
 BUGS = [("K46", 0, 1), ("K46", 1, 3), ("K41", 1, 8), ("K59", 0, 1)]
 PROOFS = [("K516", 0, 1), ("K46UW", 0, 1), ("K46U", 1, 1), ("K46U", 1, 3), ("K59", 1, 1), ("K59", 1, 3),

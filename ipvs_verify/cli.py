@@ -16,12 +16,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ipvs_verify.check import CellResult
 from ipvs_verify.engines.explicit import SEARCHES
 from ipvs_verify.engines.packed import PackingError
 from ipvs_verify.errors import UserError
-from ipvs_verify.expected import MANIFEST, Moved, compare, load_manifest, update_manifest
-from ipvs_verify.matrix import (
+from ipvs_verify.model.config import POD_NETWORKS, PROTOCOLS, Scope, UnknownScheduler
+from ipvs_verify.model.decision_points import PatchError
+from ipvs_verify.model.kube_proxy import UnknownKubeProxy
+from ipvs_verify.model.system import ACTION_NAMES, System
+from ipvs_verify.model.variants import DEFAULT_MATRIX_VARIANTS, UnknownKernel
+from ipvs_verify.presentation.story import story_lines
+from ipvs_verify.presentation.trace import load_trace, replay_trace
+from ipvs_verify.properties.catalog import PROPERTIES, resolve
+from ipvs_verify.runner.expected import MANIFEST, Moved, compare, load_manifest, update_manifest
+from ipvs_verify.runner.matrix import (
     DEFAULT_KUBE_PROXY,
     DEFAULT_MODES,
     DEFAULT_POD_NETWORKS,
@@ -35,17 +42,10 @@ from ipvs_verify.matrix import (
     run_matrix,
     save_counterexamples,
 )
-from ipvs_verify.model.config import POD_NETWORKS, PROTOCOLS, Scope, UnknownScheduler
-from ipvs_verify.model.decision_points import PatchError
-from ipvs_verify.model.kube_proxy import UnknownKubeProxy
-from ipvs_verify.model.system import ACTION_NAMES, System
-from ipvs_verify.model.variants import DEFAULT_MATRIX_VARIANTS, UnknownKernel
-from ipvs_verify.progress import MatrixProgress
-from ipvs_verify.properties.catalog import PROPERTIES, resolve
-from ipvs_verify.report import ExpectedReport
-from ipvs_verify.report import Moved as ReportMoved
-from ipvs_verify.story import story_lines
-from ipvs_verify.trace import load_trace, replay_trace
+from ipvs_verify.runner.progress import MatrixProgress
+from ipvs_verify.runner.report import ExpectedReport
+from ipvs_verify.runner.report import Moved as ReportMoved
+from ipvs_verify.runner.verdicts import CellResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -161,7 +161,7 @@ def matrix(
         err.print("note: the SMT engines do not encode client crashes: the scope without them", highlight=False)
         scope = replace(scope, client_crashes=False)
     if engine != "explicit":  # the Z3 engines (issue 4)
-        from ipvs_verify.engines.smt_matrix import engine_matrix
+        from ipvs_verify.runner.smt import engine_matrix
 
         raise typer.Exit(engine_matrix(cells, scope, props, engine, depth, as_json, out_dir, jobs,
                                        max_states, out, quiet))
@@ -310,18 +310,18 @@ def show(
     result = replay_trace(load_trace(trace), trace)
     rendered = result.trace  # the replay's own trace
     if diagram:
-        from ipvs_verify.diagram import sequence_diagram
+        from ipvs_verify.presentation.diagram import sequence_diagram
 
         print(sequence_diagram(result), end="")
     elif as_pytest:
-        from ipvs_verify.reproducer import pytest_reproducer
+        from ipvs_verify.presentation.reproducer import pytest_reproducer
 
         try:
             print(pytest_reproducer(rendered), end="")
         except ValueError as e:
             raise UserError(f"{trace}: {e}") from None
     elif markdown:
-        from ipvs_verify.story import story_markdown
+        from ipvs_verify.presentation.story import story_markdown
 
         print(story_markdown(rendered), end="")
     else:

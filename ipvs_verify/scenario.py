@@ -33,7 +33,7 @@ from ipvs_verify.model.sysctls import SYSCTL_RANGES
 from ipvs_verify.model.system import Act, Action, System
 from ipvs_verify.model.tcp_states import SHORT, TcpState
 from ipvs_verify.model.variants import VARIANTS, Feature, UnknownKernel, resolve_variant, variant_for_kernel
-from ipvs_verify.trace import outcome
+from ipvs_verify.presentation.trace import outcome
 from ipvs_verify.yaml_input import as_plain, got, line_of, nulls, parse_yaml, read_text, token_at
 
 OUTCOMES = ("connected", "refused", "no-route", "dropped", "queued", "challenged", "timed-out", "broken", "closed",

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from ipvs_verify.check import CellResult, check_config
-from ipvs_verify.matrix import DEFAULT_SCOPE, EVENT_STATE_CAP, CellSpec, run_matrix
 from ipvs_verify.model.config import Scope
 from ipvs_verify.properties.catalog import PROPERTIES
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE, EVENT_STATE_CAP, CellSpec, run_matrix
+from ipvs_verify.runner.verdicts import CellResult, check_config
 
 pytest_plugins = ["tests.stateful_plugin"]  # the Hypothesis stateful suite: profiles, --variant, summary
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ipvs_verify.trace import load_trace, replay_trace
+from ipvs_verify.presentation.trace import load_trace, replay_trace
 
 FILES = sorted((Path(__file__).parent.parent / "counterexamples").glob("*.json"))
 # the Hypothesis engine's traces of the known bugs (tests/test_stateful.py, IPVS_VERIFY_TRACES)

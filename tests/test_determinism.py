@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec, run_matrix, save_counterexamples
 from ipvs_verify.properties.catalog import PROPERTIES
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE, CellSpec, run_matrix, save_counterexamples
 
 # small UDP cells (a second each) with violations, so that there are files to compare
 CELLS = [CellSpec("K46", "1.14.0", (("conn_reuse_mode", 0),), "udp"),

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from ipvs_verify.engines.explicit import explore
-from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec
 from ipvs_verify.model.state import State
 from ipvs_verify.model.system import System
 from ipvs_verify.properties.catalog import PROPERTIES, event_mask
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE, CellSpec
 
 CELLS = [("K41", 1, "untimed", "1.30", "tcp"), ("K46", 0, "untimed", "1.30", "tcp"),
          ("K46", 1, "untimed", "1.30", "tcp"), ("K516", 0, "untimed", "1.30", "tcp"),

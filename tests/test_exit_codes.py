@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ipvs_verify import cli
-from ipvs_verify.expected import MANIFEST, load_manifest, write_manifest
+from ipvs_verify.runner.expected import MANIFEST, load_manifest, write_manifest
 
 ONE_CELL = ("matrix", "--variants", "K46", "--modes", "0", "-j", "1", "-q")
 
@@ -84,7 +84,7 @@ def test_an_interrupted_matrix_is_130(capsys: pytest.CaptureFixture[str], monkey
 
 
 def test_engines_that_disagree_are_1(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import ipvs_verify.engines.smt_matrix as smt
+    import ipvs_verify.runner.smt as smt
 
     monkeypatch.setattr(smt, "engine_matrix", lambda *a, **k: 1)
     assert run(capsys, "matrix", "--variants", "K46", "--modes", "0", "--engine", "all")[0] == 1

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ipvs_verify.errors import UserError
-from ipvs_verify.expected import MANIFEST, compare, load_manifest, update_manifest, write_manifest
-from ipvs_verify.matrix import DEFAULT_SCOPE, cell_key, default_cells
 from ipvs_verify.properties.catalog import PROPERTIES
+from ipvs_verify.runner.expected import MANIFEST, compare, load_manifest, update_manifest, write_manifest
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE, cell_key, default_cells
 from tests.conftest import cell_at, prime_cells
 
 ENTRIES = load_manifest()

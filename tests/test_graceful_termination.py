@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from ipvs_verify.conformance.kernel import KernelScenario
-from ipvs_verify.matrix import DEFAULT_SCOPE
 from ipvs_verify.model import graceful_termination as gt
 from ipvs_verify.model.actions import Act
 from ipvs_verify.model.config import make_config
@@ -28,6 +27,7 @@ from ipvs_verify.model.kube_proxy import kube_proxy_version
 from ipvs_verify.model.state import DestStatus
 from ipvs_verify.model.system import System
 from ipvs_verify.properties.catalog import PROPERTIES
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE
 from ipvs_verify.scenario import load_scenario, scenario_config
 
 ROOT = Path(__file__).resolve().parent.parent

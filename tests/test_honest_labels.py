@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from ipvs_verify.check import check_config
-from ipvs_verify.expected import load_manifest
-from ipvs_verify.matrix import DEFAULT_SCOPE, cell_key, default_cells
 from ipvs_verify.properties.catalog import PROPERTIES
+from ipvs_verify.runner.expected import load_manifest
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE, cell_key, default_cells
+from ipvs_verify.runner.verdicts import check_config
 
 ENTRIES = load_manifest()
 CAPS = (0, 1, 300, 3_000, 10_000)

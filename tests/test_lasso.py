@@ -11,9 +11,9 @@ from scipy.sparse.csgraph import connected_components
 
 from ipvs_verify.engines.explicit import explore
 from ipvs_verify.engines.lasso import _graph_arrays
-from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec
 from ipvs_verify.model.system import System
 from ipvs_verify.properties.catalog import PROPERTIES
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE, CellSpec
 
 
 @pytest.mark.parametrize("variant,mode,timing", [("K46", 0, "event"), ("K516", 1, "untimed"), ("K41", 1, "event")])

@@ -17,11 +17,11 @@ import pytest
 from ipvs_verify.engines.explicit import Exploration, explore, explore_plain
 from ipvs_verify.engines.lasso import armed
 from ipvs_verify.engines.packed import PackingError
-from ipvs_verify.matrix import DEFAULT_SCOPE
 from ipvs_verify.model.config import Config, make_config
 from ipvs_verify.model.state import State
 from ipvs_verify.model.system import Act, Action, Part, System
 from ipvs_verify.properties.catalog import PROPERTIES
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE
 
 
 def _cfg(variant: str, mode: int, kube_proxy: str = "1.30", scheduler: str = "rr", pod_network: str = "routed",

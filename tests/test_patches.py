@@ -12,7 +12,6 @@ import pytest
 
 from ipvs_verify.cli import main
 from ipvs_verify.errors import UserError
-from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec, default_cells
 from ipvs_verify.model.config import Scope, make_config
 from ipvs_verify.model.decision_points import DECISION_POINTS, PatchError
 from ipvs_verify.model.ip_vs_in import ReuseVerdict, SkbCt
@@ -22,6 +21,7 @@ from ipvs_verify.model.variants import VARIANTS
 from ipvs_verify.patching.command import RECORD, load_record, patch_rows, patches_markdown
 from ipvs_verify.patching.compare import classify
 from ipvs_verify.patching.files import SHIPPED, load_patch, resolve_patch, shipped_patches
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE, CellSpec, default_cells
 from tests.conftest import cell_at, prime_cells
 
 ROOT = Path(__file__).resolve().parent.parent

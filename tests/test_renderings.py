@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ipvs_verify.diagram import sequence_diagram
-from ipvs_verify.reproducer import pytest_reproducer
-from ipvs_verify.trace import load_trace, replay_trace
+from ipvs_verify.presentation.diagram import sequence_diagram
+from ipvs_verify.presentation.reproducer import pytest_reproducer
+from ipvs_verify.presentation.trace import load_trace, replay_trace
 
 CX = Path(__file__).parent.parent / "counterexamples"
 SAFETY = [p for p in sorted(CX.glob("*.json")) if load_trace(p).kind == "safety"]

@@ -1,4 +1,4 @@
-"""One result format for every engine (ipvs_verify/report.py): its JSON schema is committed and current, and
+"""One result format for every engine (ipvs_verify/runner/report.py): its JSON schema is committed and current, and
 the explicit engine's and the Z3 engines' `matrix --json` both fit it, in the one status vocabulary."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ipvs_verify import cli
-from ipvs_verify.report import STATUSES, MatrixReport, bmc_verdict, induction_verdict, schema
+from ipvs_verify.runner.report import STATUSES, MatrixReport, bmc_verdict, induction_verdict, schema
 
 SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "matrix.schema.json"
 
@@ -27,7 +27,8 @@ def _json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:  # type: igno
 
 
 def test_the_committed_schema_is_current() -> None:
-    assert json.loads(SCHEMA.read_text()) == schema(), "regenerate: python -m ipvs_verify.report > " + str(SCHEMA)
+    regen = "regenerate: python -m ipvs_verify.runner.report > "
+    assert json.loads(SCHEMA.read_text()) == schema(), regen + str(SCHEMA)
 
 
 def test_every_engine_writes_the_one_format(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

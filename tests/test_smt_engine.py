@@ -28,14 +28,14 @@ from ipvs_verify.engines.bmc import EncodingError, Relation, run_bmc, supported
 from ipvs_verify.engines.explicit import explore
 from ipvs_verify.engines.induction import candidate_lemmas, run_induction
 from ipvs_verify.engines.smt_encoding import REACH_FACTS, Encoding, UnsupportedConfig, property_facts
-from ipvs_verify.matrix import DEFAULT_SCOPE as MATRIX_SCOPE
-from ipvs_verify.matrix import CellSpec, default_cells
-from ipvs_verify.minimise import minimise, violates
 from ipvs_verify.model.config import Config
 from ipvs_verify.model.system import System
+from ipvs_verify.presentation.minimise import minimise, violates
+from ipvs_verify.presentation.trace import build_trace, replay_trace
 from ipvs_verify.properties.catalog import BY_NAME, PROPERTIES
-from ipvs_verify.report import VerdictReport
-from ipvs_verify.trace import build_trace, replay_trace
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE as MATRIX_SCOPE
+from ipvs_verify.runner.matrix import CellSpec, default_cells
+from ipvs_verify.runner.report import VerdictReport
 
 FULL = os.environ.get("IPVS_SMT_FULL") == "1"
 # the encoding covers the default matrix's scope but for client crashes (refused below, as the bridge is)
@@ -274,7 +274,7 @@ def test_cli_engine_induction_and_bad_engine(tmp_path: Path) -> None:
 
 
 def test_engine_all_reports_disagreements() -> None:
-    from ipvs_verify.engines.smt_matrix import _compare
+    from ipvs_verify.runner.smt import _compare
 
     def v(status: str, steps: int | None = None, depth: int | None = None) -> VerdictReport:
         return VerdictReport(status=status, text=status, steps=steps, depth=depth,  # type: ignore[arg-type]

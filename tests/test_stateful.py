@@ -27,11 +27,11 @@ import pytest
 from hypothesis import settings
 
 from ipvs_verify.engines.stateful import SAFETY, WIDE_SCOPES, SearchResult, quiet, search
-from ipvs_verify.expected import load_manifest
-from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec, default_cells
+from ipvs_verify.presentation.story import story_markdown
+from ipvs_verify.presentation.trace import load_trace, replay_trace
 from ipvs_verify.properties.catalog import PROPERTIES, Property, missing_needs
-from ipvs_verify.story import story_markdown
-from ipvs_verify.trace import load_trace, replay_trace
+from ipvs_verify.runner.expected import load_manifest
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE, CellSpec, default_cells
 from tests.conftest import cell_at
 from tests.stateful_plugin import REPORTS, profile_name, run_seed, trace_dir, variant_marker
 

@@ -21,7 +21,7 @@ from ipvs_verify.cli import main
 from ipvs_verify.model.config import Scope, Timing
 from ipvs_verify.model.events import Ev
 from ipvs_verify.model.system import ACTION_NAMES, System
-from ipvs_verify.trace import (
+from ipvs_verify.presentation.trace import (
     V1_EVENTS,
     TraceError,
     build_trace,
@@ -30,7 +30,7 @@ from ipvs_verify.trace import (
     parse_trace,
     replay_trace,
 )
-from ipvs_verify.trace_model import (
+from ipvs_verify.presentation.trace_model import (
     ACTION_PARAMS,
     EVENT_FIELDS,
     EVENT_MODELS,
@@ -79,7 +79,7 @@ def tampered(tmp_path: Path, edit: Callable[[dict[str, Any]], object], src: Path
 # ---------------------------------------------------------------------- the schema
 def test_committed_schema_is_the_generated_one() -> None:
     assert SCHEMA.read_text() == schema_text(), (
-        "docs/trace.schema.json is stale: python -m ipvs_verify.trace_model > docs/trace.schema.json")
+        "docs/trace.schema.json is stale: python -m ipvs_verify.presentation.trace_model > docs/trace.schema.json")
 
 
 @pytest.mark.parametrize("path", FILES, ids=_ids)

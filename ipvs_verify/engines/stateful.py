@@ -12,7 +12,7 @@ states can fail instead of passing vacuously. `target()` steers toward the state
 these bugs: entries pointing at weight-0 or deleted dests, reused ports, dropped SYNs and destroyed pods
 whose real servers are still in IPVS.
 
-A failure is shrunk by Hypothesis, then minimised by `ipvs_verify.minimise` and returned as a trace in
+A failure is shrunk by Hypothesis, then minimised by `ipvs_verify.presentation.minimise` and returned as a trace in
 the project's format (`build_trace`, engine "hypothesis", with the seed). Liveness properties (5, 6)
 are not checked here: a finite random run cannot show a fair cycle; the explicit engine's lasso search
 decides them.
@@ -31,14 +31,14 @@ from hypothesis import seed as hyp_seed
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from ipvs_verify.minimise import minimise
 from ipvs_verify.model.config import Config, Scope
 from ipvs_verify.model.events import Ev, Event
 from ipvs_verify.model.state import DestStatus, PodPhase, Sock, State
 from ipvs_verify.model.system import ACTION_NAMES, Act, Action, System
+from ipvs_verify.presentation.minimise import minimise
+from ipvs_verify.presentation.trace import build_trace
+from ipvs_verify.presentation.trace_model import HypothesisInfo, TraceFile
 from ipvs_verify.properties.catalog import PROPERTIES, Property, event_mask
-from ipvs_verify.trace import build_trace
-from ipvs_verify.trace_model import HypothesisInfo, TraceFile
 
 ENGINE = "hypothesis"
 _WAIT = int(Act.WAIT)

@@ -12,16 +12,16 @@ from rich.console import Console
 from rich.table import Table
 from ruamel.yaml import YAML
 
-from ipvs_verify.check import CellResult
 from ipvs_verify.errors import UserError
-from ipvs_verify.matrix import CellSpec, counterexample_trace, explicit_verdict, property_refs, write_trace
 from ipvs_verify.model.config import Scope
 from ipvs_verify.patching.compare import CHANGES, CellDiff, base_cells, diff, patched, run_with_cache
 from ipvs_verify.patching.files import Patch, shipped_patches
-from ipvs_verify.progress import MatrixProgress
+from ipvs_verify.presentation.story import story_lines
 from ipvs_verify.properties.catalog import BY_NAME, Property
-from ipvs_verify.report import CheckReport, DiffReport, PatchReport, VerdictReport
-from ipvs_verify.story import story_lines
+from ipvs_verify.runner.matrix import CellSpec, counterexample_trace, explicit_verdict, property_refs, write_trace
+from ipvs_verify.runner.progress import MatrixProgress
+from ipvs_verify.runner.report import CheckReport, DiffReport, PatchReport, VerdictReport
+from ipvs_verify.runner.verdicts import CellResult
 
 SHORT = {"holds": "ok", "violated": "VIOL", "undecided": "undec", "bounded": "bound", "vacuous": "vac", "n/a": "n/a"}
 STYLE = {"fixed": "bold green", "now holds": "green", "regression": "bold red", "weakened": "yellow",
@@ -79,7 +79,7 @@ def _run_smt(patches: list[Patch], base: list[CellSpec], after: list[CellSpec], 
     """The Z3 engines on the same cells: bmc (a violation is a real run, otherwise bounded) or induction."""
     from ipvs_verify.engines.bmc import run_bmc_growing
     from ipvs_verify.engines.induction import run_induction
-    from ipvs_verify.engines.smt_matrix import _bmc_cell, _ind_cell, _write_bmc_traces
+    from ipvs_verify.runner.smt import _bmc_cell, _ind_cell, _write_bmc_traces
 
     verdicts: dict[str, dict[str, VerdictReport]] = {}
     for spec in base + after:
@@ -94,7 +94,7 @@ def _run_smt(patches: list[Patch], base: list[CellSpec], after: list[CellSpec], 
 
 
 def report(run: CheckRun, scope: Scope, must_fix: tuple[Property, ...], out_dir: Path | None) -> CheckReport:
-    """The run as the check format (ipvs_verify/report.py); regressions' counterexamples written to `out_dir`."""
+    """The run as the check format (ipvs_verify/runner/report.py); regressions' counterexamples written to `out_dir`."""
     specs = {c.slug: c for c in run.base + run.after}
     rows: list[DiffReport] = []
     failures: list[str] = []
@@ -151,7 +151,7 @@ def print_table(run: CheckRun, rep: CheckReport, out: Console) -> None:
               f"{rep.baseline_cache_hits} baselines cached, {run.seconds:.1f} s)", highlight=False)
     for cell in rep.cells:
         if cell.change == "regression" and cell.patched.counterexample:
-            from ipvs_verify.trace import load_trace
+            from ipvs_verify.presentation.trace import load_trace
 
             out.print(f"\nRegression: {cell.patched_cell} #{BY_NAME[cell.property].number} {cell.property}",
                       highlight=False)

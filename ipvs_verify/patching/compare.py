@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from ipvs_verify.check import CellResult
-from ipvs_verify.matrix import CellSpec, MatrixProgress, run_matrix
 from ipvs_verify.model.config import Scope
 from ipvs_verify.patching.files import Patch
 from ipvs_verify.properties.catalog import Property
+from ipvs_verify.runner.matrix import CellSpec, MatrixProgress, run_matrix
+from ipvs_verify.runner.verdicts import CellResult
 
 Change = Literal["fixed", "still violated", "regression", "weakened", "now holds", "changed", "unchanged"]
 CHANGES: tuple[Change, ...] = ("fixed", "still violated", "regression", "weakened", "now holds", "changed",
@@ -70,10 +70,9 @@ def model_digest() -> str:
     """The semantics' source: a change to any of it makes every cached baseline stale."""
     root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
-    for sub in ("model", "properties", "engines"):
+    for sub in ("model", "properties", "engines", "runner", "presentation"):
         for f in sorted((root / sub).rglob("*.py")):
             h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    h.update((root / "check.py").read_bytes())
     return h.hexdigest()
 
 

@@ -7,7 +7,7 @@ its enum name, flags by name), so renumbering `Ev` (or `DropWhy`, `BrokenWhy`, t
 change what a committed trace means. `EVENT_FIELDS` says, for each member, what its three integers are.
 
 The JSON schema at docs/trace.schema.json is generated from these models (`python -m
-ipvs_verify.trace_model > docs/trace.schema.json`); a test checks the committed copy is current.
+ipvs_verify.presentation.trace_model > docs/trace.schema.json`); a test checks the committed copy is current.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def event_fields(ev: Ev) -> tuple[Slot, Slot, Slot]:
     return EVENT_FIELDS.get(ev, UNNAMED)
 
 
-# The actions' parameters, exactly (what ipvs_verify.trace.action_to_json writes for each action)
+# The actions' parameters, exactly (what ipvs_verify.presentation.trace.action_to_json writes for each action)
 ACTION_PARAMS: dict[str, tuple[str, ...]] = {
     "request": ("flow", "closer"), "connect": ("flow",), "send": ("flow",), "close": ("flow", "closer"),
     "wait": ("seconds",), "expire": ("flow", "entry"), "client-timer": ("flow",), "grace-end": ("pod",),
@@ -399,5 +399,5 @@ def schema_text() -> str:
     return json.dumps(trace_schema(), indent=1) + "\n"
 
 
-if __name__ == "__main__":  # python -m ipvs_verify.trace_model > docs/trace.schema.json
+if __name__ == "__main__":  # python -m ipvs_verify.presentation.trace_model > docs/trace.schema.json
     print(schema_text(), end="")

@@ -2,7 +2,7 @@
 
 Mermaid renders in GitHub, GitLab and most Markdown viewers; the text alone still reads top to bottom.
 Each step becomes the messages its events stand for (a SYN forwarded, an ICMP error, a weight set ...):
-the events of the replay (ipvs_verify.trace.Replay), not those a file says.
+the events of the replay (ipvs_verify.presentation.trace.Replay), not those a file says.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from ipvs_verify.model.events import DropWhy, Ev
 from ipvs_verify.model.system import System
 from ipvs_verify.model.tcp_states import SHORT, TcpState
-from ipvs_verify.trace import Replay, forward_notes
+from ipvs_verify.presentation.trace import Replay, forward_notes
 
 
 def _lane(name: str) -> str:

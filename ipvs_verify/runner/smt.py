@@ -21,13 +21,13 @@ from rich.table import Table
 from ipvs_verify.engines.bmc import BmcRun, run_bmc_growing
 from ipvs_verify.engines.induction import InductionRun, run_induction
 from ipvs_verify.errors import UserError
-from ipvs_verify.matrix import CellSpec, cell_key, explicit_cell, property_refs, run_matrix, save_counterexamples
-from ipvs_verify.minimise import minimise
 from ipvs_verify.model.config import Scope
 from ipvs_verify.model.system import System
+from ipvs_verify.presentation.minimise import minimise
+from ipvs_verify.presentation.trace import build_trace, config_to_json
 from ipvs_verify.properties.catalog import BY_NAME, Property
-from ipvs_verify.report import CellReport, Engine, MatrixReport, VerdictReport, bmc_verdict, induction_verdict
-from ipvs_verify.trace import build_trace, config_to_json
+from ipvs_verify.runner.matrix import CellSpec, cell_key, explicit_cell, property_refs, run_matrix, save_counterexamples
+from ipvs_verify.runner.report import CellReport, Engine, MatrixReport, VerdictReport, bmc_verdict, induction_verdict
 
 ENGINES = ("explicit", "bmc", "induction", "all")
 
@@ -60,7 +60,7 @@ def _write_bmc_traces(spec: CellSpec, run: BmcRun, out: Path) -> dict[str, Path]
 def engine_matrix(cells: list[CellSpec], scope: Scope, props: tuple[Property, ...], engine: str, depth: int,
                   as_json: bool, out_dir: Path, jobs: int, max_states: int, console: Console,
                   quiet: bool = False) -> int:
-    """Run the chosen engine(s) on every cell, in the one result format (ipvs_verify/report.py); returns the exit
+    """Run the chosen engine(s) on every cell, in the one result format (ipvs_verify/runner/report.py); returns the exit
     code (1 if engines disagree)."""
     if engine not in ENGINES:
         raise UserError(f"--engine: expected one of {', '.join(ENGINES)}, got '{engine}'")

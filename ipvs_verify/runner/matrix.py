@@ -12,18 +12,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ipvs_verify.check import CellResult, Verdict, check_config
 from ipvs_verify.engines.explicit import SEARCHES, freeze_before_fork
-from ipvs_verify.minimise import minimise
 from ipvs_verify.model.config import POD_NETWORKS, Config, Scope, make_config
 from ipvs_verify.model.patch import ModelPatch
 from ipvs_verify.model.system import System
 from ipvs_verify.model.variants import DEFAULT_MATRIX_VARIANTS
+from ipvs_verify.presentation.minimise import minimise
+from ipvs_verify.presentation.story import story_markdown
+from ipvs_verify.presentation.trace import build_trace, config_to_json
+from ipvs_verify.presentation.trace_model import TraceFile
 from ipvs_verify.properties.catalog import PROPERTIES, Property
-from ipvs_verify.report import CellReport, MatrixReport, PropertyRef, SearchReport, VerdictReport
-from ipvs_verify.story import story_markdown
-from ipvs_verify.trace import build_trace, config_to_json
-from ipvs_verify.trace_model import TraceFile
+from ipvs_verify.runner.report import CellReport, MatrixReport, PropertyRef, SearchReport, VerdictReport
+from ipvs_verify.runner.verdicts import CellResult, Verdict, check_config
 
 # the default matrix's clients: short requests and long-lived connections, and a client host may lose a
 # connection without a packet and reuse its port (as real ones do: a crash, a container restart)
@@ -203,7 +203,7 @@ def write_trace(out: Path, stem: str, trace: TraceFile) -> Path:
 
 
 def explicit_verdict(v: Verdict, res: CellResult, path: Path | None) -> VerdictReport:
-    """An explicit verdict in the shared format (ipvs_verify/report.py)."""
+    """An explicit verdict in the shared format (ipvs_verify/runner/report.py)."""
     bound = "; ".join(f"{s.timing} search: {s.bound}" for s in res.searches if not s.complete)
     return VerdictReport(status=v.status, text=v.status, bound=bound if v.status == "bounded" else "",  # type: ignore
                          detail=v.detail, steps=len(v.actions) if v.actions else None,
@@ -229,7 +229,7 @@ def property_refs() -> list[PropertyRef]:
 def matrix_report(
     cells: list[CellSpec], results: list[CellResult], paths: dict[tuple[int, str], Path], scope: Scope
 ) -> MatrixReport:
-    """The explicit engine's matrix in the one result format every engine shares (ipvs_verify/report.py)."""
+    """The explicit engine's matrix in the one result format every engine shares (ipvs_verify/runner/report.py)."""
     rows = [explicit_cell(spec, res, {name: p for (ci, name), p in paths.items() if ci == i})
             for i, (spec, res) in enumerate(zip(cells, results, strict=True))]
     return MatrixReport(engines=["explicit"], scope=scope.describe(), properties=property_refs(), cells=rows)

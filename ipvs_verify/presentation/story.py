@@ -1,13 +1,13 @@
 """Tell a trace as a story: numbered steps (time, actor, action, outcome) and, under each, what changed.
 
-`show` passes the replay's own trace (ipvs_verify.trace.Replay.trace), so what is told is what the model did.
+`show` passes the replay's own trace (presentation.trace.Replay.trace), so what is told is what the model did.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ipvs_verify.trace_model import Params, StateView, TraceFile
+from ipvs_verify.presentation.trace_model import Params, StateView, TraceFile
 
 
 def _flatten(view: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -2,11 +2,11 @@
 
 Each cell holds, per engine, one verdict per property in one vocabulary (STATUSES), with the bound that stopped
 the search when it did not settle, and the counterexample when there is one. The pydantic models below are the
-format; its JSON schema is docs/matrix.schema.json (`python -m ipvs_verify.report > docs/matrix.schema.json`),
+format; its JSON schema is docs/matrix.schema.json (`python -m ipvs_verify.runner.report > docs/matrix.schema.json`),
 and tests/test_report.py checks that the committed copy is current and that every engine's output fits it.
 
 How each engine's own words map to the shared vocabulary, never claiming more than the engine showed:
-* explicit: its labels are the vocabulary (ipvs_verify/check.py says what each needs);
+* explicit: its labels are the vocabulary (ipvs_verify/runner/verdicts.py says what each needs);
 * bmc: a violation at depth d is "violated"; none up to depth k is "bounded" (never "holds"), and so is
   "sometimes checks not reached within depth k" (its own "vacuous<=k": vacuity within a bound is not vacuity);
 * induction: "proved" is "holds" (every depth, every timing); a counterexample to induction is "undecided"
@@ -172,7 +172,7 @@ def check_schema() -> dict[str, Any]:
     return CheckReport.model_json_schema()
 
 
-if __name__ == "__main__":  # python -m ipvs_verify.report [check] > docs/matrix.schema.json (check.schema.json)
+if __name__ == "__main__":  # python -m ipvs_verify.runner.report [check] > docs/matrix.schema.json (check.schema.json)
     import sys
 
     print(json.dumps(check_schema() if sys.argv[1:] == ["check"] else schema(), indent=1))

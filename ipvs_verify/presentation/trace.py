@@ -1,4 +1,4 @@
-"""The counterexample trace (format version 2, ipvs_verify.trace_model): building, loading, replaying.
+"""The counterexample trace (format version 2, ipvs_verify.presentation.trace_model): building, loading, replaying.
 
 A trace holds the configuration, the initial state, then steps: time, actor, action, parameters,
 outcome, events (by name), and the state after the step. Replaying rebuilds every state from the
@@ -35,8 +35,7 @@ from ipvs_verify.model.state import DestStatus, Plan, PodPhase, Sock, State, cou
 from ipvs_verify.model.sysctls import SYSCTL_RANGES
 from ipvs_verify.model.system import ACTION_NAMES, ACTORS, Act, Action, System
 from ipvs_verify.model.tcp_states import SHORT, TcpState
-from ipvs_verify.properties.catalog import BY_NAME, Property
-from ipvs_verify.trace_model import (
+from ipvs_verify.presentation.trace_model import (
     CLOSER_NAMES,
     EVENT_MODELS,
     FLAG_NAMES,
@@ -54,6 +53,7 @@ from ipvs_verify.trace_model import (
     event_fields,
     later_defaults,
 )
+from ipvs_verify.properties.catalog import BY_NAME, Property
 
 __all__ = ["FORMAT", "VERSION", "TraceFile", "Replay", "TraceError", "build_trace", "load_trace", "parse_trace",
            "replay_trace", "config_from_json", "config_to_json", "action_from_json", "action_to_json", "outcome",

@@ -17,13 +17,13 @@ from typing import Any
 from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from ipvs_verify.check import VERDICTS, CellResult
 from ipvs_verify.errors import UserError
-from ipvs_verify.matrix import DEFAULT_SCOPE, CellSpec, cell_key
 from ipvs_verify.model.config import Scope
 from ipvs_verify.properties.catalog import BY_NAME, PROPERTIES
+from ipvs_verify.runner.matrix import DEFAULT_SCOPE, CellSpec, cell_key
+from ipvs_verify.runner.verdicts import VERDICTS, CellResult
 
-MANIFEST = Path(__file__).with_name("expected_verdicts.yaml")
+MANIFEST = Path(__file__).resolve().parent.parent / "expected_verdicts.yaml"  # package data
 FORMAT = "ipvs-verify-expected"
 VERSION = 1
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -682,14 +685,153 @@ def test_bad_patch_file(name: str, tmp_path: Path) -> None:
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_bad_trace_file(tmp_path: Path) -> None:
-    p = tmp_path / "t.json"
-    p.write_text("{\"format\": \"something-else\"}")
-    code, _out, err = run_cli("show", str(p))
-    assert code == 2 and "t.json" in err and "Traceback" not in err
-    p.write_text("{not json")
-    code, _out, err = run_cli("show", str(p))
-    assert code == 2 and "t.json:1" in err
+# ---------------------------------------------------------------------- trace files: one line, exit 2
+CX = ROOT / "counterexamples"
+SAFETY = CX / "K46-kp1.30-mode0--no-new-conn-to-destroyed-pod.json"  # kubernetes 81775, 5 steps
+V1_81775 = Path(__file__).parent / "fixtures" / "trace-v1-K46-kp1.30-mode0--no-new-conn-to-destroyed-pod.json"
+
+
+def tampered(tmp_path: Path, edit: Callable[[dict[str, Any]], object], src: Path = SAFETY) -> Path:
+    data = json.loads(src.read_text())
+    edit(data)
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def _v1(edit: Callable[[dict[str, Any]], object]) -> Callable[[dict[str, Any]], object]:
+    """An edit of the version 1 fixture (marked by returning it)."""
+    edit.v1 = True  # type: ignore[attr-defined]
+    return edit
+
+
+def _step(n: int, **changes: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda d: d["steps"][n].update(changes)
+
+
+def _event(n: int, e: int, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(d: dict[str, Any]) -> None:
+        d["steps"][n]["events"][e] = value
+    return edit
+
+
+def _pop(*keys: str | int) -> Callable[[dict[str, Any]], None]:
+    def edit(d: dict[str, Any]) -> None:
+        for k in keys[:-1]:
+            d = d[k]  # type: ignore[index]
+        del d[keys[-1]]  # type: ignore[arg-type]
+    return edit
+
+
+def _put(value: Any, *keys: str | int) -> Callable[[dict[str, Any]], None]:
+    def edit(d: dict[str, Any]) -> None:
+        for k in keys[:-1]:
+            d = d[k]  # type: ignore[index]
+        d[keys[-1]] = value  # type: ignore[index]
+    return edit
+
+
+SYN = {"event": "SYN_FORWARDED", "flow": "client-1:port-1", "pod": "pod-b", "flags": []}
+
+MALFORMED: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
+    ("format", _put("something-else", "format"), 'format: not an ipvs-verify-trace file (expected "format": '),
+    ("version-3", _put(3, "version"), "version: expected 2 (or 1, migrated on load), got 3"),
+    ("version-string", _put("2", "version"), "version: expected 2 (or 1, migrated on load), got '2'"),
+    ("version-missing", _pop("version"), "version: expected 2 (or 1, migrated on load), got None"),
+    ("steps-missing", _pop("steps"), "the file: missing key 'steps'"),
+    ("config-missing", _pop("config"), "the file: missing key 'config'"),
+    ("steps-not-a-list", _put({}, "steps"), "steps: expected a list, got {}"),
+    ("step-not-an-object", _put(3, "steps", 0), "steps.0: expected an object, got 3"),
+    ("action-missing", _pop("steps", 0, "action"), "steps.0: missing key 'action'"),
+    ("action-unknown", _step(0, action="jump"), "steps.0.action: expected 'request', 'connect', "),
+    ("time-string", _step(1, time="0"), 'steps.1.time: expected a valid integer, got "0"'),
+    ("time-bool", _step(1, time=True), "steps.1.time: expected a valid integer, got true"),
+    ("params-extra", _put("red", "steps", 0, "params", "colour"),
+     "steps.0.params: unknown key 'colour' (expected only: flow, closer, client, entry, seconds, pod, weight)"),
+    ("params-missing", _put({}, "steps", 2, "params"), "steps.2: params: 'endpoint-gone' takes pod, got none"),
+    ("closer-unknown", _put("nobody", "steps", 0, "params", "closer"),
+     "steps.0.params.closer: expected 'none', 'client' or 'server', got \"nobody\""),
+    ("event-unknown", _event(0, 0, {**SYN, "event": "SYN_EXPLODED"}),
+     "steps.0.events.0.event: unknown event 'SYN_EXPLODED' (expected one of: SYN_FORWARDED, SYN_DROPPED, "),
+    ("event-nameless", _event(0, 0, {"flow": "client-1:port-1"}),
+     "steps.0.events.0: missing key 'event' (the name of an event, one of: SYN_FORWARDED, "),
+    ("event-number", _event(0, 0, [0, 0, 1, 0]), "steps.0.events.0: expected an object, got [0, 0, 1, 0]"),
+    ("event-field-type", _event(0, 0, {**SYN, "pod": 1}), "steps.0.events.0.pod: expected a valid string, got 1"),
+    ("event-field-missing", _event(0, 0, {k: v for k, v in SYN.items() if k != "flow"}),
+     "steps.0.events.0: missing key 'flow'"),
+    ("event-field-extra", _event(0, 0, {**SYN, "why": "REUSE"}),
+     "steps.0.events.0: unknown key 'why' (expected only: event, flow, pod, flags)"),
+    ("event-flag-unknown", _event(0, 0, {**SYN, "flags": ["FAST"]}),
+     "steps.0.events.0.flags.0: expected 'REUSED', 'POD_DEAD', 'DEST_W0', 'DEST_DELETED' or 'RETRANSMIT', "
+     'got "FAST"'),
+    ("event-drop-reason", _event(0, 0, {"event": "SYN_DROPPED", "flow": "client-1:port-1", "why": "LOST"}),
+     "steps.0.events.0.why: expected 'REUSE' or 'NODEST', got \"LOST\""),
+    ("state-missing", _pop("steps", 0, "state"), "steps.0: missing key 'state'"),
+    ("state-conntrack", _put("maybe", "steps", 0, "state", "conntrack", "client-1:port-1"),
+     "steps.0.state.conntrack.client-1:port-1: expected 'live', 'none' or 'SYN_SENT, expires at T', got \"maybe\""),
+    ("state-expires-at", _put("soon", "steps", 0, "state", "ipvs", "entries", 0, "expires_at"),
+     "steps.0.state.ipvs.entries.0.expires_at: expected a time in seconds (an integer) or \"now\", got 'soon'"),
+    ("state-entry-state", _put("HALF_OPEN", "steps", 0, "state", "ipvs", "entries", 0, "state"),
+     "steps.0.state.ipvs.entries.0.state: expected 'NONE', 'ESTABLISHED', "),
+    ("initial-state-missing", _pop("initial_state"), "the file: missing key 'initial_state'"),
+    ("protocol", _put("sctp", "config", "scope", "protocol"), "config.scope.protocol: expected 'tcp' or 'udp'"),
+    ("clients-bool", _put(True, "config", "scope", "clients"),
+     "config.scope.clients: expected a valid integer, got true"),
+    ("timeouts-missing-state", _pop("config", "timing", "ipvs_timeouts", "NONE"),
+     "config.timing.ipvs_timeouts: missing key 'NONE'"),
+    ("variant-unknown", _put("K99", "config", "variant"), "config: 'K99' is neither a variant"),
+    ("kube-proxy-unknown", _put("0.1", "config", "kube_proxy"), "config: '0.1' is not a kube-proxy version"),
+    ("scheduler-unknown", _put("fastest", "config", "scheduler"), "config: unknown scheduler 'fastest'"),
+    ("sysctl-unknown", _put(1, "config", "sysctl_overrides", "colour"),
+     "config.sysctl_overrides.colour: unknown sysctl (expected one of: conn_reuse_mode, "),
+    ("sysctl-range", _put(7, "config", "sysctl_overrides", "conn_reuse_mode"),
+     "config.sysctl_overrides.conn_reuse_mode: expected 0..3, got 7"),
+    ("property-unknown", _put("no-bugs", "property"), "property: unknown property 'no-bugs' (expected one of: "),
+    ("kind", _put("both", "kind"), "kind: expected 'safety' or 'liveness', got \"both\""),
+    ("status", _put("maybe", "status"), "status: expected 'violated' or 'undecided', got \"maybe\""),
+    ("seed", _put("x", "seed"), 'seed: expected a valid integer, got "x"'),
+    ("loop-start", _put("1", "loop_start"), 'loop_start: expected a valid integer, got "1"'),
+    ("top-level-extra", _put(1, "colour"), "the file: unknown key 'colour' (expected only: format, version, "),
+    ("hypothesis", _put([], "hypothesis"), "hypothesis: expected an object, got []"),
+    ("v1-event-short", _v1(_event(0, 0, [0, 0])),
+     "steps.0.events.0: expected [kind, subject, a, b], four integers (format version 1), got [0, 0]"),
+    ("v1-event-number", _v1(_event(0, 0, [99, 0, 0, 0])),
+     "steps.0.events.0: unknown version 1 event number 99 (expected 0..32)"),
+    ("v1-event-value", _v1(_event(0, 0, [1, 0, 5, 0])),
+     "steps.0.events.0: SYN_DROPPED.why: expected 0..1 (REUSE, NODEST), got 5"),
+    ("v1-event-flags", _v1(_event(0, 0, [0, 0, 1, 64])),
+     "steps.0.events.0: SYN_FORWARDED.flags: expected a sum of 1 (REUSED), 2 (POD_DEAD), "),
+    ("v1-event-unused", _v1(_event(0, 0, [2, 0, 0, 3])), "steps.0.events.0: REFUSED has no field for the value 3"),
+    ("v1-config", _v1(_pop("config", "scope")), "config: missing key 'scope'"),
+]
+
+
+@pytest.mark.parametrize("edit, expected", [(e, x) for _, e, x in MALFORMED], ids=[n for n, _, _ in MALFORMED])
+def test_a_malformed_trace_is_one_line_with_exit_2(tmp_path: Path, edit: Callable[[dict[str, Any]], object],
+                                                   expected: str) -> None:
+    path = tampered(tmp_path, edit, V1_81775 if getattr(edit, "v1", False) else SAFETY)
+    code, out, err = run_cli("show", str(path))
+    assert code == 2, out + err
+    assert err.startswith(f"error: {path}: {expected}"), err
+    assert err.count("\n") == 1 and "Traceback" not in err and out == ""
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", "edited.json:1:1: not JSON (Expecting value)"),
+    ("{not json", "edited.json:1:2: not JSON (Expecting property name enclosed in double quotes)"),
+    ("[1, 2]", 'edited.json: format: not an ipvs-verify-trace file'),
+    ('"ipvs-verify-trace"', "edited.json: format: not an ipvs-verify-trace file"),
+])
+def test_a_file_that_is_not_a_trace_object(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "edited.json"
+    path.write_text(text)
+    code, _, err = run_cli("show", str(path))
+    assert code == 2 and err.startswith("error: ") and expected in err and err.count("\n") == 1
+
+
+def test_a_missing_trace_file(tmp_path: Path) -> None:
+    code, _, err = run_cli("show", str(tmp_path / "nowhere.json"))
+    assert code == 2 and err == f"error: {tmp_path / 'nowhere.json'}: no such file\n"
 
 
 def test_bad_matrix_options() -> None:

@@ -44,6 +44,8 @@ class MatrixProgress:
         self._bar.__exit__(kind, exc, tb)
 
     def _stats(self, phase: str, states: int, depth: int, secs: float) -> str:
+        if phase.startswith("lasso"):  # the liveness pass: over a finished search's graph, no rate of its own
+            return f"{phase}: over {states:,} states, depth {depth}"
         rate = states / secs if secs else 0.0
         return f"{phase}: {states:,} states (cap {self.cap:,}), depth {depth}, {rate:,.0f} states/s"
 

@@ -75,12 +75,15 @@ def _stats(ex: Exploration) -> SearchStats:
     )
 
 
-def _violation(ex: Exploration, prop: Property) -> tuple[list[Action], int | None, int] | None:
+def _violation(ex: Exploration, prop: Property,
+               progress: CellProgress | None = None) -> tuple[list[Action], int | None, int] | None:
     if prop.kind == "safety":
         found = ex.violations.get(prop.name)
         if found is None:
             return None
         return ex.path_to(found.src) + [found.action], None, -1
+    if progress is not None:  # the liveness pass over the explored graph: a phase of its own in the progress
+        progress(f"lasso {prop.name} ({ex.system.timing_mode})", ex.n_states, ex.n_edges, ex.max_depth, 0.0)
     lasso = find_lasso(ex, prop)
     if lasso is None:
         return None
@@ -108,7 +111,7 @@ def check_config(
         if prop.name in not_applicable:
             verdicts.append(Verdict(prop.name, "n/a", "the scope has no " + ", ".join(not_applicable[prop.name])))
             continue
-        hit = _violation(event, prop)
+        hit = _violation(event, prop, progress)
         if hit is not None:  # a real, exactly timed run: violated, however far the search got
             actions, loop, pod = hit
             verdicts.append(Verdict(prop.name, "violated", "", actions, loop, "event", pod))
@@ -120,7 +123,7 @@ def check_config(
         searches.append(_stats(untimed))
         for v in verdicts:
             if v.prop in undecided:
-                _decide(v, event, untimed)
+                _decide(v, event, untimed, progress)
     return CellResult(config, verdicts, searches)
 
 
@@ -130,7 +133,7 @@ def _phase(progress: CellProgress | None, phase: str) -> Callable[[int, int, int
     return lambda states, edges, depth, secs: progress(phase, states, edges, depth, secs)
 
 
-def _decide(v: Verdict, event: Exploration, untimed: Exploration) -> None:
+def _decide(v: Verdict, event: Exploration, untimed: Exploration, progress: CellProgress | None = None) -> None:
     """The verdict of a property the event-driven search did not violate, from both searches.
 
     A label never claims more than the searches showed: "holds" needs the complete untimed search (every
@@ -147,7 +150,7 @@ def _decide(v: Verdict, event: Exploration, untimed: Exploration) -> None:
     if never:  # unreachable even in the over-approximation: in no real run either
         v.status, v.detail = "vacuous", "never reached: " + "; ".join(never)
         return
-    hit = _violation(untimed, prop)
+    hit = _violation(untimed, prop, progress)
     if hit is not None and not event.complete:
         v.status = "bounded"
         v.detail = (f"the event-driven search stopped at its {event.bound}; the untimed "

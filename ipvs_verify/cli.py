@@ -78,7 +78,7 @@ def matrix(
     kube_proxy: Annotated[str, typer.Option(help="kube-proxy releases")] = ",".join(DEFAULT_KUBE_PROXY),
     protocols: Annotated[str, typer.Option(help="service protocols: tcp, udp")] = "tcp",
     scheduler: Annotated[str, typer.Option(help="IPVS scheduler (kube-proxy --ipvs-scheduler): rr, lc, wlc, sh, "
-                                           "sh-fallback")] = "rr",
+                                           "sh-fallback, sh-port, sh-fallback-port")] = "rr",
     pod_network: Annotated[str, typer.Option(help="pod networks: routed (a /32 route per pod), bridge (pods on a "
                                              "bridge with a subnet route); default both (the Z3 engines: routed)")
                            ] = "",

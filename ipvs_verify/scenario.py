@@ -89,8 +89,9 @@ class ScenarioConfig(Strict):
     # sessionAffinity ClientIP: the persistent service's timeout (s)
     persistence: int = Field(default=0, ge=0, le=MAX_PERSISTENCE, description=(
         f"whole seconds 0..{MAX_PERSISTENCE} (sessionAffinity ClientIP's timeout; 0: none)"))
-    scheduler: Literal["rr", "lc", "wlc", "sh", "sh-fallback"] = Field(
-        default="rr", description="one of: rr, lc, wlc, sh, sh-fallback")  # kube-proxy --ipvs-scheduler
+    # kube-proxy --ipvs-scheduler; sh's flags (ipvsadm -b sh-fallback,sh-port) follow its name
+    scheduler: Literal["rr", "lc", "wlc", "sh", "sh-fallback", "sh-port", "sh-fallback-port"] = Field(
+        default="rr", description="one of: rr, lc, wlc, sh, sh-fallback, sh-port, sh-fallback-port")
     # ipvsadm --set TCP TCPFIN UDP (kube-proxy --ipvs-tcp-timeout, --ipvs-tcpfin-timeout, --ipvs-udp-timeout):
     # the only timeouts IP_VS_SO_SET_TIMEOUT changes (ESTABLISHED, FIN_WAIT, UDP); 0 leaves one as it is
     ipvs_timeouts: dict[Literal["tcp", "tcpfin", "udp"], Annotated[int, Field(ge=0, le=MAX_IPVS_TIMEOUT)]] = Field(

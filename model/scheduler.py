@@ -3,7 +3,8 @@
 A scheduler is an object with `schedule` and `del_dest`; the model never looks inside its state (an int).
 `schedule` gets the dest list head first, which dests are usable (weight > 0, not OVERLOAD), and, for the
 schedulers that read them, the dests' weights, their connection overheads and the client's hash.
-Source: net/netfilter/ipvs/ip_vs_{rr,lc,wlc,sh}.c of Linux 6.1. wrr and the rest are not modelled yet.
+Source: net/netfilter/ipvs/ip_vs_{rr,lc,wlc,sh}.c of Linux 6.1 (sh with its sh-fallback and sh-port flags).
+wrr and the rest are not modelled yet.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ SH_TAB_SIZE = 256  # ip_vs_sh.c IP_VS_SH_TAB_SIZE (CONFIG_IP_VS_SH_TAB_BITS = 8)
 class Scheduler(Protocol):
     name: str
     reads_load: bool  # reads weights, overheads or the client's hash (rr does not: they are not computed)
+    hashes_port: bool  # the client's hash covers its source port (sh with the sh-port flag)
 
     def schedule(self, order: tuple[int, ...], usable: tuple[bool, ...], cursor: int,
                  weights: tuple[int, ...] = (), load: tuple[int, ...] = (), client_hash: int = 0) -> tuple[int, int]:
@@ -40,6 +42,7 @@ class RoundRobin:
 
     name = "rr"
     reads_load = False
+    hashes_port = False
 
     def schedule(self, order: tuple[int, ...], usable: tuple[bool, ...], cursor: int,
                  weights: tuple[int, ...] = (), load: tuple[int, ...] = (), client_hash: int = 0) -> tuple[int, int]:
@@ -68,6 +71,7 @@ class LeastConnection:
         self.weighted = weighted
         self.name = "wlc" if weighted else "lc"
         self.reads_load = True
+        self.hashes_port = False
 
     def schedule(self, order: tuple[int, ...], usable: tuple[bool, ...], cursor: int,
                  weights: tuple[int, ...] = (), load: tuple[int, ...] = (), client_hash: int = 0) -> tuple[int, int]:
@@ -95,11 +99,18 @@ class SourceHashing:
     The table is rebuilt on every add, edit and delete (ip_vs_sh_reassign), so it is a function of the
     dest list and the weights: no state is kept. A weight-0 dest keeps its bucket; without the sh-fallback
     flag a client hashing to it is refused even when other dests are fine (T12).
+
+    The bucket is ip_vs_sh_hashkey(addr, port): the port is the client's source port with the sh-port flag
+    (IP_VS_SVC_F_SCHED_SH_PORT, ip_vs_sh_schedule), 0 without it. The model abstracts the hash by the bucket
+    itself: client c's bucket is c, and with sh-port flow (c, p)'s bucket is its flow index (the harness picks
+    addresses and source ports that hash there: conformance/kernel.py sh_bucket).
     """
 
-    def __init__(self, fallback: bool) -> None:
+    def __init__(self, fallback: bool, port: bool = False) -> None:
         self.fallback = fallback
-        self.name = "sh-fallback" if fallback else "sh"
+        self.hashes_port = port
+        # the names kube-proxy's --ipvs-scheduler and our scenarios use: sh, then its flags
+        self.name = "sh" + ("-fallback" if fallback else "") + ("-port" if port else "")
         self.reads_load = True
 
     @staticmethod
@@ -137,7 +148,7 @@ class SourceHashing:
 
 SCHEDULERS: dict[str, Scheduler] = {
     s.name: s for s in (RoundRobin(), LeastConnection(False), LeastConnection(True), SourceHashing(False),
-                        SourceHashing(True))
+                        SourceHashing(True), SourceHashing(False, port=True), SourceHashing(True, port=True))
 }
 
 
@@ -154,7 +165,7 @@ class PatchedScheduler:
 
     def __init__(self, base: Scheduler, v: Variant) -> None:
         self.base, self.v = base, v
-        self.name, self.reads_load = base.name, base.reads_load
+        self.name, self.reads_load, self.hashes_port = base.name, base.reads_load, base.hashes_port
 
     def schedule(self, order: tuple[int, ...], usable: tuple[bool, ...], cursor: int,
                  weights: tuple[int, ...] = (), load: tuple[int, ...] = (), client_hash: int = 0) -> tuple[int, int]:

@@ -30,7 +30,7 @@ class Scheduling(Core):
             else:
                 dest, cursor = self.sched.schedule(
                     st.order, usable, st.cursor, tuple(st.dests[d].weight for d in st.order),
-                    tuple(self._overhead(st, d) for d in st.order), client_hash=c)
+                    tuple(self._overhead(st, d) for d in st.order), client_hash=f if self.sched.hashes_port else c)
             if cursor != st.cursor:
                 st = st._replace(cursor=cursor)
             if dest < 0 or not self.persistent:

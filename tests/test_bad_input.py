@@ -287,7 +287,7 @@ BAD_SCENARIOS: list[tuple[str, str, str]] = [
     ("persistence-too-long", scenario("persistence: 100000"), "s.yaml:4: config.persistence: expected whole "
                                                               "seconds 0..86400"),
     ("scheduler-unknown", scenario("scheduler: fifo"), "s.yaml:4: config.scheduler: expected one of: rr, lc, "
-                                                       "wlc, sh, sh-fallback, got 'fifo'"),
+                                                       "wlc, sh, sh-fallback, sh-port, sh-fallback-port, got 'fifo'"),
     ("ipvs-timeout-negative", scenario("ipvs_timeouts: {tcp: -1}"), "s.yaml:4: config.ipvs_timeouts.tcp: "
                                                                     "expected whole seconds 0..2147483 (0 leaves "
                                                                     "that timeout as it is), got the number -1"),

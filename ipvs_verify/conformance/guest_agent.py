@@ -439,6 +439,7 @@ class World:
         self.bridge = bridge  # pods on a bridge with a subnet route, instead of a /32 route each
         self.proto = proto  # "tcp" or "udp": the service's protocol
         self.client_ips = [f"10.0.0.{i + 1}" for i in range(1, clients + 1)]
+        self.flow_ports: dict[str, int] = {}  # a flow's source port, where the harness chose it (sh-port)
         self.pods = pods  # every pod name the scenario may use, in order (its IP is fixed by its index)
         self.clients = clients
         self.ports = ports
@@ -458,7 +459,8 @@ class World:
 
     def flow_addr(self, flow: str) -> tuple[str, int]:
         c, p = flow.split(":")
-        return self.client_ips[int(c.split("-")[1]) - 1], 40000 + int(p.split("-")[1]) - 1
+        ip = self.client_ips[int(c.split("-")[1]) - 1]
+        return ip, self.flow_ports.get(flow, 40000 + int(p.split("-")[1]) - 1)
 
     def setup(self, sysctls: dict[str, int], nf_conntrack: bool, up: list[str], dests: list[list[Any]],
               persistence: int | None, timeouts: list[int] | None = None, scheduler: str = "rr") -> None:
@@ -489,8 +491,9 @@ class World:
             # (Debian's UML kernel has no nf_tables ip family: iptables-legacy)
             NAT_RULES.install(n)
         proto = "-u" if self.proto == "udp" else "-t"
-        sched, _, flag = scheduler.partition("-")  # "sh-fallback": sh with --sched-flags sh-fallback
-        rules = (f"-A {proto} {VIP}:80 -s {sched}" + (f" -b sh-{flag}" if flag else "")
+        # "sh-fallback-port": sh with --sched-flags sh-fallback,sh-port
+        sched, *flags = scheduler.split("-")
+        rules = (f"-A {proto} {VIP}:80 -s {sched}" + (" -b " + ",".join(f"sh-{f}" for f in flags) if flags else "")
                  + (f" -p {persistence}" if persistence else "") + "\n")
         rules += "".join(f"-a {proto} {VIP}:80 -r {ip}:80 -m -w {w}\n" for ip, w in dests)
         run(["ipvsadm", "-R"], ns=n, stdin=rules)
@@ -833,6 +836,7 @@ def handle(worlds: dict[str, World], cmd: dict[str, Any]) -> dict[str, Any]:
         w = World(cmd["tag"], cmd["pods"], cmd["clients"], cmd["ports"], cmd.get("proto", "tcp"),
                   cmd.get("bridge", False))
         w.client_ips = cmd.get("client_ips") or w.client_ips
+        w.flow_ports = cmd.get("flow_ports") or {}
         worlds[w.tag] = w
         w.setup(cmd["sysctls"], cmd["nf_conntrack"], cmd["up"], cmd["dests"], cmd.get("persistence"),
                 cmd.get("timeouts"), cmd.get("scheduler", "rr"))

@@ -147,6 +147,11 @@ class KernelScenario:
         # the harness picks addresses that hash there
         self.client_ips = [sh_client_ip(c) if sched.startswith("sh") else f"10.0.0.{c + 2}"
                            for c in range(scope.clients)]
+        # with sh-port the hash covers the source port: flow (c, p)'s port hashes to its flow index, as the
+        # model abstracts it (model/scheduler.py SourceHashing)
+        self.flow_ports = ({f"client-{c + 1}:port-{p + 1}": sh_port(self.client_ips[c], c * scope.ports + p, p)
+                            for c in range(scope.clients) for p in range(scope.ports)}
+                           if sched.endswith("-port") else {})
         self.proto = getattr(scope, "protocol", "tcp")  # the service's protocol (config.protocol)
         self.persistence: int = getattr(scope, "persistence", 0)  # sessionAffinity ClientIP: ipvsadm -p
         self.events: list[str] = []
@@ -188,7 +193,7 @@ class KernelScenario:
                   persistence=self.persistence, timeouts=self.timeouts(),
                   bridge=self.sc.data.config.pod_network == "bridge",
                   scheduler=getattr(self.cfg, "scheduler", "rr"),  # kube-proxy --ipvs-scheduler
-                  client_ips=self.client_ips)
+                  client_ips=self.client_ips, flow_ports=self.flow_ports)
         self.t0 = time.monotonic()
 
     def timeouts(self) -> list[int] | None:
@@ -282,7 +287,8 @@ class KernelScenario:
 
     def flow_addr(self, flow: str) -> tuple[str, int]:
         c, p = flow.split(":")
-        return self.client_ips[int(c.split("-")[1]) - 1], 40000 + int(p.split("-")[1]) - 1
+        ip = self.client_ips[int(c.split("-")[1]) - 1]
+        return ip, self.flow_ports.get(flow, 40000 + int(p.split("-")[1]) - 1)
 
     # -------------------------------------------------------------- kube-proxy and kubelet on the virtual clock
     def endpoints_changed(self) -> None:
@@ -541,6 +547,14 @@ def sh_client_ip(index: int) -> str:
         if sh_bucket(ip) == index % 256 and (n & 255) not in (0, 255):
             return ip
     raise AssertionError("unreachable: 65k addresses cover every bucket")
+
+
+def sh_port(ip: str, bucket: int, index: int) -> int:
+    """The first source port from 40000 + 1000 * index whose sh-port bucket (with `ip`) is `bucket`."""
+    for port in range(40000 + 1000 * index, 65536):
+        if sh_bucket(ip, port) == bucket % 256:
+            return port
+    raise AssertionError(f"no source port of {ip} hashes to bucket {bucket}")
 
 
 def wheel_granularity(seconds: int, hz: int = HZ) -> float:

@@ -141,7 +141,9 @@ class Step(Strict):
     # the client host loses its established connection without a packet and may reuse the port at once
     client_crash: str | None = Field(default=None, alias="client-crash", description=FLOW)
     datagram: str | None = Field(default=None, description=FLOW)  # UDP: one datagram from this client port, answered
-    closer: Literal["client", "server"] = Field(default="client", description="client or server (who closes first)")
+    # who closes first; reset: the client aborts (SO_LINGER 0: a RST, no TIME_WAIT)
+    closer: Literal["client", "server", "reset"] = Field(default="client",
+                                                         description="client, server or reset (who closes first)")
     wait: int | None = Field(default=None, ge=0, le=MAX_WAIT, description=f"whole seconds 0..{MAX_WAIT} (30 days)")
     # endpoint removed, pod terminating
     delete_pod: str | None = Field(default=None, alias="delete-pod", description=POD)
@@ -168,6 +170,7 @@ class Step(Strict):
 
 
 STEP_KINDS = tuple(f for f in Step.model_fields if f not in ("closer", "weight", "expect"))
+CLOSER_PLANS = {"client": Plan.CLIENT_CLOSES, "server": Plan.SERVER_CLOSES, "reset": Plan.CLIENT_RESETS}
 FLOW_KINDS = ("connect", "request", "send", "close", "datagram", "client_crash")
 TCP_KINDS = ("connect", "request", "send", "close", "client_crash")
 
@@ -564,7 +567,7 @@ def scenario_config(sc: Scenario, variant: str) -> Config:
             variant, c.kube_proxy, {str(k): v for k, v in c.sysctls.items()},
             Scope(clients=c.clients, ports=c.ports, pods=tuple(c.pods), spare_pods=tuple(c.spare_pods),
                   changes=0, crashes=False, long_lived=True, protocol=c.protocol, persistence=c.persistence,
-                  client_crashes=True),
+                  client_crashes=True, client_resets=True),
             _timing(c), kernel=c.kernel if variant == sc.variant else None,
             nf_conntrack=c.nf_conntrack, scheduler=c.scheduler, pod_network=c.pod_network,
         )
@@ -643,8 +646,7 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
         action: Action | None = None
         if step.connect or step.request:
             flow_of_step = flow(step.connect or step.request or "")
-            closes = Plan.CLIENT_CLOSES if step.closer == "client" else Plan.SERVER_CLOSES
-            plan = Plan.HOLD if step.connect else closes
+            plan = Plan.HOLD if step.connect else CLOSER_PLANS[step.closer]
             action = (Act.CONNECT, flow_of_step, 0) if step.connect else (Act.REQUEST, flow_of_step, plan)
         elif step.send:
             flow_of_step = flow(step.send)
@@ -657,7 +659,7 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
             action = (Act.CLIENT_CRASH, flow_of_step, 0)
         elif step.close:
             flow_of_step = flow(step.close)
-            action = (Act.CLOSE, flow_of_step, Plan.CLIENT_CLOSES if step.closer == "client" else Plan.SERVER_CLOSES)
+            action = (Act.CLOSE, flow_of_step, CLOSER_PLANS[step.closer])
         elif step.delete_pod:
             action = (Act.DELETE_POD, pod(step.delete_pod), 0)
         elif step.add_pod:

@@ -81,6 +81,9 @@ class Scope:
     # a client host may lose an established connection without a packet (it crashed, or its container
     # restarted with the pod's address kept) and connect again from the same port at once
     client_crashes: bool = False
+    # a client may close with a RST (SO_LINGER 0) instead of a FIN: no TIME_WAIT on its side, IPVS's entry
+    # in CLOSE (10 s), the node's conntrack entry in CLOSE, which the next SYN of the tuple reopens
+    client_resets: bool = False
 
     @property
     def all_pods(self) -> tuple[str, ...]:
@@ -103,7 +106,8 @@ class Scope:
         return (
             f"{self.clients} client x {self.ports} port, pods {','.join(self.pods)}"
             f"{' +' + ','.join(self.spare_pods) if self.spare_pods else ''}, {self.changes} changes, "
-            f"{'crashes, ' if self.crashes else ''}{'client crashes, ' if self.client_crashes else ''}{conns} "
+            f"{'crashes, ' if self.crashes else ''}{'client crashes, ' if self.client_crashes else ''}"
+            f"{'client resets, ' if self.client_resets else ''}{conns} "
             "connections"
         )
 

@@ -63,6 +63,8 @@ class Core:
         plans = []
         if config.scope.short_requests:
             plans += [Plan.CLIENT_CLOSES, Plan.SERVER_CLOSES]
+            if config.scope.client_resets:
+                plans.append(Plan.CLIENT_RESETS)
         self._client_actions: list[tuple[int, Action]] = []
         for f in range(self.n_flows):
             if self.udp:

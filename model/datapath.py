@@ -261,6 +261,8 @@ class DataPath(Scheduling):
     _CLOSE_SEQ = {
         Plan.CLIENT_CLOSES: ((Dir.INPUT, Seg.FIN), (Dir.OUTPUT, Seg.ACK), (Dir.OUTPUT, Seg.FIN), (Dir.INPUT, Seg.ACK)),
         Plan.SERVER_CLOSES: ((Dir.OUTPUT, Seg.FIN), (Dir.INPUT, Seg.ACK), (Dir.INPUT, Seg.FIN), (Dir.OUTPUT, Seg.ACK)),
+        # the client's RST alone: the pod's stack drops its socket without an answer (tcp_reset)
+        Plan.CLIENT_RESETS: ((Dir.INPUT, Seg.RST),),
     }
 
     @staticmethod
@@ -339,7 +341,9 @@ class DataPath(Scheduling):
         if broken >= 0:
             return self._broken(self._set_flow(st, f, flow), f, broken, ev)
         ev.append((Ev.CLOSED, f, plan, 0))
-        # the conntrack entry is now TIME_WAIT with CLOSE_INIT: a new SYN reopens it
+        # the conntrack entry is now TIME_WAIT with CLOSE_INIT, or CLOSE after the client's RST: a new SYN of the
+        # tuple reopens either (nf_conntrack_proto_tcp.c nf_conntrack_tcp_packet, SYN_SENT from TIME_WAIT or
+        # later: CLOSE_INIT seen, or the last packet a RST in the SYN's direction -> nf_ct_kill, NF_REPEAT)
         entries = _disown(flow.entries)
         if plan == Plan.CLIENT_CLOSES:
             client = Client(Sock.TIME_WAIT, -1, self.timing.client_time_wait, 0, Plan.HOLD)

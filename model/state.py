@@ -50,6 +50,9 @@ class Plan(IntEnum):
     HOLD = 0  # long-lived: later `send` and `close` actions
     CLIENT_CLOSES = 1  # short request, the client closes first (its own TIME_WAIT)
     SERVER_CLOSES = 2  # short request, the server closes first (no client TIME_WAIT)
+    # short request, the client aborts: close() with SO_LINGER 0 sends a RST instead of a FIN (tcp_close ->
+    # tcp_disconnect, net/ipv4/tcp.c), and the port is free at once (no TIME_WAIT), as load testers do
+    CLIENT_RESETS = 3
 
 
 class Client(NamedTuple):

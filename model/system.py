@@ -203,6 +203,8 @@ class System(DataPath, ControlPlane, Clock):
                     acts.append((_ACT_CLIENT_CRASH, f, 0))
                 acts.append((_ACT_SEND, f, 0))
                 acts.append((_ACT_CLOSE, f, Plan.CLIENT_CLOSES))
+                if self.scope.client_resets:
+                    acts.append((_ACT_CLOSE, f, Plan.CLIENT_RESETS))
                 if st.pods[flow.client.pod].phase != _POD_DESTROYED:
                     acts.append((_ACT_CLOSE, f, Plan.SERVER_CLOSES))
         if st.budget > 0:

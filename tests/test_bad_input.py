@@ -103,10 +103,10 @@ BAD_SCENARIOS: list[tuple[str, str, str]] = [
     ("top-level-number", "42\n", "s.yaml:1: the top level: expected a mapping with name, config and steps, "
                               "got the number 42"),
     ("yaml-merged-bad-value", "name: x\nconfig: {}\nsteps:\n  - &r {request: client-1:port-1, closer: bad}\n"
-                              "  - <<: *r\n", "s.yaml:4: step 1, closer: expected client or server"),
+                              "  - <<: *r\n", "s.yaml:4: step 1, closer: expected client, server or reset"),
     ("yaml-merged-key-line", "name: x\nconfig: {}\nsteps:\n  - {wait: 1}\n  - <<: {closer: bad}\n"
-                             "    request: client-1:port-1\n", "s.yaml:5: step 2, closer: expected client or "
-                                                                "server (who closes first), got 'bad'"),
+                             "    request: client-1:port-1\n", "s.yaml:5: step 2, closer: expected client, "
+                                                                "server or reset (who closes first), got 'bad'"),
     ("yaml-date", scenario("kernel: 2024-01-01", variant=""), "s.yaml:3: config.kernel: expected a kernel version "
                                                               "in quotes, e.g. \"5.4.163\" (the version "
                                                               "kube-proxy reads; it must map to config.variant), "
@@ -365,14 +365,14 @@ BAD_SCENARIOS: list[tuple[str, str, str]] = [
     ("udp-datagram-in-tcp", steps("- datagram: client-1:port-1"), "s.yaml:5: step 1, datagram: a UDP step in a "
                                                                   "TCP service; expected connect, request, send "
                                                                   "or close (or config.protocol: udp)"),
-    ("closer-unknown", steps(REQ, "  closer: both"), "s.yaml:6: step 1, closer: expected client or server (who "
-                                                     "closes first), got 'both'"),
+    ("closer-unknown", steps(REQ, "  closer: both"), "s.yaml:6: step 1, closer: expected client, server or "
+                                                     "reset (who closes first), got 'both'"),
     ("closer-on-wait", steps("- wait: 1", "  closer: server"), "s.yaml:6: step 1, closer: only a request or a "
                                                                "close step has a closer, not a wait step"),
     ("closer-on-connect", steps("- connect: client-1:port-1", "  closer: client"),
      "s.yaml:6: step 1, closer: only a request or a close step has a closer, not a connect step"),
-    ("closer-null", steps(REQ, "  closer:"), "s.yaml:6: step 1, closer: expected client or server (who closes "
-                                             "first), got nothing"),
+    ("closer-null", steps(REQ, "  closer:"), "s.yaml:6: step 1, closer: expected client, server or reset (who "
+                                             "closes first), got nothing"),
     # --- steps: pods and dests
     ("delete-pod-unknown", steps("- delete-pod: z"), "s.yaml:5: step 1, delete-pod: unknown pod 'z' (expected "
                                                      "one of: a, b)"),
@@ -750,7 +750,7 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
      "steps.0.params: unknown key 'colour' (expected only: flow, closer, client, entry, seconds, pod, weight)"),
     ("params-missing", _put({}, "steps", 2, "params"), "steps.2: params: 'endpoint-gone' takes pod, got none"),
     ("closer-unknown", _put("nobody", "steps", 0, "params", "closer"),
-     "steps.0.params.closer: expected 'none', 'client' or 'server', got \"nobody\""),
+     "steps.0.params.closer: expected 'none', 'client', 'server' or 'reset', got \"nobody\""),
     ("event-unknown", _event(0, 0, {**SYN, "event": "SYN_EXPLODED"}),
      "steps.0.events.0.event: unknown event 'SYN_EXPLODED' (expected one of: SYN_FORWARDED, SYN_DROPPED, "),
     ("event-nameless", _event(0, 0, {"flow": "client-1:port-1"}),

@@ -604,8 +604,18 @@ class World:
         if plan == "H":
             self.socks[flow] = s
             return {"result": "connected", "pod": pod}
+        if plan == "R":
+            self._reset(s)
+            return {"result": "connected", "pod": pod, "closed": True}
         self._finish(s, server_first=plan == "S")
         return {"result": "connected", "pod": pod, "closed": True}
+
+    @staticmethod
+    def _reset(s: socket.socket) -> None:
+        """close() with SO_LINGER {on, 0}: tcp_close -> tcp_disconnect sends a RST, the port is free at once."""
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        time.sleep(0.01)  # the RST has gone through IPVS
 
     def _finish(self, s: socket.socket, server_first: bool) -> None:
         """Close and wait until the last packet of the close went through IPVS (the socket is CLOSED)."""
@@ -684,6 +694,9 @@ class World:
         s = self.socks.pop(flow, None)
         if s is None:
             return {"result": "error", "detail": "no connection"}
+        if closer == "reset":
+            self._reset(s)
+            return {"result": "closed"}
         try:
             s.settimeout(2.0)
             if closer == "server":

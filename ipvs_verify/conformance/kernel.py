@@ -426,7 +426,7 @@ class KernelScenario:
         before: dict[str, Any] | None = None
         if step.request or step.connect:
             flow = step.request or step.connect
-            plan = "H" if step.connect else ("C" if step.closer == "client" else "S")
+            plan = "H" if step.connect else {"client": "C", "server": "S", "reset": "R"}[step.closer]
             before = self.observe(flow)[0]  # to tell a queued, challenged or dropped SYN apart
             r = self.call("connect", flow=flow, plan=plan, window=SYN_WINDOW)
             summary, pod, detail = self._outcome(r)

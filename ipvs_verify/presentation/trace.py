@@ -60,7 +60,7 @@ __all__ = ["FORMAT", "VERSION", "TraceFile", "Replay", "TraceError", "build_trac
            "state_view", "event_to_json", "flatten_view"]
 
 ACTION_BY_NAME = {v: k for k, v in ACTION_NAMES.items()}
-CLOSERS = {Plan.CLIENT_CLOSES: "client", Plan.SERVER_CLOSES: "server", Plan.HOLD: "none"}
+CLOSERS = {Plan.CLIENT_CLOSES: "client", Plan.SERVER_CLOSES: "server", Plan.HOLD: "none", Plan.CLIENT_RESETS: "reset"}
 CLOSER_BY_NAME = {v: k for k, v in CLOSERS.items()}
 
 
@@ -170,8 +170,8 @@ def action_from_json(sys: System, name: str, params: Mapping[str, Any]) -> Actio
 
     if kind == Act.REQUEST or kind == Act.CLOSE:
         closer = params.get("closer", "client")
-        if closer not in ("client", "server"):
-            raise ValueError(f"closer must be 'client' or 'server', not {closer!r}")
+        if closer not in ("client", "server", "reset"):
+            raise ValueError(f"closer must be 'client', 'server' or 'reset', not {closer!r}")
         return (kind, flow(), CLOSER_BY_NAME[closer])
     if kind in (Act.CONNECT, Act.SEND, Act.CLIENT_TIMER, Act.DATAGRAM, Act.CT_EXPIRE, Act.CLIENT_CRASH):
         return (kind, flow(), 0)
@@ -296,7 +296,8 @@ def outcome(sys: System, events: tuple[Event, ...]) -> str:
                    BrokenWhy.POD_GONE: "pod gone"}[BrokenWhy(a)]
             parts.append(f"connection broken: {why}")
         elif kind == Ev.CLOSED:
-            parts.append(f"closed ({CLOSERS[Plan(a)]} first)")
+            parts.append("reset by the client (SO_LINGER 0)" if a == Plan.CLIENT_RESETS
+                         else f"closed ({CLOSERS[Plan(a)]} first)")
         elif kind == Ev.CT_KILLED:
             parts.append("conntrack entry killed" + (" — it belonged to a newer, live connection" if a else ""))
         elif kind == Ev.ENTRY_EXPIRED:

@@ -30,7 +30,8 @@ VERSION: Final = 2
 # ---------------------------------------------------------------------- named values
 # the SYN_FORWARDED / DGRAM_FORWARDED flags by name (model.events SF_*), in bit order
 FLAG_NAMES = ("REUSED", "POD_DEAD", "DEST_W0", "DEST_DELETED", "RETRANSMIT")
-CLOSER_NAMES = ("none", "client", "server")  # model.state.Plan: HOLD, CLIENT_CLOSES, SERVER_CLOSES
+# model.state.Plan: HOLD, CLIENT_CLOSES, SERVER_CLOSES, CLIENT_RESETS
+CLOSER_NAMES = ("none", "client", "server", "reset")
 
 # What each of an event's three integers (subject, a, b) stands for, by kind; None: unused (always 0).
 #   flow, pod, client: an index, stored as its name ("client-1:port-1", "pod-a", "client-1")
@@ -110,7 +111,7 @@ else:
     DropName = Literal[tuple(m.name for m in DropWhy)]
     BrokenName = Literal[tuple(m.name for m in BrokenWhy)]
     FlagName = Literal[FLAG_NAMES]
-CloserName = Literal["none", "client", "server"]
+CloserName = Literal["none", "client", "server", "reset"]
 
 
 def _at(v: Any) -> int | str:

@@ -27,7 +27,8 @@ settings.register_profile("thorough", THOROUGH)
 settings.load_profile("ci")  # the default under pytest; --hypothesis-profile loads another one after this
 
 DEFAULT_TRACE_DIR = Path(".traces/hypothesis")
-REPORTS = pytest.StashKey[list[dict[str, Any]]]()
+REPORT_PROPERTY = "ipvs_verify_stateful"  # a test's summary entry, carried in its report's user_properties
+_reports: list[dict[str, Any]] = []  # gathered from the reports: in the controller under pytest-xdist
 
 
 def variant_marker(variant: str) -> str:
@@ -50,7 +51,12 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "(runs with --stateful-full, --variant or the thorough profile)")
     for v in DEFAULT_MATRIX_VARIANTS:
         config.addinivalue_line("markers", f"{variant_marker(v)}: stateful cells of kernel variant {v}")
-    config.stash[REPORTS] = []
+    _reports.clear()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _reports.extend(value for name, value in report.user_properties if name == REPORT_PROPERTY)
 
 
 def profile_name() -> str:
@@ -103,7 +109,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    reports = config.stash.get(REPORTS, [])
+    reports = sorted(_reports, key=lambda r: r["test"])  # the workers' order is not the tests' order
     if not reports:
         return
     tr = terminalreporter

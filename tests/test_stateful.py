@@ -33,7 +33,7 @@ from ipvs_verify.properties.catalog import PROPERTIES, Property, missing_needs
 from ipvs_verify.runner.expected import load_manifest
 from ipvs_verify.runner.matrix import DEFAULT_SCOPE, CellSpec, default_cells
 from tests.conftest import cell_at
-from tests.stateful_plugin import REPORTS, profile_name, run_seed, trace_dir, variant_marker
+from tests.stateful_plugin import REPORT_PROPERTY, profile_name, run_seed, trace_dir, variant_marker
 
 
 def _spec(variant: str, mode: int, kube_proxy: str = "1.30", protocol: str = "tcp", scheduler: str = "rr",
@@ -153,10 +153,11 @@ def save(result: SearchResult, case: Case, out: Path) -> Path:
 
 def _report(request: pytest.FixtureRequest, case: Case, expected: tuple[str, str], result: SearchResult,
             outcome: str, trace: Path | None) -> None:
-    request.config.stash[REPORTS].append({
+    # on the test's report, so the summary has it from every pytest-xdist worker (tests/stateful_plugin.py)
+    request.node.user_properties.append((REPORT_PROPERTY, {
         "test": case.id, "property": case.prop.name, "expected": expected[0], "source": expected[1],
         "outcome": outcome, "coverage": result.coverage.as_json(), "trace": str(trace) if trace else None,
-    })
+    }))
 
 
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])

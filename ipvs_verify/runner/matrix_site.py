@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ipvs_verify.errors import UserError
 from ipvs_verify.presentation.html_page import MatrixCell, MatrixRow, matrix_page, trace_page, write_page
 from ipvs_verify.presentation.trace import load_trace, replay_trace
 from ipvs_verify.properties.catalog import Property
@@ -21,8 +22,6 @@ def write_matrix_site(out: Path, cells: list[CellSpec], results: list[CellResult
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        from ipvs_verify.errors import UserError
-
         raise UserError(f"--html: cannot create {out} ({e.strerror or e})") from None
     rows = []
     for i, (spec, res) in enumerate(zip(cells, results, strict=True)):

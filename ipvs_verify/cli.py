@@ -315,7 +315,8 @@ def show(
     Everything shown comes from replaying the trace in the model, not from the file's text. Exit 0 when the
     replay reproduces the file step for step and (a counterexample) still violates its property; 1 when a
     step differs from the file or no longer applies (each is named on stderr), or the property is no longer
-    violated; 2 when the file is not a valid trace.
+    violated; 2 when the file is not a valid trace. With --html / --svg the page or the diagram is written
+    instead of printed (the same codes; a file that cannot be written is 2).
     """
     files = html is not None or svg is not None
     _exclusive(("--markdown", markdown), ("--diagram", diagram), ("--pytest", as_pytest), ("--html/--svg", files))

@@ -77,6 +77,7 @@ def svg_diagram(seq: Sequence, link_steps: bool = False) -> str:
                              "viewBox": f"0 0 {_fmt(width)} {_fmt(height)}", "font-family": FONT,
                              "font-size": str(FONT_SIZE), "role": "img", "class": "sequence-diagram"})
     ET.SubElement(svg, "title").text = "Sequence diagram: " + ", ".join(x.label for x in seq.lifelines)
+    _el(svg, "rect", x="0", y="0", width=width, height=height, fill="#ffffff")  # opaque in a dark viewer too
     defs = ET.SubElement(svg, "defs")
     for kind, colour in STROKE.items():
         m = _el(defs, "marker", id=f"arrow-{kind}", viewBox="0 0 10 10", refX="9", refY="5", markerWidth="8",

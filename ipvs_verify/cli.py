@@ -102,6 +102,8 @@ def matrix(
     max_states: Annotated[int, typer.Option(help="state cap of each explicit search", min=0)] = EVENT_STATE_CAP,
     as_json: Annotated[bool, typer.Option("--json", help="print the matrix as JSON")] = False,
     as_markdown: Annotated[bool, typer.Option("--markdown", help="print the verdict table as Markdown")] = False,
+    html: Annotated[Path | None, typer.Option("--html", metavar="DIR", help="also write the verdict table as "
+                                              "DIR/index.html, each violated cell linked to its trace's page")] = None,
     engine: Annotated[str, typer.Option(help="explicit | bmc | induction | all (all: report disagreements)")] = (
         "explicit"),
     depth: Annotated[int, typer.Option(help="bmc: the depth bound", min=1)] = 8,
@@ -122,6 +124,7 @@ def matrix(
     """
     _exclusive(("--json", as_json), ("--markdown", as_markdown))
     _exclusive(("--update-expected", update_expected), (f"--engine {engine}", engine != "explicit"))
+    _exclusive(("--html", html is not None), (f"--engine {engine}", engine != "explicit"))
     if search not in SEARCHES:
         raise UserError(f"--search: expected one of {', '.join(SEARCHES)}, got '{search}'")
     try:
@@ -183,6 +186,10 @@ def matrix(
             raise UserError(f"the packed search cannot represent this model ({e}); --search plain does not "
                             "need to") from None
     paths = save_counterexamples(cells, results, out_dir)
+    if html is not None:
+        from ipvs_verify.runner.matrix_site import write_matrix_site
+
+        write_matrix_site(html, cells, results, props, paths, scope.describe())
     keys = [cell_key(c, r.config.scope) for c, r in zip(cells, results, strict=True)]
     pin_states = len(props) == len(PROPERTIES) and max_states == EVENT_STATE_CAP
     if update_expected:
@@ -301,18 +308,28 @@ def show(
     markdown: Annotated[bool, typer.Option(help="print the Markdown rendering")] = False,
     diagram: Annotated[bool, typer.Option(help="print a Mermaid sequence diagram (a lane per actor)")] = False,
     as_pytest: Annotated[bool, typer.Option("--pytest", help="print a standalone pytest reproducer")] = False,
+    html: Annotated[Path | None, typer.Option("--html", metavar="FILE", help="write a self-contained HTML page: "
+                                              "the steps, the diagram, the state after each step")] = None,
+    svg: Annotated[Path | None, typer.Option("--svg", metavar="FILE", help="write the sequence diagram as SVG")
+                   ] = None,
 ) -> None:
     """Tell a counterexample as a story: each step, its outcome, and what changed.
 
     Everything shown comes from replaying the trace in the model, not from the file's text. Exit 0 when the
     replay reproduces the file step for step and (a counterexample) still violates its property; 1 when a
     step differs from the file or no longer applies (each is named on stderr), or the property is no longer
-    violated; 2 when the file is not a valid trace.
+    violated; 2 when the file is not a valid trace. With --html / --svg the page or the diagram is written
+    instead of printed (the same codes; a file that cannot be written is 2).
     """
-    _exclusive(("--markdown", markdown), ("--diagram", diagram), ("--pytest", as_pytest))
+    files = html is not None or svg is not None
+    _exclusive(("--markdown", markdown), ("--diagram", diagram), ("--pytest", as_pytest), ("--html/--svg", files))
     result = replay_trace(load_trace(trace), trace)
     rendered = result.trace  # the replay's own trace
-    if diagram:
+    if files:  # written, nothing on stdout: the verdict goes to stderr when it is not a success
+        from ipvs_verify.presentation.html_page import write_renderings
+
+        write_renderings(result, str(trace), html, svg)
+    elif diagram:
         from ipvs_verify.presentation.diagram import sequence_diagram
 
         print(sequence_diagram(result), end="")
@@ -333,7 +350,7 @@ def show(
     sys.stdout.flush()
     for problem in result.problems:  # plain lines, never wrapped
         print(f"{trace}: {problem}", file=sys.stderr)
-    if not (diagram or as_pytest):
+    if not (diagram or as_pytest or files):
         if result.prop is not None or result.problems:
             out.print(result.verdict(), highlight=False, markup=False)
     elif result.exit_code:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import pytest
 
 from ipvs_verify import cli
 from ipvs_verify.scenario import MAX_WAIT, load_scenario
+from tests.test_trace_format import SAFETY, V1_81775, tampered  # a committed trace, edited
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").rglob("*.yaml"))
@@ -686,19 +686,6 @@ def test_bad_patch_file(name: str, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- trace files: one line, exit 2
-CX = ROOT / "counterexamples"
-SAFETY = CX / "K46-kp1.30-mode0--no-new-conn-to-destroyed-pod.json"  # kubernetes 81775, 5 steps
-V1_81775 = Path(__file__).parent / "fixtures" / "trace-v1-K46-kp1.30-mode0--no-new-conn-to-destroyed-pod.json"
-
-
-def tampered(tmp_path: Path, edit: Callable[[dict[str, Any]], object], src: Path = SAFETY) -> Path:
-    data = json.loads(src.read_text())
-    edit(data)
-    path = tmp_path / "edited.json"
-    path.write_text(json.dumps(data, indent=1))
-    return path
-
-
 def _v1(edit: Callable[[dict[str, Any]], object]) -> Callable[[dict[str, Any]], object]:
     """An edit of the version 1 fixture (marked by returning it)."""
     edit.v1 = True  # type: ignore[attr-defined]

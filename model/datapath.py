@@ -338,7 +338,9 @@ class DataPath(Scheduling):
         flow = st.flows[f]
         flow, broken, events = self._packets_memo(flow, f, self._CLOSE_SEQ[plan], self._newest(st, flow))
         ev += events
-        if broken >= 0:
+        # a RST expects no answer: toward a destroyed pod the client's close is as complete as toward a live one
+        # (C28 on the real kernel); a FIN left unanswered breaks the connection
+        if broken >= 0 and not (plan == Plan.CLIENT_RESETS and broken == BrokenWhy.POD_GONE):
             return self._broken(self._set_flow(st, f, flow), f, broken, ev)
         ev.append((Ev.CLOSED, f, plan, 0))
         # the conntrack entry is now TIME_WAIT with CLOSE_INIT, or CLOSE after the client's RST: a new SYN of the

@@ -101,6 +101,12 @@ class Summary:
     closed: bool = False
     flags: int = 0  # SF_* of the SYNs forwarded
 
+    @property
+    def trivial(self) -> bool:
+        """Nothing for the attempt's accounting (an old entry's expiry, a packet that changed no outcome)."""
+        return (self.connected < 0 and not self.dropped and not self.flags and not self.no_route and not self.refused
+                and not self.timed_out and not self.broken and not self.closed)
+
 
 def summarise(events: tuple[Event, ...], f: int) -> Summary:
     s = Summary()
@@ -192,6 +198,8 @@ class Simulation:
         self.flags = [0] * n
         self.owner = [-2] * n  # -2 no attempt; -1 open loop; else the closed-loop worker
         self.memo: dict[tuple[int, int, int, int], tuple[Any, ...]] = {}
+        self.flow_steps = 0  # one-flow steps (memo hits: this less the memo's size)
+        self.logging = record or on_step is not None
         # special wake ids after the flows: shared timer slots, flush, changes, arrivals, then workers
         self.n_slots = 2 + self.n_pods
         self.w_shared = n
@@ -338,30 +346,32 @@ class Simulation:
                 self._schedule(self.w_shared + i, self.sdl[i], P_SHARED)
 
     # ------------------------------------------------------------------ applying model steps
-    def _step_flow(self, f: int, kind: int, y: int) -> Summary:
-        """One model action on flow f through its memoised one-flow window."""
-        key = (self.fid[f], self.sid, kind, y)
+    def _step_flow(self, f: int, kind: int, y: int) -> Summary | None:
+        """One model action on flow f through its memoised one-flow window (the hot path: locals, no helpers)."""
+        fid = self.fid
+        key = (fid[f], self.sid, kind, y)
         out = self.memo.get(key)
         if out is None:
             out = self.memo[key] = self._window_step(key)
-        else:
-            self.stats.memo_hits += 1
         new_fid, new_sid, eplan, ccode, ctcode, splan, summary, events = out
         now = self.now
-        old = self.edl[f]
-        self.edl[f] = tuple([old[k] if k >= 0 else now + off for k, off in eplan])
+        if eplan:
+            old = self.edl[f]
+            self.edl[f] = tuple([old[k] if k >= 0 else now + off for k, off in eplan])
+        else:
+            self.edl[f] = ()
         if ccode != KEEP:
             self.cdl[f] = INF if ccode == NONE else now + ccode
         if ctcode != KEEP:
             self.ctdl[f] = INF if ctcode == NONE else now + ctcode
-        self.fid[f] = new_fid
-        if new_sid != self.sid or splan is not None:
+        fid[f] = new_fid
+        if splan is not None or new_sid != self.sid:
             self.sid = new_sid
             self._apply_shared_plan(splan)
             if self.shared_table[new_sid][_S_FLUSH]:
                 self._schedule(self.w_flush, now, P_FLUSH)
-        self.stats.steps += 1
-        if self.record or self.on_step is not None:
+        self.flow_steps += 1
+        if self.logging:
             self._logged((kind, f, y), tuple((k, f if k in FLOW_EVENTS else s, a, b) for k, s, a, b in events))
         return summary  # type: ignore[no-any-return]
 
@@ -377,7 +387,8 @@ class Simulation:
         canon, splan = self._canon_shared(nxt[1:], shared)
         new_sid = self._intern_shared(canon)
         self.stats.memo_size += 1
-        return new_fid, new_sid, eplan, ccode, ctcode, splan, summarise(events, 0), events
+        summary = summarise(events, 0)
+        return new_fid, new_sid, eplan, ccode, ctcode, splan, None if summary.trivial else summary, events
 
     def _step_window(self, flows: list[int], action: Action) -> tuple[Event, ...]:
         """One model action on a window of several flows (or none): kube-proxy, flush, the neighbour layer, pods."""
@@ -400,7 +411,8 @@ class Simulation:
             if ctcode != KEEP:
                 self.ctdl[f] = INF if ctcode == NONE else now + ctcode
             self.fid[f] = new_fid
-            self._account(f, summarise(events, k))
+            summary = summarise(events, k)
+            self._account(f, None if summary.trivial else summary)
             self._flow_wake(f)
         before = self.shared_table[self.sid]
         canon, splan = self._canon_shared(nxt[1:], before)
@@ -415,7 +427,7 @@ class Simulation:
                 self.stats.deleted.setdefault(ev[1], now)
         self.stats.steps += 1
         mapped = tuple((e[0], flows[e[1]] if e[0] in FLOW_EVENTS else e[1], e[2], e[3]) for e in events)
-        if self.record or self.on_step is not None:
+        if self.logging:
             self._logged(action, mapped)  # these actions name no flow
         return mapped
 
@@ -450,11 +462,11 @@ class Simulation:
             self._account(f, self._step_flow(f, Act.CONNECT, 0))
         else:
             self._account(f, self._step_flow(f, Act.REQUEST, self.plan))
-        self._flow_wake(f)
+        self._wake_flow(f)  # an old entry's expire-now fires at once, as it would next from the queue
 
-    def _account(self, f: int, s: Summary) -> None:
+    def _account(self, f: int, s: Summary | None) -> None:
         """A step's effect on flow f's connection attempt: counts, latency, and its end."""
-        if self.owner[f] == -2:
+        if s is None or self.owner[f] == -2:
             return  # no attempt on this port (an old entry's expiry)
         st = self.stats
         self.drops[f] += s.dropped
@@ -575,8 +587,8 @@ class Simulation:
             key = heap[0]
             wid = key & _WID_MASK
             t = key >> (_WID_BITS + 3)
-            if t > end:
-                break
+            if t >= end:
+                break  # the run covers [0, duration)
             heapq.heappop(heap)
             if wake_at[wid] != t:
                 continue  # superseded by an earlier wake
@@ -602,6 +614,8 @@ class Simulation:
                 progress(self.now / US)
         self.now = max(self.now, end)
         self.stats.ports_scanned = sum(a.scanned for a in self.allocators)
+        self.stats.steps += self.flow_steps
+        self.stats.memo_hits = self.flow_steps - self.stats.memo_size
         return self.stats
 
     # ------------------------------------------------------------------ the full model State (for tests)

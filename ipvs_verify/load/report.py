@@ -90,7 +90,8 @@ def result(sim: Simulation) -> dict[str, Any]:
 def print_result(r: dict[str, Any], out: Console) -> None:
     c = r["connections"]
     rates, shares, lat = r["rates"], r["shares"], r["connect_latency_s"]
-    table = Table(title=f"{r['name']}: {r['config']['label']}, {r['config']['duration']:g} s, seed {r['config']['seed']}")
+    cfg = r["config"]
+    table = Table(title=f"{r['name']}: {cfg['label']}, {cfg['duration']:g} s, seed {cfg['seed']}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("share", justify="right")

@@ -76,7 +76,9 @@ def result(sim: Simulation) -> dict[str, Any]:
             "failed": _share(st.no_route + st.refused + st.timed_out + st.no_port + st.broken, st.attempted),
         },
         "syn_losses": {f"+{(2 ** k - 1) * rto} s": n for k, n in sorted(st.drops.items())},
-        "connect_latency_s": {"p50": _percentile(st.latency, 0.5), "p99": _percentile(st.latency, 0.99),
+        "connect_latency_s": {"mean": round(sum(v * n for v, n in st.latency.items()) / st.connected / US, 6)
+                              if st.connected else None, "p50": _percentile(st.latency, 0.5),
+                              "p99": _percentile(st.latency, 0.99),
                               "max": max(st.latency) / US if st.latency else None},
         "new_connections_per_pod": [
             {"from": b * sim.bucket / US, **{f"pod-{pods[p]}": row[p] for p in range(len(pods)) if row[p]}}
@@ -114,7 +116,7 @@ def print_result(r: dict[str, Any], out: Console) -> None:
     row("broken while open", c["broken"])
     row("SYN reached a destroyed pod", c["reached_destroyed_pod"])
     row("SYN sent to a weight-0 real server", c["sent_to_weight0"])
-    for q in ("p50", "p99", "max"):
+    for q in ("mean", "p50", "p99", "max"):
         row(f"connect latency {q} (s)", "-" if lat[q] is None else f"{lat[q]:g}")
     out.print(table)
     per_pod = r["new_connections_per_pod"]

@@ -149,7 +149,7 @@ class Stats:
     drops: Counter[int] = field(default_factory=Counter)  # SYNs lost before the connection ended -> connections
     latency: Counter[int] = field(default_factory=Counter)  # connect latency (ticks) -> connections
     per_pod: dict[int, list[int]] = field(default_factory=dict)  # bucket -> new connections per pod
-    completions: dict[int, int] = field(default_factory=dict)  # bucket -> completed connections
+    completions: dict[int, int] = field(default_factory=dict)  # second -> completed connections
     quiesced: dict[int, int] = field(default_factory=dict)  # pod -> tick its real server got weight 0
     deleted: dict[int, int] = field(default_factory=dict)  # pod -> tick its real server was deleted
     steps: int = 0  # model steps applied
@@ -493,7 +493,7 @@ class Simulation:
             st.broken += 1
         if s.closed:
             st.completed += 1
-            b = now // self.bucket
+            b = now // US
             st.completions[b] = st.completions.get(b, 0) + 1
         if failed or s.broken or s.closed:
             if self.drops[f]:

@@ -150,8 +150,8 @@ def run_sweep(spec: LoadSpec, axes: list[Axis], jobs: int, err: Console, quiet: 
                 bar.advance(task)
         else:
             with mp.get_context("fork").Pool(min(jobs, len(combos))) as pool:
-                for i, r in enumerate(pool.imap(_run_point, range(len(combos)))):
-                    results[i] = r
+                for i, done in enumerate(pool.imap(_run_point, range(len(combos)))):
+                    results[i] = done
                     bar.advance(task)
     rows = []
     for combo, r in zip(combos, results, strict=True):

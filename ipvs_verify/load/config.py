@@ -53,7 +53,7 @@ class LoadShape(Strict):
                         "0..3600 (0: the request is the handshake and the close, one model step)")
     think: float = Field(default=0.0, ge=0, le=3600, description="seconds a closed-loop worker waits between "
                          "connections, 0..3600")
-    retry_after: float = Field(default=0.001, gt=0, le=3600, description="seconds a closed-loop worker waits after "
+    retry_after: float = Field(default=0.01, gt=0, le=3600, description="seconds a closed-loop worker waits after "
                                "a failed connection, more than 0 and at most 3600")
     closer: Literal["client", "server"] = Field(default="server", description="client or server (who closes first: "
                                                 "a client that closes first keeps the port in TIME_WAIT 60 s)")

@@ -189,6 +189,7 @@ class Simulation:
         empty = Flow((), False, FREE_CLIENT)
         self.empty_fid = self._intern_flow(empty)
         self.fid = [self.empty_fid] * n
+        self.free_ports = [self.nports] * self.replicas  # per client address: ports whose socket is FREE
         self.edl: list[tuple[int, ...]] = [()] * n  # entries' deadlines, aligned with the flow's entries
         self.cdl = [INF] * n  # client timer (SYN retransmission, TIME_WAIT end)
         self.ctdl = [INF] * n  # conntrack SYN_SENT timeout
@@ -364,6 +365,9 @@ class Simulation:
             self.cdl[f] = INF if ccode == NONE else now + ccode
         if ctcode != KEEP:
             self.ctdl[f] = INF if ctcode == NONE else now + ctcode
+        free = self.flow_free
+        if free[new_fid] != free[fid[f]]:
+            self.free_ports[f // self.nports] += 1 if free[new_fid] else -1
         fid[f] = new_fid
         if splan is not None or new_sid != self.sid:
             self.sid = new_sid
@@ -410,6 +414,8 @@ class Simulation:
                 self.cdl[f] = INF if ccode == NONE else now + ccode
             if ctcode != KEEP:
                 self.ctdl[f] = INF if ctcode == NONE else now + ctcode
+            if self.flow_free[new_fid] != self.flow_free[self.fid[f]]:
+                self.free_ports[f // self.nports] += 1 if self.flow_free[new_fid] else -1
             self.fid[f] = new_fid
             summary = summarise(events, k)
             self._account(f, None if summary.trivial else summary)
@@ -448,7 +454,11 @@ class Simulation:
         st.attempted += 1
         base = replica * self.nports
         fid, free = self.fid, self.flow_free
-        k = self.allocators[replica].pick(lambda i: not free[fid[base + i]])
+        if self.free_ports[replica]:
+            k = self.allocators[replica].pick(lambda i: not free[fid[base + i]])
+        else:
+            k = -1  # the scan would find every port busy (counted as scanned)
+            self.allocators[replica].scanned += self.nports
         if k < 0:
             st.no_port += 1
             self._attempt_over(-1, worker, failed=True)

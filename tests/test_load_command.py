@@ -68,6 +68,7 @@ BAD = [
     ("name: t\nduration: 20\nload: {mode: open, rate: 5}\nsysctls: {conn_reuse_mode: 7}\n",
      ":4: sysctls.conn_reuse_mode: expected 0..3"),
     ("name: t\nload: {mode: open, rate: 5}\n", ":1: duration: missing"),
+    ("name: t\nduration: 20\nload: {mode: closed, workers: 5}\n", ":3: load: expected hold or think above 0"),
     ("name: t\nduration: 20\nload: {mode: open, rate: 5}\npatches: [no-such-patch]\n", ":4: patches #1: "),
 ]
 

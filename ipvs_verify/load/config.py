@@ -59,6 +59,10 @@ class LoadShape(Strict):
                                                 "a client that closes first keeps the port in TIME_WAIT 60 s)")
 
 
+CLOSED_LOOP_NEEDS_TIME = ("expected hold or think above 0 for a closed loop (its workers would reconnect without "
+                          "time passing)")
+
+
 class Clients(Strict):
     replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS, description=f"an integer 1..{MAX_REPLICAS} (client "
                           "addresses; the load is spread evenly over them)")
@@ -301,6 +305,8 @@ def _check(d: LoadFile, fail: _Fail, path: Path) -> LoadSpec:
     if s.mode == "closed" and s.workers <= 0:
         raise fail(("load", "workers") if "workers" in s.model_fields_set else ("load",),
                    "expected at least 1 worker for a closed loop")
+    if s.mode == "closed" and s.hold + s.think <= 0:
+        raise fail(("load",), CLOSED_LOOP_NEEDS_TIME)
     names = d.pods + d.spare_pods
     for i, pod in enumerate(names):
         if pod in names[:i]:

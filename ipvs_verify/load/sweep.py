@@ -19,7 +19,7 @@ from rich.table import Table
 
 from ipvs_verify.errors import UserError
 from ipvs_verify.load.command import run_one
-from ipvs_verify.load.config import MAX_RATE, MAX_REPLICAS, MAX_WORKERS, LoadSpec, check_model
+from ipvs_verify.load.config import CLOSED_LOOP_NEEDS_TIME, MAX_RATE, MAX_REPLICAS, MAX_WORKERS, LoadSpec, check_model
 from ipvs_verify.model.decision_points import PatchError
 from ipvs_verify.model.variants import UnknownKernel, resolve_variant
 
@@ -121,6 +121,8 @@ def point(spec: LoadSpec, values: tuple[tuple[Axis, str], ...]) -> LoadSpec:
                 p = resolve_patch(v)
                 spec = replace(spec, patches=(p.change,), patch_ids=(p.id,))
     spec = replace(spec, extra={a.key: v for a, v in values})
+    if spec.load.mode == "closed" and spec.load.hold + spec.load.think <= 0:
+        raise UserError(f"--sweep {', '.join(f'{a.key}={v}' for a, v in values)}: {CLOSED_LOOP_NEEDS_TIME}")
     try:
         check_model(spec)
     except (ValueError, PatchError) as e:

@@ -195,5 +195,7 @@ def test_quiesced_real_server_linger_is_reported() -> None:
 def test_shipped_load_files_load() -> None:
     files = sorted(LOADS.glob("*.yaml"))
     assert len(files) >= 2
+    pkg = Path(cli.__file__).parent / "loads"  # package data: an installed copy finds them too
+    assert sorted(p.name for p in pkg.glob("*.yaml")) == [f.name for f in files]
     for f in files:
         load_spec(f)

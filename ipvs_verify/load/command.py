@@ -14,7 +14,7 @@ from ipvs_verify.load.config import LoadSpec, load_spec
 from ipvs_verify.load.report import print_result, result
 from ipvs_verify.load.sim import Simulation
 
-LONG_RUN = 2_000_000  # connections a run is expected to attempt above which it shows a progress bar
+LONG_RUN = 500_000  # connections a run is expected to attempt above which it shows a progress bar
 
 
 def expected_attempts(spec: LoadSpec) -> float:

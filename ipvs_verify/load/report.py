@@ -69,6 +69,9 @@ def result(sim: Simulation) -> dict[str, Any]:
             "last_quarter_per_s": round(tail / tail_secs, 3) if tail_secs > 0 else 0.0,
             "attempted_per_s": round(st.attempted / duration, 3),
         },
+        # completed connections in each whole second (a run of at most an hour): the collapse of #70747 shows here
+        "completed_per_second": [st.completions.get(i, 0) for i in range(int(-(-duration // 1)))]
+        if duration <= 3600 else None,
         "shares": {
             "no_route": _share(st.no_route, st.attempted), "refused": _share(st.refused, st.attempted),
             "first_syn_lost": _share(sum(st.drops.values()), st.attempted),

@@ -14,6 +14,7 @@ from ipvs_verify.model.actions import Act
 from ipvs_verify.model.events import Ev
 from ipvs_verify.model.state import State
 from ipvs_verify.model.system import System
+from ipvs_verify.patching.files import resolve_patch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,6 +67,10 @@ RUNS = {
                                     spare_pods=("c",), changes=((40.0, Act.DELETE_POD, "b"), (41.0, Act.ADD_POD, "c"))),
     "K46U-bridge": spec(variant="K46U", sysctls=(("conn_reuse_mode", 0),), pod_network="bridge",
                         changes=((10.0, Act.DELETE_POD, "a"),), grace_period=5),
+    "K46-nodest0-no-graceful-patch": spec(variant="K46", sysctls=(("conn_reuse_mode", 0), ("expire_nodest_conn", 0)),
+                                          patches=(resolve_patch("no-graceful").change,), patch_ids=("no-graceful",),
+                                          load=LoadShape(mode="open", rate=1.0, hold=3.0),
+                                          changes=((10.0, Act.DELETE_POD, "a"),)),
     "K41-mode1-two-clients": spec(variant="K41", sysctls=(("conn_reuse_mode", 1),),
                                   clients=Clients(replicas=2, port_range=[40000, 40001], port_selection="perturb"),
                                   load=LoadShape(mode="open", rate=1.0, hold=1.0)),
@@ -93,6 +98,10 @@ def test_the_replays_meet_what_they_are_for() -> None:
     crash = Simulation(RUNS["K516-mode0-crash"], record=True)
     crash.run()
     assert any(a[0] == Act.FLUSH for _, a, _ in crash.log)
+    nodest = Simulation(RUNS["K46-nodest0-no-graceful-patch"], record=True)
+    nodest.run()
+    assert any(e[0] == Ev.SYN_DROPPED for _, _, evs in nodest.log for e in evs)
+    assert any(e[0] == Ev.BROKEN for _, _, evs in nodest.log for e in evs)
     closes = Simulation(RUNS["K516-client-closes-held"], record=True)
     closes.run()
     assert any(e[0] == Ev.TIME_WAIT_OVER for _, _, evs in closes.log for e in evs)

@@ -199,3 +199,16 @@ def test_shipped_load_files_load() -> None:
     assert sorted(p.name for p in pkg.glob("*.yaml")) == [f.name for f in files]
     for f in files:
         load_spec(f)
+
+
+def test_an_interrupted_run_is_130(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                   tmp_path: Path) -> None:
+    from ipvs_verify.load import sim
+
+    def interrupted(self: object, progress: object = None) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sim.Simulation, "run", interrupted)
+    f = tmp_path / "good.yaml"
+    f.write_text(GOOD)
+    assert run(capsys, "load", str(f), "-q")[0] == 130

@@ -538,6 +538,27 @@ def patches(
 
 
 @app.command()
+def load(
+    config: Annotated[Path, typer.Argument(help="a load simulation YAML file (see loads/)")],
+    sweep: Annotated[list[str] | None, typer.Option("--sweep", help="KEY=V1,V2,...: run every value (rate, workers, "
+                                                    "hold, port_range, replicas, conn_reuse_mode, variant, patch); "
+                                                    "the first is the plots' x axis, the rest their lines")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="where a sweep writes its CSV, JSON and plots")] = Path(
+        "load-results"),
+    jobs: Annotated[int, typer.Option("-j", "--jobs", help="sweep: worker processes (0: all cores)")] = 0,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress bar on stderr")] = False,
+) -> None:
+    """Simulate one node under load, stepped by the model (docs/load.md): connections, failures, delays, per pod.
+
+    Exit 0: the run (or sweep) finished; 2: bad input (the file, an option); 130: interrupted.
+    """
+    from ipvs_verify.load.command import load_command
+
+    raise typer.Exit(load_command(config, sweep or [], as_json, out_dir, jobs, quiet, out, err))
+
+
+@app.command()
 def properties() -> None:
     """List the properties with what they mean."""
     for p in PROPERTIES:

@@ -40,6 +40,7 @@ LAYERS = {
     "presentation": {"model", "properties", "patching"},
     "engines": {"model", "properties", "presentation"},
     "runner": {"model", "properties", "presentation", "engines"},
+    "load": {"model", "patching", "yaml_input"},  # the load simulation: the model, and patch and YAML files
 }
 PROJECT_IMPORT = re.compile(r"^\s*from ipvs_verify\.([a-z_]+)", re.MULTILINE)
 

@@ -18,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 from pydantic.fields import FieldInfo
@@ -34,7 +34,7 @@ from ipvs_verify.model.system import Act, Action, System
 from ipvs_verify.model.tcp_states import SHORT, TcpState
 from ipvs_verify.model.variants import VARIANTS, Feature, UnknownKernel, resolve_variant, variant_for_kernel
 from ipvs_verify.presentation.trace import outcome
-from ipvs_verify.yaml_input import as_plain, got, line_of, nulls, parse_yaml, read_text, token_at
+from ipvs_verify.yaml_input import as_plain, got, line_of, model_in, nulls, parse_yaml, read_text, token_at
 
 OUTCOMES = ("connected", "refused", "no-route", "dropped", "queued", "challenged", "timed-out", "broken", "closed",
             "answered", "lost", "none")
@@ -225,17 +225,6 @@ def _field_named(model: type[BaseModel], key: Any) -> str | None:
     return None
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model an annotation holds (Step in list[Step], Expect in the expectation union)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
 @dataclass
 class _Site:
     """What a location in the file points at, by the schema."""
@@ -255,7 +244,7 @@ def _site(loc: tuple[Any, ...]) -> _Site:
         name = _field_named(model, key) if model is not None else None
         if name is not None and model is not None:
             field_name, info, at_field = name, model.model_fields[name], True
-            model = _model_in(info.annotation)
+            model = model_in(info.annotation)
         else:
             at_field = False
     return _Site(model, field_name, info, at_field)

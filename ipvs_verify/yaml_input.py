@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
@@ -144,3 +145,24 @@ def token_at(raw: Any, loc: tuple[Any, ...], text: str) -> str | None:
     return m.group(0) if m else None
 
 
+
+
+def place(loc: tuple[Any, ...]) -> str:
+    """A pydantic error location as the files' readers say it: `steps #2.closer` (items counted from 1)."""
+    out = ""
+    for key in loc:
+        if key == "[key]":
+            continue
+        out += f" #{key + 1}" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out or "the top level"
+
+
+def model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (Step in list[Step], Expect in the expectation union)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,7 +27,7 @@ from ipvs_verify.model.patch import ModelPatch
 from ipvs_verify.model.sysctls import SYSCTL_RANGES
 from ipvs_verify.model.system import System
 from ipvs_verify.model.variants import VARIANTS, UnknownKernel, resolve_variant, variant_for_kernel
-from ipvs_verify.yaml_input import as_plain, got, line_of, nulls, parse_yaml, read_text, token_at
+from ipvs_verify.yaml_input import as_plain, got, line_of, model_in, nulls, parse_yaml, place, read_text, token_at
 
 MAX_DURATION = 86_400  # one simulated day
 MAX_RATE = 1_000_000  # connections per second (open loop)
@@ -196,27 +196,8 @@ def _model_at(prefix: tuple[Any, ...]) -> type[BaseModel] | None:
         if isinstance(key, int):
             continue  # a list's item: the list field's model
         info = _field(model, key) if model is not None else None
-        model = _inner_model(info.annotation) if info is not None else None
+        model = model_in(info.annotation) if info is not None else None
     return model
-
-
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _place(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for key in loc:
-        if key == "[key]":
-            continue
-        out += f" #{key + 1}" if isinstance(key, int) else (f".{key}" if out else str(key))
-    return out or "the top level"
 
 
 class _Fail:
@@ -227,7 +208,7 @@ class _Fail:
         return line_of(self.raw, loc) or 1
 
     def __call__(self, loc: tuple[Any, ...], what: str) -> UserError:
-        return UserError(f"{self.path}:{self.line(loc)}: {_place(loc)}: {what}")
+        return UserError(f"{self.path}:{self.line(loc)}: {place(loc)}: {what}")
 
 
 def _message(err: Any, raw: Any, text: str) -> tuple[tuple[Any, ...], str]:
@@ -241,7 +222,7 @@ def _message(err: Any, raw: Any, text: str) -> tuple[tuple[Any, ...], str]:
         keys = _keys(parent) if parent is not None else []
         return loc, f"unknown key '{loc[-1]}' (expected one of: {', '.join(keys)})"
     info = _field(parent, names[-1]) if parent is not None and names else None
-    inner = _inner_model(info.annotation) if info is not None else None
+    inner = model_in(info.annotation) if info is not None else None
     what = info.description if info is not None else None
     if kind in ("model_type", "model_attributes_type", "missing") and inner is not None:
         what = _WHAT[inner] if kind != "missing" or what is None else what

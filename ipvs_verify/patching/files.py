@@ -33,7 +33,7 @@ from ipvs_verify.model.patch import ModelPatch
 from ipvs_verify.model.sysctls import SYSCTL_RANGES
 from ipvs_verify.model.variants import Feature, UnknownKernel, resolve_variant
 from ipvs_verify.scenario import MAX_IPVS_TIMEOUT, MAX_WAIT
-from ipvs_verify.yaml_input import as_plain, got, line_of, nulls, parse_yaml, read_text
+from ipvs_verify.yaml_input import as_plain, got, line_of, nulls, parse_yaml, place, read_text
 
 MAX_SECONDS = MAX_WAIT  # 30 days, as the scenario files allow for waits and grace periods
 ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
@@ -140,14 +140,14 @@ def _load_yaml(path: Path) -> Patch:
     raw = parse_yaml(path, text, "a mapping with id, title, based_on and base")
     plain = as_plain(raw)
     for loc in nulls(plain):
-        raise UserError(f"{path}:{line_of(raw, loc) or 1}: {_place(loc)}: expected a value, got nothing")
+        raise UserError(f"{path}:{line_of(raw, loc) or 1}: {place(loc)}: expected a value, got nothing")
     try:
         data = PatchFile.model_validate(plain)
     except ValidationError as e:
         errors = sorted(e.errors(), key=lambda x: (x["type"] == "missing", line_of(raw, tuple(x["loc"])) or 1))
         first = errors[0]
         loc = tuple(first["loc"])
-        raise UserError(f"{path}:{line_of(raw, loc) or 1}: {_place(loc)}: {_what(first)}") from None
+        raise UserError(f"{path}:{line_of(raw, loc) or 1}: {place(loc)}: {_what(first)}") from None
     at = _Locator(path, raw)
     features_add = _features(data.kernel.add if data.kernel else [], ("kernel", "add"), at)
     features_remove = _features(data.kernel.remove if data.kernel else [], ("kernel", "remove"), at)
@@ -229,7 +229,7 @@ def _load_python(path: Path) -> Patch:
         base_m = Base.model_validate(base)
     except ValidationError as e:
         first = e.errors()[0]
-        raise UserError(f"{path}:{_line(text, 'BASE')}: BASE.{_place(tuple(first['loc']))}: "
+        raise UserError(f"{path}:{_line(text, 'BASE')}: BASE.{place(tuple(first['loc']))}: "
                         f"{_what(first, Base)}") from None
     hooks: list[Hook] = []
     for point, fn in decisions.items():
@@ -271,7 +271,7 @@ class _Locator:
         self.path, self.raw = path, raw
 
     def __call__(self, loc: tuple[Any, ...], what: str) -> UserError:
-        return UserError(f"{self.path}:{line_of(self.raw, loc) or 1}: {_place(loc)}: {what}")
+        return UserError(f"{self.path}:{line_of(self.raw, loc) or 1}: {place(loc)}: {what}")
 
 
 def _features(names: list[str], loc: tuple[str, ...], at: _Locator) -> frozenset[Feature]:
@@ -310,15 +310,6 @@ def _check_base(patch: Patch, at: Any) -> None:
 def _without_origin(message: str, patch: Patch) -> str:
     prefix = f"{patch.change.origin}: "
     return message[len(prefix):] if message.startswith(prefix) else message
-
-
-def _place(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for key in loc:
-        if key == "[key]":
-            continue
-        out += f" #{key + 1}" if isinstance(key, int) else (f".{key}" if out else str(key))
-    return out or "the top level"
 
 
 def _what(err: Any, root: type[BaseModel] | None = None) -> str:

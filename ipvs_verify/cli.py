@@ -68,6 +68,8 @@ ChangesOption = Annotated[int, typer.Option(help="scope: pod deletions, creation
 CrashesOption = Annotated[bool, typer.Option(help="scope: pods may die before kube-proxy knows")]
 ClientCrashesOption = Annotated[bool, typer.Option(help="scope: a client may lose an established connection without "
                                                    "a packet and reuse its port")]
+BoundPortsOption = Annotated[bool, typer.Option(help="scope: the client binds its source ports (load testers, "
+                                                "proxies): a connect takes over the port's own TIME_WAIT")]
 ClientResetsOption = Annotated[bool, typer.Option(help="scope: a client may close with a RST (SO_LINGER 0, as load "
                                                   "testers do): no TIME_WAIT of its own")]
 
@@ -96,6 +98,7 @@ def matrix(
     crashes: CrashesOption = DEFAULT_SCOPE.crashes,
     client_crashes: ClientCrashesOption = DEFAULT_SCOPE.client_crashes,
     client_resets: ClientResetsOption = DEFAULT_SCOPE.client_resets,
+    bound_ports: BoundPortsOption = DEFAULT_SCOPE.bound_ports,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="worker processes (0: all cores)")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="where counterexamples are written")] = Path(
         "counterexamples"),
@@ -159,7 +162,8 @@ def matrix(
         raise UserError(f"--pods/--spare-pods: expected distinct pod names, at least one running, got "
                         f"'{pods}' and '{spare_pods}'")
     scope = replace(DEFAULT_SCOPE, clients=clients, ports=ports, pods=pod_names, spare_pods=spare_names,
-                    changes=changes, crashes=crashes, client_crashes=client_crashes, client_resets=client_resets)
+                    changes=changes, crashes=crashes, client_crashes=client_crashes, client_resets=client_resets,
+                    bound_ports=bound_ports)
     for c in cells:
         c.config(scope)  # validate names before starting workers
     if engine != "explicit" and scope.client_crashes:
@@ -420,6 +424,7 @@ def check(
     crashes: CrashesOption = DEFAULT_SCOPE.crashes,
     client_crashes: ClientCrashesOption = DEFAULT_SCOPE.client_crashes,
     client_resets: ClientResetsOption = DEFAULT_SCOPE.client_resets,
+    bound_ports: BoundPortsOption = DEFAULT_SCOPE.bound_ports,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="worker processes (0: all cores)")] = 0,
     max_states: Annotated[int, typer.Option(help="state cap of each explicit search", min=0)] = EVENT_STATE_CAP,
     out_dir: Annotated[Path, typer.Option("--out", help="where regressions' counterexamples are written")] = Path(
@@ -465,7 +470,8 @@ def check(
     props = _props(properties)
     fix = _props(must_fix) if must_fix else ()
     scope = replace(DEFAULT_SCOPE, clients=clients, ports=ports, changes=changes, crashes=crashes,
-                    client_crashes=client_crashes, client_resets=client_resets)
+                    client_crashes=client_crashes, client_resets=client_resets,
+                    bound_ports=bound_ports)
     if engine != "explicit":
         if not pod_network:
             err.print("note: the SMT engines encode the routed pod network only: routed cells", highlight=False)

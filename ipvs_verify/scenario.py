@@ -81,6 +81,8 @@ class ScenarioConfig(Strict):
         "a list of pod names (lowercase letters, digits and '-') that add-pod may start"))
     clients: int = Field(default=1, ge=1, le=8, description="an integer 1..8 (client addresses)")
     ports: int = Field(default=1, ge=1, le=8, description="an integer 1..8 (ephemeral ports per client)")
+    # the client binds its ports, as load testers do: a connect takes over the port's own TIME_WAIT
+    bound_ports: bool = Field(default=False, description="true or false")
     grace_period: int = Field(default=30, ge=0, le=MAX_GRACE, description=f"whole seconds 0..{MAX_GRACE}")
     nf_conntrack: bool = Field(default=True, description="true or false")
     # how the node reaches its pods: a /32 route per pod, or a bridge with a subnet route (model/config.py)
@@ -556,7 +558,7 @@ def scenario_config(sc: Scenario, variant: str) -> Config:
             variant, c.kube_proxy, {str(k): v for k, v in c.sysctls.items()},
             Scope(clients=c.clients, ports=c.ports, pods=tuple(c.pods), spare_pods=tuple(c.spare_pods),
                   changes=0, crashes=False, long_lived=True, protocol=c.protocol, persistence=c.persistence,
-                  client_crashes=True, client_resets=True),
+                  client_crashes=True, client_resets=True, bound_ports=c.bound_ports),
             _timing(c), kernel=c.kernel if variant == sc.variant else None,
             nf_conntrack=c.nf_conntrack, scheduler=c.scheduler, pod_network=c.pod_network,
         )

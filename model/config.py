@@ -84,6 +84,10 @@ class Scope:
     # a client may close with a RST (SO_LINGER 0) instead of a FIN: no TIME_WAIT on its side, IPVS's entry
     # in CLOSE (10 s), the node's conntrack entry in CLOSE, which the next SYN of the tuple reopens
     client_resets: bool = False
+    # the client binds its source ports (load testers, proxies): connect() takes over the port's own TIME_WAIT
+    # at once (tcp_ipv4.c tcp_twsk_unique: a bound socket passes no twp, timestamps suffice); an ephemeral port
+    # waits the 60 s out (tcp_tw_reuse=2 reuses only loopback ports)
+    bound_ports: bool = False
 
     @property
     def all_pods(self) -> tuple[str, ...]:
@@ -107,7 +111,7 @@ class Scope:
             f"{self.clients} client x {self.ports} port, pods {','.join(self.pods)}"
             f"{' +' + ','.join(self.spare_pods) if self.spare_pods else ''}, {self.changes} changes, "
             f"{'crashes, ' if self.crashes else ''}{'client crashes, ' if self.client_crashes else ''}"
-            f"{'client resets, ' if self.client_resets else ''}{conns} "
+            f"{'client resets, ' if self.client_resets else ''}{'bound ports, ' if self.bound_ports else ''}{conns} "
             "connections"
         )
 

@@ -45,6 +45,8 @@ class DataPath(Scheduling):
 
     def _send_syn(self, st: State, f: int, tries: int, plan: Plan, ev: list[Event]) -> State:
         flow = st.flows[f]
+        if flow.client.sock == Sock.TIME_WAIT:  # only a bound port gets here (System.actions)
+            ev.append((Ev.TIME_WAIT_TAKEN_OVER, f, 0, 0))
         entries = list(flow.entries)
         skb_ct = self._skb_ct(flow)
         cp: Entry | None = entries[0] if entries else None  # ip_vs_conn_in_get: the newest entry wins

@@ -48,6 +48,7 @@ class Ev(IntEnum):
     CT_EXPIRED = 35  # (flow): the flow's confirmed SYN_SENT conntrack entry timed out
     CLIENT_CRASHED = 36  # (flow, pod): the client forgot its connection to pod; the pod still holds its socket
     CHALLENGED = 37  # (flow, pod): the pod's old socket answered the SYN with a challenge ACK; the client reset it
+    TIME_WAIT_TAKEN_OVER = 38  # (flow): a bound port's connect took over the client's own TIME_WAIT socket
 
 
 # SYN_FORWARDED / DGRAM_FORWARDED flags

@@ -191,8 +191,11 @@ class System(DataPath, ControlPlane, Clock):
         if st.check_timer <= fires:
             acts.append((_ACT_CHECK, 0, 0))
             due = True
-        # an old entry's expire-now runs within a jiffy: before this port can complete a new connection
-        free = [fl.client.sock == _SOCK_FREE and EXPIRE_NOW not in [e.timer for e in fl.entries] for fl in st.flows]
+        # an old entry's expire-now runs within a jiffy: before this port can complete a new connection; a bound
+        # port's connect takes over its TIME_WAIT socket (Scope.bound_ports)
+        bound = self.scope.bound_ports
+        free = [(fl.client.sock == _SOCK_FREE or (bound and fl.client.sock == _SOCK_TIME_WAIT))
+                and EXPIRE_NOW not in [e.timer for e in fl.entries] for fl in st.flows]
         for f, act in self._client_actions:
             if free[f]:
                 acts.append(act)

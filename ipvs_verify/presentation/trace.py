@@ -324,6 +324,8 @@ def outcome(sys: System, events: tuple[Event, ...]) -> str:
             parts.append(f"{a} s pass")
         elif kind == Ev.TIME_WAIT_OVER:
             parts.append("client TIME_WAIT over: port free")
+        elif kind == Ev.TIME_WAIT_TAKEN_OVER:
+            parts.append("the bound port's connect takes over the client's own TIME_WAIT")
         elif kind == Ev.WEIGHT_SET:
             parts.append(f"weight of {sys.pod_name(x)} set to {a}")
         elif kind == Ev.DGRAM_FORWARDED:

@@ -77,6 +77,7 @@ EVENT_FIELDS: dict[Ev, tuple[Slot, Slot, Slot]] = {
     Ev.NEIGH_FAILED: (("pod", "pod"), ("clients_told", "int"), None),
     Ev.CT_EXPIRED: (("flow", "flow"), None, None),
     Ev.CLIENT_CRASHED: (("flow", "flow"), ("pod", "pod"), None),
+    Ev.TIME_WAIT_TAKEN_OVER: (("flow", "flow"), None, None),
     Ev.CHALLENGED: (("flow", "flow"), ("pod", "pod"), None),
 }
 

@@ -174,7 +174,8 @@ def scope_tag(scope: Scope) -> str:
     conns = "".join(k for k, on in (("s", scope.short_requests), ("l", scope.long_lived)) if on)
     return (f"-c{scope.clients}p{scope.ports}-pods{''.join(scope.pods)}+{''.join(scope.spare_pods)}"
             f"-ch{scope.changes}{'' if scope.crashes else '-nocrash'}"
-            f"{'' if scope.client_crashes else '-noclientcrash'}{'-reset' if scope.client_resets else ''}-{conns}")
+            f"{'' if scope.client_crashes else '-noclientcrash'}{'-reset' if scope.client_resets else ''}"
+            f"{'-bound' if scope.bound_ports else ''}-{conns}")
 
 
 def cell_key(spec: CellSpec, scope: Scope) -> str:

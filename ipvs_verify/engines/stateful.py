@@ -333,6 +333,9 @@ WIDE_SCOPES: st.SearchStrategy[Scope] = st.builds(
     crashes=st.booleans(),
     short_requests=st.just(True),
     long_lived=st.just(True),
+    client_crashes=st.booleans(),
+    client_resets=st.booleans(),  # SO_LINGER 0 closes
+    bound_ports=st.booleans(),  # a connect that takes over its own TIME_WAIT
 )
 
 

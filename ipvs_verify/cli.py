@@ -29,6 +29,7 @@ from ipvs_verify.presentation.trace import load_trace, replay_trace
 from ipvs_verify.properties.catalog import PROPERTIES, resolve
 from ipvs_verify.runner.expected import MANIFEST, Moved, compare, load_manifest, update_manifest
 from ipvs_verify.runner.matrix import (
+    CLIENTS,
     DEFAULT_KUBE_PROXY,
     DEFAULT_MODES,
     DEFAULT_POD_NETWORKS,
@@ -86,6 +87,8 @@ def matrix(
     pod_network: Annotated[str, typer.Option(help="pod networks: routed (a /32 route per pod), bridge (pods on a "
                                              "bridge with a subnet route); default both (the Z3 engines: routed)")
                            ] = "",
+    client: Annotated[str, typer.Option(help="what the clients are: app (ephemeral ports, FIN closes), load-tester "
+                                        "(bound ports, SO_LINGER 0 resets); comma-separated, a cell each")] = "app",
     persistence: Annotated[int, typer.Option(
         help="sessionAffinity ClientIP: the persistent service's timeout in seconds (0: none)", min=0)] = 0,
     properties: Annotated[str, typer.Option(help="property names or numbers (default: all)")] = "",
@@ -154,7 +157,12 @@ def matrix(
         raise UserError(f"--pod-network: expected a comma-separated list of {', '.join(POD_NETWORKS)}, "
                         f"got '{pod_network}'")
     _distinct("--pod-network", list(nets))
-    cells = default_cells(_split(variants), mode_values, _split(kube_proxy), protos, persistence, scheduler, nets)
+    kinds = _split(client)
+    if not kinds or any(k not in CLIENTS for k in kinds):
+        raise UserError(f"--client: expected a comma-separated list of {', '.join(CLIENTS)}, got '{client}'")
+    _distinct("--client", list(kinds))
+    cells = default_cells(_split(variants), mode_values, _split(kube_proxy), protos, persistence, scheduler, nets,
+                          kinds)
     if not cells:
         raise UserError("--variants/--modes/--kube-proxy: expected at least one cell, got none")
     pod_names, spare_names = _split(pods), _split(spare_pods)

@@ -847,6 +847,8 @@ def test_bad_matrix_options() -> None:
     (("matrix", "--pod-network", "flat"), "--pod-network: expected a comma-separated list of routed, bridge, got "
                                           "'flat'"),
     (("matrix", "--pod-network", "bridge,bridge"), "--pod-network: expected distinct values"),
+    (("matrix", "--client", "robot"), "--client: expected a comma-separated list of app, load-tester, got 'robot'"),
+    (("matrix", "--client", "app,app"), "--client: expected distinct values"),
     (("matrix", "--pod-network", "bridge", "--engine", "bmc"), "SMT engines: the bridge pod network"),
     (("matrix", "--update-expected", "--engine", "bmc"), "--update-expected and --engine bmc: expected at most one"),
     (("matrix", "--max-states", "-5"), "'--max-states'"),

@@ -66,6 +66,8 @@ def _spec_to_data(spec: CellSpec) -> dict[str, Any]:
         d["scheduler"] = spec.scheduler
     if spec.pod_network != "routed":
         d["pod_network"] = spec.pod_network
+    if spec.client != "app":
+        d["client"] = spec.client
     return d
 
 
@@ -125,7 +127,7 @@ def _entry(path: Path, key: str, raw: Any) -> Entry:
         spec = CellSpec(cell["variant"], str(cell.get("kube_proxy", "1.30")),
                         tuple(sorted((str(k), int(v)) for k, v in (cell.get("overrides") or {}).items())),
                         cell.get("protocol", "tcp"), int(cell.get("persistence", 0)), cell.get("scheduler", "rr"),
-                        cell.get("pod_network", "routed"))
+                        cell.get("pod_network", "routed"), client=str(cell.get("client", "app")))
         sc: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in (raw.get("scope") or {}).items()}
         scope = replace(DEFAULT_SCOPE, **sc)
     except (TypeError, ValueError, AttributeError) as e:

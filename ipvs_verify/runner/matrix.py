@@ -34,6 +34,12 @@ DEFAULT_POD_NETWORKS = POD_NETWORKS  # the default matrix covers both: routed /3
 EVENT_STATE_CAP = 120_000
 
 
+# What a cell's clients do (a matrix dimension): `app` is the clients real services have (ephemeral ports, a FIN
+# close by either side, a client host may crash: the default scope); `load-tester` binds its ports and closes
+# with a RST (SO_LINGER 0), as load testers do (model/config.py Scope.bound_ports, client_resets)
+CLIENTS: dict[str, dict[str, Any]] = {"app": {}, "load-tester": {"bound_ports": True, "client_resets": True}}
+
+
 @dataclass(frozen=True)
 class CellSpec:
     variant: str
@@ -45,8 +51,11 @@ class CellSpec:
     pod_network: str = "routed"
     patches: tuple[ModelPatch, ...] = ()  # `check`: the patches under test, applied in order
     kube_proxy_last: bool = False  # the overrides are the node's before kube-proxy starts (its sysctls win)
+    client: str = "app"  # CLIENTS
 
     def config(self, scope: Scope) -> Config:
+        if CLIENTS[self.client]:
+            scope = replace(scope, **CLIENTS[self.client])
         if self.protocol is not None:
             scope = replace(scope, protocol=self.protocol)
         if self.persistence is not None:
@@ -64,8 +73,9 @@ class CellSpec:
         net = "" if self.pod_network == "routed" else f"-{self.pod_network}"
         patched = "".join(f"+{p.id}" for p in self.patches)
         started = "-kplast" if self.kube_proxy_last else ""
+        client = "" if self.client == "app" else f"-{self.client}"
         return (f"{self.variant}{patched}-kp{self.kube_proxy}{started}" + (f"-{over}" if over else "") + proto
-                + persist + sched + net)
+                + persist + sched + net + client)
 
 
 def default_cells(
@@ -76,9 +86,11 @@ def default_cells(
     persistence: int = 0,
     scheduler: str = "rr",
     pod_networks: tuple[str, ...] = DEFAULT_POD_NETWORKS,
+    clients: tuple[str, ...] = ("app",),
 ) -> list[CellSpec]:
-    return [CellSpec(v, kp, (("conn_reuse_mode", m),), proto, persistence, scheduler, net)
-            for net in pod_networks for proto in protocols for v in variants for kp in kube_proxies for m in modes]
+    return [CellSpec(v, kp, (("conn_reuse_mode", m),), proto, persistence, scheduler, net, client=c)
+            for c in clients for net in pod_networks for proto in protocols for v in variants for kp in kube_proxies
+            for m in modes]
 
 
 # ---------------------------------------------------------------------- workers
@@ -179,7 +191,11 @@ def scope_tag(scope: Scope) -> str:
 
 
 def cell_key(spec: CellSpec, scope: Scope) -> str:
-    """A cell's name: its slug, and the tag of a non-default scope (`scope` is the cell's own, config.scope)."""
+    """A cell's name: its slug, and the tag of a non-default scope (`scope` is the cell's own, config.scope).
+    What the cell's client kind sets belongs to the cell, named by its slug."""
+    preset = CLIENTS[spec.client]
+    if preset:
+        scope = replace(scope, **{k: getattr(DEFAULT_SCOPE, k) for k in preset})
     return spec.slug + scope_tag(scope)
 
 

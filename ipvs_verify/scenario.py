@@ -25,6 +25,7 @@ from pydantic.fields import FieldInfo
 from rich.console import Console
 
 from ipvs_verify.errors import UserError
+from ipvs_verify.limits import MAX_GRACE, MAX_IPVS_TIMEOUT, MAX_PERSISTENCE, MAX_PODS, MAX_WAIT, MAX_WEIGHT
 from ipvs_verify.model.config import Config, Scope, Timing, make_config
 from ipvs_verify.model.events import Ev, Event
 from ipvs_verify.model.kube_proxy import UnknownKubeProxy, kube_proxy_version
@@ -47,12 +48,6 @@ TCP_ENTRY_STATES = tuple(SHORT[s] for s in TcpState if s != TcpState.NORMAL)
 UDP_ENTRY_STATES = (SHORT[TcpState.NORMAL],)
 
 # The limits a scenario is checked against (each named in the message that enforces it).
-MAX_WAIT = 2_592_000  # 30 days: the longest `wait` step, and the most all of a scenario's waits may add up to
-MAX_GRACE = MAX_WAIT  # terminationGracePeriodSeconds
-MAX_PERSISTENCE = 86_400  # Kubernetes: sessionAffinityConfig.clientIP.timeoutSeconds is at most 86400
-MAX_IPVS_TIMEOUT = 2_147_483  # ip_vs_ctl.c ip_vs_set_timeout(): at most INT_MAX / HZ seconds (HZ 1000)
-MAX_WEIGHT = 65_535  # ipvsadm -w: 0..65535
-MAX_PODS = 16  # pods + spare_pods
 POD_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a lowercase DNS label, as Kubernetes names pods
 FLOW_NAME = re.compile(r"client-([1-9][0-9]*):port-([1-9][0-9]*)")
 SYSCTL_WHAT = {"conn_reuse_mode": "an integer 0..3 (a bitmap; the kernel's default is 1)"} | {

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from ipvs_verify import cli
-from ipvs_verify.scenario import MAX_WAIT, load_scenario
+from ipvs_verify.limits import MAX_WAIT
+from ipvs_verify.scenario import load_scenario
 from tests.test_trace_format import SAFETY, V1_81775, tampered  # a committed trace, edited
 
 ROOT = Path(__file__).resolve().parent.parent

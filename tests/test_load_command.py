@@ -13,8 +13,8 @@ import pytest
 
 from ipvs_verify import cli
 from ipvs_verify.load.client_ports import PortAllocator
-from ipvs_verify.load.command import run_one
 from ipvs_verify.load.config import Clients, LoadShape, LoadSpec, load_spec
+from ipvs_verify.load.run import run_one
 from ipvs_verify.model.actions import Act
 
 ROOT = Path(__file__).resolve().parent.parent

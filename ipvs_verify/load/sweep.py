@@ -18,8 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ipvs_verify.errors import UserError
-from ipvs_verify.load.command import run_one
 from ipvs_verify.load.config import CLOSED_LOOP_NEEDS_TIME, MAX_RATE, MAX_REPLICAS, MAX_WORKERS, LoadSpec, check_model
+from ipvs_verify.load.run import run_one
 from ipvs_verify.model.decision_points import PatchError
 from ipvs_verify.model.variants import UnknownKernel, resolve_variant
 

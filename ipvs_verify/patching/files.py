@@ -26,13 +26,13 @@ import ipvs_verify.model.ip_vs_ctl  # noqa: F401  (registers its decision points
 import ipvs_verify.model.ip_vs_in  # noqa: F401
 import ipvs_verify.model.scheduler  # noqa: F401
 from ipvs_verify.errors import UserError
+from ipvs_verify.limits import MAX_IPVS_TIMEOUT, MAX_WAIT
 from ipvs_verify.model.config import IPVSADM_SET_TIMEOUTS, make_config
 from ipvs_verify.model.decision_points import DECISION_POINTS, Hook, PatchError
 from ipvs_verify.model.kube_proxy import ReusePolicy, UnknownKubeProxy, kube_proxy_version
 from ipvs_verify.model.patch import ModelPatch
 from ipvs_verify.model.sysctls import SYSCTL_RANGES
 from ipvs_verify.model.variants import Feature, UnknownKernel, resolve_variant
-from ipvs_verify.scenario import MAX_IPVS_TIMEOUT, MAX_WAIT
 from ipvs_verify.yaml_input import as_plain, got, line_of, nulls, parse_yaml, place, read_text
 
 MAX_SECONDS = MAX_WAIT  # 30 days, as the scenario files allow for waits and grace periods

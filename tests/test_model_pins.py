@@ -216,3 +216,22 @@ def test_kube_proxy_release_boundary(text: str, gt: bool, inact: bool, udp: bool
 def test_kube_proxy_versions_refused(text: str) -> None:
     with pytest.raises(UnknownKubeProxy):
         kube_proxy_version(text)
+
+
+# ------------------------------------------------------------------ a patch's hooks, found by point name
+
+def test_hook_lookup_by_point_name() -> None:
+    from dataclasses import replace
+
+    from ipvs_verify.model.decision_points import Hook
+
+    a, b = Hook("port-reuse", lambda *x: None, "a.py: function a"), Hook("drop-predicate", lambda *x: None, "b.py: b")
+    v = replace(VARIANTS["K46"], hooks=(a, b))
+    assert v.hook("port-reuse") is a and v.hook("drop-predicate") is b
+    assert v.hook("server-status") is None and v.hook("port-reusf") is None and v.hook("a") is None
+    assert VARIANTS["K46"].hook("port-reuse") is None
+    assert v.hook_label == "K46"
+    kp = replace(kube_proxy_version("1.30"), hooks=(Hook("deletion-criterion", lambda *x: None, "c.py: c"),))
+    assert kp.hook("deletion-criterion") is kp.hooks[0] and kp.hook("startup-sysctls") is None
+    assert kp.hook("a") is None and kp.hook("z") is None
+    assert kp.hook_label == "kube-proxy 1.30"

@@ -1,0 +1,211 @@
+"""Mutation testing of the semantics (model/, properties/) with cosmic-ray (issue 19).
+
+    nice -n 10 python benchmarks/mutation.py [--files model/tcp_states.py,model/variants.py] [--timeout 120]
+        [--out benchmarks/results/mutation.json] [--keep-scratch DIR]
+
+Copies the worktree (tracked and untracked files, symlinks kept as links) into a scratch directory, so the
+mutations never touch the checkout; runs `cosmic-ray init` and `cosmic-ray exec` there with one worker (the
+local distributor runs one mutant at a time), each mutant against the fast subset FAST_TESTS with `-x`; then
+reads the session and writes JSON (every mutant, and per file: mutants, killed, survived, equivalent, kill
+rate over the non-equivalent ones) and prints a table. Mutants listed in benchmarks/mutation_equivalents.yaml
+(file, line, operator, the mutated line's text, and why) count as equivalent, not survived; a listed entry
+that no mutant matches any more is reported as stale. Exit 1 if a file's kill rate is below --min-rate.
+
+cosmic-ray, not mutmut: cosmic-ray mutates each file in place in the scratch copy and runs any test command,
+so the ipvs_verify/model -> ../model links see the mutant as the package imports it; mutmut 3 copies the
+tree into mutants/ and injects trampolines that the search engines' caches and compiled loop would bypass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_FILES = ("model/tcp_states.py", "model/variants.py", "model/kube_proxy.py", "model/ip_vs_in.py",
+                 "model/scheduler.py", "model/control_plane.py", "model/datapath.py")
+# the per-mutant subset: the pins first (they kill most mutants in a second), then the decision tables, the
+# committed counterexamples and the scenarios (about 15 s for a mutant that survives them all)
+FAST_TESTS = ("tests/test_model_pins.py", "tests/test_model_pins_decisions.py", "tests/test_decisions.py",
+              "tests/test_counterexamples.py", "tests/test_scenarios.py")
+# operators left out: VariableInserter/VariableReplacer rename identifiers at random (NameError-style noise);
+# ExceptionReplacer and the loop break/continue swaps have no target worth the time in model/
+EXCLUDED_OPERATORS = (r"core/VariableInserter", r"core/VariableReplacer", r"core/ExceptionReplacer",
+                      r"core/ReplaceBinaryOperator_.*_(BitAnd|BitOr|BitXor|LShift|RShift|Pow|MatMult)$")
+EQUIVALENTS = ROOT / "benchmarks" / "mutation_equivalents.yaml"
+
+
+def _copy_tree(dst: Path) -> None:
+    """The worktree's files as git sees them (tracked, and untracked but not ignored), links kept."""
+    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, names):
+        src = ROOT / name
+        if not src.exists() and not src.is_symlink():
+            continue  # deleted in the worktree
+        out = dst / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), out)
+        else:
+            shutil.copy2(src, out)
+    for so in (ROOT / "ipvs_verify" / "engines").glob("_packed_loop*.so"):
+        shutil.copy2(so, dst / "ipvs_verify" / "engines" / so.name)  # the compiled loop, as the suite uses it
+
+
+def _config(files: list[str], timeout: float, tests: list[str]) -> str:
+    cmd = f"{sys.executable} -m pytest -x -q -p no:cacheprovider -p no:randomly " + " ".join(tests)
+    lines = [
+        "[cosmic-ray]",
+        f"module-path = {json.dumps(files)}",
+        f"timeout = {timeout}",
+        "excluded-modules = []",
+        f"test-command = {json.dumps(cmd)}",
+        "",
+        "[cosmic-ray.distributor]",
+        'name = "local"',
+        "",
+        "[cosmic-ray.filters.operators-filter]",
+        f"exclude-operators = {json.dumps(list(EXCLUDED_OPERATORS))}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _mutated_line(diff: str) -> str:
+    """The first added line of a mutant's diff: what the equivalents file quotes."""
+    for line in diff.splitlines():
+        if line.startswith("+") and not line.startswith("+++"):
+            return line[1:].strip()
+    return ""
+
+
+def _load_equivalents() -> list[dict[str, Any]]:
+    if not EQUIVALENTS.exists():
+        return []
+    data = YAML(typ="safe").load(EQUIVALENTS.read_text()) or []
+    return list(data)
+
+
+def _read_session(db: Path) -> list[dict[str, Any]]:
+    from cosmic_ray.work_db import WorkDB, use_db
+
+    out: list[dict[str, Any]] = []
+    with use_db(str(db), WorkDB.Mode.open) as wdb:
+        for item, result in wdb.completed_work_items:
+            for m in item.mutations:
+                out.append({
+                    "file": str(m.module_path),
+                    "line": m.start_pos[0],
+                    "operator": m.operator_name,
+                    "occurrence": m.occurrence,
+                    "mutated": _mutated_line(result.diff or ""),
+                    "worker": str(result.worker_outcome.value),
+                    "outcome": None if result.test_outcome is None else str(result.test_outcome.value),
+                })
+    out.sort(key=lambda r: (r["file"], r["line"], r["operator"], r["occurrence"]))
+    return out
+
+
+def classify(mutants: list[dict[str, Any]], equivalents: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    used: set[int] = set()
+    for m in mutants:
+        if m["worker"] == "skipped":
+            m["status"] = "skipped"
+            continue
+        if m["outcome"] != "survived":
+            m["status"] = "killed"  # a failing test, a timeout or an import error (cosmic-ray: incompetent)
+            continue
+        for i, e in enumerate(equivalents):
+            if (e["file"], e["line"], e["operator"], e["mutated"].strip()) == (
+                    m["file"], m["line"], m["operator"], m["mutated"]):
+                m["status"], m["why"] = "equivalent", e["why"]
+                used.add(i)
+                break
+        else:
+            m["status"] = "survived"
+    stale = [f"{e['file']}:{e['line']} {e['operator']}" for i, e in enumerate(equivalents) if i not in used
+             and any(m["file"] == e["file"] for m in mutants)]
+    per_file: dict[str, dict[str, Any]] = {}
+    for m in mutants:
+        if m["status"] == "skipped":
+            continue
+        row = per_file.setdefault(m["file"], {"mutants": 0, "killed": 0, "survived": 0, "equivalent": 0})
+        row["mutants"] += 1
+        row[m["status"]] += 1
+    total = {k: sum(r[k] for r in per_file.values()) for k in ("mutants", "killed", "survived", "equivalent")}
+    for row in [*per_file.values(), total]:
+        live = row["mutants"] - row["equivalent"]
+        row["kill_rate"] = round(row["killed"] / live, 4) if live else None
+    return {"per_file": per_file, "total": total}, stale
+
+
+def table(summary: dict[str, Any]) -> str:
+    head = f"{'file':32} {'mutants':>7} {'killed':>6} {'survived':>8} {'equiv':>5} {'kill rate':>9}"
+    rows = [head, "-" * len(head)]
+    for name, r in [*sorted(summary["per_file"].items()), ("total", summary["total"])]:
+        rate = "-" if r["kill_rate"] is None else f"{100 * r['kill_rate']:.1f} %"
+        rows.append(f"{name:32} {r['mutants']:>7} {r['killed']:>6} {r['survived']:>8} {r['equivalent']:>5} {rate:>9}")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", default=",".join(DEFAULT_FILES), help="comma-separated, relative to the root")
+    ap.add_argument("--tests", default=",".join(FAST_TESTS))
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant (a hang counts as killed)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mutation.json")
+    ap.add_argument("--keep-scratch", type=Path, help="run in this directory and keep it (resumes a session)")
+    ap.add_argument("--min-rate", type=float, default=0.95)
+    a = ap.parse_args()
+    files = [f.strip() for f in a.files.split(",") if f.strip()]
+    tests = [t.strip() for t in a.tests.split(",") if t.strip()]
+    tmp = None
+    if a.keep_scratch:
+        scratch = a.keep_scratch.resolve()
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="ipvs-mutation-")
+        scratch = Path(tmp.name)
+    try:
+        db = scratch / "session.sqlite"
+        if not db.exists():
+            scratch.mkdir(parents=True, exist_ok=True)
+            _copy_tree(scratch)
+            (scratch / "cosmic-ray.toml").write_text(_config(files, a.timeout, tests))
+        env = {**os.environ, "PYTHONPATH": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"}
+        run = {"cwd": scratch, "env": env, "check": True}
+        if not db.exists():
+            subprocess.run(["cosmic-ray", "init", "cosmic-ray.toml", db.name], **run)  # type: ignore[call-overload]
+            subprocess.run(["cr-filter-operators", db.name, "cosmic-ray.toml"], **run)  # type: ignore[call-overload]
+        subprocess.run(["cosmic-ray", "exec", "cosmic-ray.toml", db.name], **run)  # type: ignore[call-overload]
+        mutants = _read_session(db)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    summary, stale = classify(mutants, _load_equivalents())
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"tool": "cosmic-ray", "files": files, "tests": tests, "timeout_s": a.timeout,
+              "excluded_operators": list(EXCLUDED_OPERATORS), **summary, "stale_equivalents": stale,
+              "survivors": [m for m in mutants if m["status"] == "survived"], "mutants": mutants}
+    a.out.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    text = table(summary)
+    a.out.with_suffix(".txt").write_text(text + "\n")
+    print(text)
+    for m in report["survivors"]:
+        print(f"survived: {m['file']}:{m['line']} {m['operator']}: {m['mutated']}")
+    for s in stale:
+        print(f"stale equivalent (no such mutant now): {s}")
+    low = [n for n, r in summary["per_file"].items() if r["kill_rate"] is not None and r["kill_rate"] < a.min_rate]
+    return 1 if low else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The kernel's and kube-proxy's small decisions pinned on their whole finite domains (issue 19).
+
+The expected answer of each input comes from a transcription of the source here, not from the model:
+net/netfilter/ipvs/ip_vs_core.c and include/net/ip_vs.h of Linux 6.1 (Debian linux-source-6.1 6.1.192) for
+the 6.1 code, ../shared/reference/ipvs-kernel.md section 3 ("Pseudocode (K46)", lines 144-181; f0a5e4d7,
+lines 213-220) for the older variants, and ../shared/reference/kube-proxy.md for kube-proxy.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from ipvs_verify.model.ip_vs_in import (
+    ReuseVerdict,
+    SkbCt,
+    StatusVerdict,
+    is_new_conn_expected,
+    reuse_block,
+    status_block,
+    uses_conntrack,
+)
+from ipvs_verify.model.kube_proxy import kube_proxy_version
+from ipvs_verify.model.sysctls import Sysctls
+from ipvs_verify.model.tcp_states import TcpState
+from ipvs_verify.model.variants import VARIANTS, Feature
+
+TCP = [s for s in TcpState if s is not TcpState.NORMAL]
+B = (False, True)
+
+
+def kernel_is_new_conn_expected(state: TcpState, control: bool, mode: int, nooutput: bool, close: bool) -> bool:
+    """ip_vs_core.c:1103-1122 (6.1), TCP case; `close`: the CLOSE test of line 1113 (absent before 4.6 mainline,
+    ipvs-kernel.md F_CLOSE row, line 33)."""
+    if control:  # :1107
+        return False
+    return (state == TcpState.TIME_WAIT or (close and state == TcpState.CLOSE)  # :1112-1113
+            or (bool(mode & 2) and state == TcpState.FIN_WAIT and nooutput))  # :1114-1116
+
+
+def kernel_uses_conntrack(unconf: bool, nfct: bool, ct: SkbCt) -> bool:
+    """From f0a5e4d7: ip_vs.h:1699-1711 ip_vs_conn_uses_old_conntrack (skb's ct exists and is confirmed).
+    Before: ip_vs_conn_uses_conntrack = cp NFCT and the skb has a conntrack (ipvs-kernel.md:139-142, 315)."""
+    if unconf:
+        return ct == SkbCt.CONFIRMED
+    return nfct and ct != SkbCt.NONE
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_drop_predicate_whole_domain(name: str) -> None:
+    v = VARIANTS[name]
+    for nfct, ct in itertools.product(B, SkbCt):
+        assert uses_conntrack(v, nfct, ct) == kernel_uses_conntrack(v.has(Feature.UNCONF), nfct, ct), (nfct, ct)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_new_conn_expected_whole_domain(name: str) -> None:
+    v = VARIANTS[name]
+    for st, c, m, n in itertools.product(TCP, B, range(4), B):
+        want = kernel_is_new_conn_expected(st, c, m, n, v.has(Feature.CLOSE))
+        assert is_new_conn_expected(v, st, c, m, n) == want, (st, c, m, n)
+
+
+def kernel_reuse_block(gated: bool, unconf: bool, close: bool, mode: int, nodest: bool, state: TcpState,
+                       control: bool, n_control: bool, nfct: bool, weight0: bool, ct: SkbCt) -> ReuseVerdict:
+    """The port-reuse block with f719e3754ee2's drop: 6.1 ip_vs_core.c:2016-2047 (`gated` False: c95c07836fa4's
+    ungated weight-0 branch); before c95c07836fa4 the whole block sits under `conn_reuse_mode != 0`
+    (ipvs-kernel.md:151); before f0a5e4d7 no NFCT clearing and the old predicate (ipvs-kernel.md:152-162)."""
+    if gated and mode == 0:
+        return ReuseVerdict(False, False, False, False)
+    resched = old_ct = False
+    if nodest and weight0:  # :2020-2023
+        resched, old_ct = True, kernel_uses_conntrack(unconf, nfct, ct)
+    elif mode and kernel_is_new_conn_expected(state, control, mode, False, close):  # :2024-2026 (NAT: no NOOUTPUT)
+        old_ct = kernel_uses_conntrack(unconf, nfct, ct)
+        resched = True if not n_control else not old_ct  # :2027-2035
+    if not resched:
+        return ReuseVerdict(False, False, False, False)
+    # :2038-2046: clear NFCT unless old_ct (f0a5e4d7 only), expire_now without n_control, NF_DROP iff old_ct
+    return ReuseVerdict(True, old_ct, unconf and not old_ct, not n_control)
+
+
+# variants whose reuse block has f719e3754ee2's structure (the DROP1 feature) and no TencentOS change
+DROP1_VARIANTS = sorted(n for n, v in VARIANTS.items() if v.has(Feature.DROP1) and not v.has(Feature.TENCENT_OLD_CT))
+
+
+@pytest.mark.parametrize("name", DROP1_VARIANTS)
+def test_reuse_block_whole_domain(name: str) -> None:
+    v = VARIANTS[name]
+    for mode, nodest in itertools.product(range(4), B):
+        s = Sysctls(conn_reuse_mode=mode, conntrack=True, expire_nodest_conn=nodest)
+        for st, c, ch, nfct, w0, ct in itertools.product(TCP, B, B, B, B, SkbCt):
+            want = kernel_reuse_block(not v.has(Feature.W0_UNGATED), v.has(Feature.UNCONF), v.has(Feature.CLOSE),
+                                      mode, nodest, st, c, ch, nfct, w0, ct)
+            assert reuse_block(v, s, st, c, ch, nfct, w0, ct) == want, (mode, nodest, st, c, ch, nfct, w0, ct)
+
+
+def test_drop1_variants_are_the_expected_ones() -> None:
+    assert DROP1_VARIANTS == ["K46", "K46NC", "K46U", "K46UW", "K516", "K59"]
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_server_status_block(name: str) -> None:
+    """6.1 ip_vs_core.c:2050-2067 (35dfb013149f, before scheduling): with expire_nodest_conn, expire, clear NFCT
+    and reschedule unless old_ct, NF_DROP iff old_ct; without it, drop. Before 5.9 (ipvs-kernel.md:166-170,
+    179-181): always dropped, expired iff expire_nodest_conn."""
+    v = VARIANTS[name]
+    for nodest, ct in itertools.product(B, SkbCt):
+        s = Sysctls(conntrack=True, expire_nodest_conn=nodest)
+        if v.has(Feature.NODEST_WORK):
+            old = ct == SkbCt.CONFIRMED
+            want = StatusVerdict(old, True, not old, not old) if nodest else StatusVerdict(True, False, False, False)
+        else:
+            want = StatusVerdict(True, nodest, False, False)
+        assert status_block(v, s, ct) == want, (nodest, ct)
+
+
+# ------------------------------------------------------------------ kube-proxy
+
+def test_deletion_criterion_whole_domain() -> None:
+    """kube-proxy.md:8 (before #66012 the real server is deleted at once), :19 (ActiveConn != 0 keeps it),
+    :20 (ActiveConn+InactiveConn, #71515), :21 (UDP deleted at once, #77802)."""
+    for text in ("1.11.0", "1.12.2", "1.13.0", "1.13.1", "1.14.0", "1.14.3", "1.30"):
+        kp = kube_proxy_version(text)
+        for udp, a, i in itertools.product(B, range(9), range(9)):
+            if not kp.graceful_termination or (udp and kp.udp_immediate):
+                want = True
+            elif kp.count_inactive:
+                want = a + i == 0
+            else:
+                want = a == 0
+            assert kp.rs_deletable(udp, a, i) == want, (text, udp, a, i)
+
+
+KERNELS = [(3, 10, 0), (4, 0, 9), (4, 1, 0), (4, 19, 0), (5, 8, 18), (5, 9, 0), (6, 1, 0)]
+
+
+@pytest.mark.parametrize("text", ["1.11.0", "1.11.7", "1.12.4", "1.12.5", "1.13.0", "1.13.2", "1.14.0", "1.21",
+                                  "1.22.0", "1.30"])
+def test_startup_sysctls(text: str) -> None:
+    """kube-proxy.md:34-43: conntrack=1 always; expire_nodest_conn and expire_quiescent_template = 1 with #71834;
+    conn_reuse_mode = 0 with #71114, only on kernels >= 4.1 (#88541), and from #102122 (1.22.0) only below 5.9."""
+    kp = kube_proxy_version(text)
+    minor, patch = (int(x) for x in (text.split(".") + ["0"])[1:3])
+    nodest = minor >= 14 or (minor == 13 and patch >= 2) or (minor == 12 and patch >= 5) or (minor == 11 and patch >= 7)
+    forces = minor >= 13 or (minor == 12 and patch >= 5) or (minor == 11 and patch >= 7)
+    for kernel in KERNELS:
+        base = Sysctls(conn_reuse_mode=1)
+        got = kp.startup_sysctls(base, kernel)
+        zero = forces and kernel >= (4, 1, 0) and (minor < 22 or kernel < (5, 9, 0))
+        want = Sysctls(conn_reuse_mode=0 if zero else 1, conntrack=True, expire_nodest_conn=nodest,
+                       expire_quiescent_template=nodest)
+        assert got == want, (text, kernel)

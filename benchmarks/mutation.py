@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -63,7 +65,13 @@ def _copy_tree(dst: Path) -> None:
 
 
 def _config(files: list[str], timeout: float, tests: list[str]) -> str:
-    cmd = f"{sys.executable} -m pytest -x -q -p no:cacheprovider -p no:randomly " + " ".join(tests)
+    # two pytest runs: the pins alone first (they import the model only, so a mutant they kill costs about a
+    # second), then the rest of the subset, only if the pins pass
+    pins = [t for t in tests if Path(t).name.startswith("test_model_pins")]
+    rest = [t for t in tests if t not in pins]
+    pytest = f"{sys.executable} -m pytest -x -q -p no:cacheprovider"
+    stages = [f"{pytest} {' '.join(group)}" for group in (pins, rest) if group]
+    cmd = f"sh -c {shlex.quote(' && '.join(stages))}"
     lines = [
         "[cosmic-ray]",
         f"module-path = {json.dumps(files)}",
@@ -93,6 +101,18 @@ def _load_equivalents() -> list[dict[str, Any]]:
         return []
     data = YAML(typ="safe").load(EQUIVALENTS.read_text()) or []
     return list(data)
+
+
+def _forget_survivors(scratch: Path, db: Path, config: str) -> None:
+    """New tests for old survivors: refresh the scratch copy's tests and mark its survivors pending again."""
+    shutil.rmtree(scratch / "tests")
+    for name in subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "tests"], cwd=ROOT, check=True,
+                               capture_output=True, text=True).stdout.split():
+        (scratch / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, scratch / name)
+    (scratch / "cosmic-ray.toml").write_text(config)  # the test list of this run
+    with sqlite3.connect(db) as con:
+        con.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
 
 
 def _read_session(db: Path) -> list[dict[str, Any]]:
@@ -165,6 +185,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mutation.json")
     ap.add_argument("--keep-scratch", type=Path, help="run in this directory and keep it (resumes a session)")
     ap.add_argument("--min-rate", type=float, default=0.95)
+    ap.add_argument("--retest-survivors", action="store_true",
+                    help="with --keep-scratch: copy tests/ afresh and run the survivors of the session again")
     a = ap.parse_args()
     files = [f.strip() for f in a.files.split(",") if f.strip()]
     tests = [t.strip() for t in a.tests.split(",") if t.strip()]
@@ -182,6 +204,8 @@ def main() -> int:
             (scratch / "cosmic-ray.toml").write_text(_config(files, a.timeout, tests))
         env = {**os.environ, "PYTHONPATH": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"}
         run = {"cwd": scratch, "env": env, "check": True}
+        if a.retest_survivors and db.exists():
+            _forget_survivors(scratch, db, _config(files, a.timeout, tests))
         if not db.exists():
             subprocess.run(["cosmic-ray", "init", "cosmic-ray.toml", db.name], **run)  # type: ignore[call-overload]
             subprocess.run(["cr-filter-operators", db.name, "cosmic-ray.toml"], **run)  # type: ignore[call-overload]

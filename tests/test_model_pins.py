@@ -167,6 +167,24 @@ def test_kernel_versions_refused(text: str) -> None:
         variant_for_kernel(text)
 
 
+def test_version_parsing() -> None:
+    from ipvs_verify.model.variants import parse_kernel_version
+
+    assert parse_kernel_version("6.1") == (6, 1, 0)
+    assert parse_kernel_version(" 5.4.163-generic ") == (5, 4, 163)
+    assert parse_kernel_version("4.19.140+") == (4, 19, 140)
+
+
+def test_variants_are_values() -> None:
+    """Variants key caches and sets (a patched cell's identity), so they are frozen and hashable."""
+    import dataclasses
+
+    v = VARIANTS["K46"]
+    assert {v: 1}[dataclasses.replace(v)] == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        v.name = "K47"  # type: ignore[misc]
+
+
 def test_resolve_variant_by_name_and_refusal() -> None:
     for name in VARIANTS:
         assert resolve_variant(name.lower()).name == name

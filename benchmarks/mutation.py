@@ -37,7 +37,8 @@ DEFAULT_FILES = ("model/tcp_states.py", "model/variants.py", "model/kube_proxy.p
                  "model/scheduler.py", "model/control_plane.py", "model/datapath.py")
 # the per-mutant subset: the pins first (they kill most mutants in a second), then the decision tables, the
 # committed counterexamples and the scenarios (about 15 s for a mutant that survives them all)
-FAST_TESTS = ("tests/test_model_pins.py", "tests/test_model_pins_decisions.py", "tests/test_decisions.py",
+FAST_TESTS = ("tests/test_model_pins.py", "tests/test_model_pins_decisions.py", "tests/test_model_pins_schedulers.py",
+              "tests/test_decisions.py",
               "tests/test_counterexamples.py", "tests/test_scenarios.py")
 # operators left out: VariableInserter/VariableReplacer rename identifiers at random (NameError-style noise);
 # ExceptionReplacer and the loop break/continue swaps have no target worth the time in model/
@@ -115,7 +116,8 @@ def _forget_survivors(scratch: Path, db: Path, config: str) -> None:
         con.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
 
 
-def _read_session(db: Path) -> list[dict[str, Any]]:
+def _read_session(db: Path) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Every mutant that ran, and per file how many have not run yet (an interrupted session)."""
     from cosmic_ray.work_db import WorkDB, use_db
 
     out: list[dict[str, Any]] = []
@@ -131,11 +133,16 @@ def _read_session(db: Path) -> list[dict[str, Any]]:
                     "worker": str(result.worker_outcome.value),
                     "outcome": None if result.test_outcome is None else str(result.test_outcome.value),
                 })
+        pending: dict[str, int] = {}
+        for item in wdb.pending_work_items:
+            for m in item.mutations:
+                pending[str(m.module_path)] = pending.get(str(m.module_path), 0) + 1
     out.sort(key=lambda r: (r["file"], r["line"], r["operator"], r["occurrence"]))
-    return out
+    return out, pending
 
 
-def classify(mutants: list[dict[str, Any]], equivalents: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+def classify(mutants: list[dict[str, Any]], equivalents: list[dict[str, Any]],
+             pending: dict[str, int]) -> tuple[dict[str, Any], list[str]]:
     used: set[int] = set()
     for m in mutants:
         if m["worker"] == "skipped":
@@ -153,7 +160,7 @@ def classify(mutants: list[dict[str, Any]], equivalents: list[dict[str, Any]]) -
         else:
             m["status"] = "survived"
     stale = [f"{e['file']}:{e['line']} {e['operator']}" for i, e in enumerate(equivalents) if i not in used
-             and any(m["file"] == e["file"] for m in mutants)]
+             and any(m["file"] == e["file"] for m in mutants) and not pending.get(e["file"])]
     per_file: dict[str, dict[str, Any]] = {}
     for m in mutants:
         if m["status"] == "skipped":
@@ -185,6 +192,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mutation.json")
     ap.add_argument("--keep-scratch", type=Path, help="run in this directory and keep it (resumes a session)")
     ap.add_argument("--min-rate", type=float, default=0.95)
+    ap.add_argument("--report-only", action="store_true",
+                    help="with --keep-scratch: report the session as it stands (an interrupted run), run nothing")
     ap.add_argument("--retest-survivors", action="store_true",
                     help="with --keep-scratch: copy tests/ afresh and run the survivors of the session again")
     a = ap.parse_args()
@@ -209,20 +218,23 @@ def main() -> int:
         if not db.exists():
             subprocess.run(["cosmic-ray", "init", "cosmic-ray.toml", db.name], **run)  # type: ignore[call-overload]
             subprocess.run(["cr-filter-operators", db.name, "cosmic-ray.toml"], **run)  # type: ignore[call-overload]
-        subprocess.run(["cosmic-ray", "exec", "cosmic-ray.toml", db.name], **run)  # type: ignore[call-overload]
-        mutants = _read_session(db)
+        if not a.report_only:
+            subprocess.run(["cosmic-ray", "exec", "cosmic-ray.toml", db.name], **run)  # type: ignore[call-overload]
+        mutants, pending = _read_session(db)
     finally:
         if tmp is not None:
             tmp.cleanup()
-    summary, stale = classify(mutants, _load_equivalents())
+    summary, stale = classify(mutants, _load_equivalents(), pending)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"tool": "cosmic-ray", "files": files, "tests": tests, "timeout_s": a.timeout,
-              "excluded_operators": list(EXCLUDED_OPERATORS), **summary, "stale_equivalents": stale,
+              "excluded_operators": list(EXCLUDED_OPERATORS), **summary, "pending": pending, "stale_equivalents": stale,
               "survivors": [m for m in mutants if m["status"] == "survived"], "mutants": mutants}
     a.out.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     text = table(summary)
     a.out.with_suffix(".txt").write_text(text + "\n")
     print(text)
+    for name, n in sorted(pending.items()):
+        print(f"not run yet: {name}: {n} mutants")
     for m in report["survivors"]:
         print(f"survived: {m['file']}:{m['line']} {m['operator']}: {m['mutated']}")
     for s in stale:

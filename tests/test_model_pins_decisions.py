@@ -152,3 +152,67 @@ def test_startup_sysctls(text: str) -> None:
         want = Sysctls(conn_reuse_mode=0 if zero else 1, conntrack=True, expire_nodest_conn=nodest,
                        expire_quiescent_template=nodest)
         assert got == want, (text, kernel)
+
+
+# ------------------------------------------------------------------ the decision points' domains (issue 16)
+
+def test_kernel_decision_domains_are_whole() -> None:
+    """A patch's hook is run on its decision's whole domain before a search (decision_points.check_hooks): each
+    domain is the product of its arguments' finite types, conn_reuse_mode over its sysctl range."""
+    from ipvs_verify.model.decision_points import DECISION_POINTS
+    from ipvs_verify.model.sysctls import SYSCTL_RANGES
+
+    lo, hi = SYSCTL_RANGES["conn_reuse_mode"]
+    modes = range(lo, hi + 1)
+    for v in (VARIANTS["K46"], VARIANTS["K516"]):
+        s = Sysctls()
+        dom = DECISION_POINTS["port-reuse"].domain
+        assert dom is not None
+        assert sorted(dom(v, s)) == sorted((v, s, st, *r, ct) for st in TcpState
+                                           for r in itertools.product(B, repeat=4) for ct in SkbCt)
+        dom = DECISION_POINTS["drop-predicate"].domain
+        assert dom is not None
+        assert sorted(dom(v, s)) == sorted((v, n, ct) for n in B for ct in SkbCt)
+        dom = DECISION_POINTS["new-conn-expected"].domain
+        assert dom is not None
+        assert sorted(dom(v, s)) == sorted((v, st, c, m, n) for st in TcpState for c in B for m in modes for n in B)
+        dom = DECISION_POINTS["server-status"].domain
+        assert dom is not None
+        assert sorted(dom(v, s)) == sorted((v, s, ct) for ct in SkbCt)
+
+
+def test_kube_proxy_decision_domains() -> None:
+    from ipvs_verify.model.decision_points import DECISION_POINTS
+    from ipvs_verify.model.kube_proxy import MAX_COUNTER
+    from ipvs_verify.model.variants import variant_for_kernel
+
+    kp = kube_proxy_version("1.30")
+    dom = DECISION_POINTS["deletion-criterion"].domain
+    assert dom is not None
+    assert sorted(dom(kp, None)) == sorted((kp, u, a, i) for u in B for a in range(MAX_COUNTER + 1)
+                                           for i in range(MAX_COUNTER + 1))
+    assert MAX_COUNTER >= 4  # two clients' entries (a TIME_WAIT and a live one each) on one real server
+    dom = DECISION_POINTS["startup-sysctls"].domain
+    assert dom is not None
+    kernels = [args[2] for args in dom(kp, None)]
+    assert all(args[1] == Sysctls() and args[0] is kp for args in dom(kp, None))
+    # both sides of each kernel boundary kube-proxy reads (kube-proxy.md:42-43: 4.1 and 5.9), all real kernels
+    for b in ((4, 1, 0), (5, 9, 0)):
+        assert b in kernels and any(k < b for k in kernels)
+    assert any(k > (5, 9, 0) for k in kernels)
+    for k in kernels:
+        variant_for_kernel(".".join(map(str, k)))
+
+
+def test_startup_sysctls_checker() -> None:
+    """What a patched start-up-sysctls hook may return: a Sysctls within SYSCTL_RANGES."""
+    from ipvs_verify.model.decision_points import DECISION_POINTS
+
+    check = DECISION_POINTS["startup-sysctls"].check
+    ok = Sysctls(conn_reuse_mode=3)
+    assert check(ok) is ok and check(Sysctls(conn_reuse_mode=0)) == Sysctls(conn_reuse_mode=0)
+    with pytest.raises(TypeError):
+        check({"conn_reuse_mode": 1})
+    for bad in (Sysctls(conn_reuse_mode=4), Sysctls(conn_reuse_mode=-1)):
+        with pytest.raises(ValueError, match="conn_reuse_mode must be 0..3"):
+            check(bad)

@@ -96,6 +96,45 @@ def test_reuse_block_whole_domain(name: str) -> None:
             assert reuse_block(v, s, st, c, ch, nfct, w0, ct) == want, (mode, nodest, st, c, ch, nfct, w0, ct)
 
 
+def older_reuse_block(name: str, s: Sysctls, state: TcpState, control: bool, n_control: bool, nfct: bool,
+                      weight0: bool, ct: SkbCt) -> ReuseVerdict:
+    """K310: dc7b3eb900aa (ipvs-kernel.md:30, :50): weight 0 + expire_nodest_conn -> expire (even with n_control)
+    and reschedule, no drop, no sysctl gate. K41: d752c3645717 (ipvs-kernel.md:290-303): under mode != 0, weight 0
+    or is_new_conn_expected -> expire iff no n_control, reschedule at once, never drop, NFCT kept. KT17: TencentOS
+    PR #17 (ipvs-kernel.md:325-342): f719e3754ee2's block, but with conn_reuse_old_conntrack, no n_control and no
+    control the reused conntrack is kept (NFCT cleared, no drop)."""
+    keep = ReuseVerdict(False, False, False, False)
+    nodest, mode = s.expire_nodest_conn, s.conn_reuse_mode
+    if name == "K310":
+        return ReuseVerdict(True, False, False, True) if nodest and weight0 else keep
+    if mode == 0:
+        return keep
+    w0 = nodest and weight0
+    expected = kernel_is_new_conn_expected(state, control, mode, False, name == "KT17")
+    if name == "K41":
+        return ReuseVerdict(True, False, False, not n_control) if w0 or expected else keep
+    uses_ct = kernel_uses_conntrack(False, nfct, ct)
+    if w0:
+        resched = True
+    elif expected:
+        resched = not n_control or not uses_ct
+    else:
+        resched = False
+    if not resched:
+        return keep
+    reuse_old = uses_ct and not n_control and not control and s.conn_reuse_old_conntrack
+    return ReuseVerdict(True, uses_ct and not reuse_old, reuse_old, not n_control)
+
+
+@pytest.mark.parametrize("name", ["K310", "K41", "KT17"])
+def test_older_reuse_blocks_whole_domain(name: str) -> None:
+    v = VARIANTS[name]
+    for mode, nodest, old in itertools.product(range(4), B, B):
+        s = Sysctls(conn_reuse_mode=mode, conntrack=True, expire_nodest_conn=nodest, conn_reuse_old_conntrack=old)
+        for args in itertools.product(TCP, B, B, B, B, SkbCt):
+            assert reuse_block(v, s, *args) == older_reuse_block(name, s, *args), (mode, nodest, old, args)
+
+
 def test_drop1_variants_are_the_expected_ones() -> None:
     assert DROP1_VARIANTS == ["K46", "K46NC", "K46U", "K46UW", "K516", "K59"]
 

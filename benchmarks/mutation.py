@@ -184,21 +184,8 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--files", default=",".join(DEFAULT_FILES), help="comma-separated, relative to the root")
-    ap.add_argument("--tests", default=",".join(FAST_TESTS))
-    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant (a hang counts as killed)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mutation.json")
-    ap.add_argument("--keep-scratch", type=Path, help="run in this directory and keep it (resumes a session)")
-    ap.add_argument("--min-rate", type=float, default=0.95)
-    ap.add_argument("--report-only", action="store_true",
-                    help="with --keep-scratch: report the session as it stands (an interrupted run), run nothing")
-    ap.add_argument("--retest-survivors", action="store_true",
-                    help="with --keep-scratch: copy tests/ afresh and run the survivors of the session again")
-    a = ap.parse_args()
-    files = [f.strip() for f in a.files.split(",") if f.strip()]
-    tests = [t.strip() for t in a.tests.split(",") if t.strip()]
+def _run(a: argparse.Namespace, files: list[str], tests: list[str]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Run (or resume, or only read) a cosmic-ray session in a scratch copy; return its mutants."""
     tmp = None
     if a.keep_scratch:
         scratch = a.keep_scratch.resolve()
@@ -224,6 +211,35 @@ def main() -> int:
     finally:
         if tmp is not None:
             tmp.cleanup()
+    return mutants, pending
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", default=",".join(DEFAULT_FILES), help="comma-separated, relative to the root")
+    ap.add_argument("--tests", default=",".join(FAST_TESTS))
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant (a hang counts as killed)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mutation.json")
+    ap.add_argument("--keep-scratch", type=Path, help="run in this directory and keep it (resumes a session)")
+    ap.add_argument("--min-rate", type=float, default=0.95)
+    ap.add_argument("--report-only", action="store_true",
+                    help="with --keep-scratch: report the session as it stands (an interrupted run), run nothing")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                    help="no run: combine the mutants of these reports (runs over different files) into --out")
+    ap.add_argument("--retest-survivors", action="store_true",
+                    help="with --keep-scratch: copy tests/ afresh and run the survivors of the session again")
+    a = ap.parse_args()
+    files = [f.strip() for f in a.files.split(",") if f.strip()]
+    tests = [t.strip() for t in a.tests.split(",") if t.strip()]
+    if a.merge:
+        mutants, pending, files = [], {}, []
+        for path in a.merge:
+            r = json.loads(path.read_text())
+            mutants += r["mutants"]
+            pending.update(r.get("pending", {}))
+            files += r["files"]
+    else:
+        mutants, pending = _run(a, files, tests)
     summary, stale = classify(mutants, _load_equivalents(), pending)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"tool": "cosmic-ray", "files": files, "tests": tests, "timeout_s": a.timeout,

@@ -255,3 +255,30 @@ def test_startup_sysctls_checker() -> None:
     for bad in (Sysctls(conn_reuse_mode=4), Sysctls(conn_reuse_mode=-1)):
         with pytest.raises(ValueError, match="conn_reuse_mode must be 0..3"):
             check(bad)
+
+
+def test_every_decision_dispatches_to_a_patch_hook() -> None:
+    """Each decision function is a decision point: a hook on its owner replaces it (model/decision_points.py)."""
+    from dataclasses import replace
+
+    from ipvs_verify.model.decision_points import Hook
+    from ipvs_verify.model.scheduler import choose
+
+    def patched(point: str, result: object) -> object:
+        return replace(VARIANTS["K516"], hooks=(Hook(point, lambda *a, **k: result, "t.py: function f"),))
+
+    s = Sysctls()
+    assert uses_conntrack(patched("drop-predicate", True), False, SkbCt.NONE) is True
+    assert is_new_conn_expected(patched("new-conn-expected", True), TcpState.ESTABLISHED, True, 0) is True
+    keep, odd = ReuseVerdict(False, False, False, False), ReuseVerdict(True, True, True, True)
+    assert reuse_block(VARIANTS["K516"], s, TcpState.ESTABLISHED, False, False, False, False, SkbCt.NONE) == keep
+    assert reuse_block(patched("port-reuse", odd), s, TcpState.ESTABLISHED, False, False, False, False,
+                       SkbCt.NONE) == odd
+    assert status_block(patched("server-status", (False, False, False, True)), s, SkbCt.NONE) == StatusVerdict(
+        False, False, False, True)
+    assert choose(patched("scheduler-choice", (2, 2)), "rr", (0, 1, 2), (True, True, True), -1) == (2, 2)
+    kp = replace(kube_proxy_version("1.30"), hooks=(
+        Hook("deletion-criterion", lambda *a: False, "t.py: g"),
+        Hook("startup-sysctls", lambda *a: Sysctls(conn_reuse_mode=3), "t.py: h")))
+    assert kp.rs_deletable(True, 0, 0) is False
+    assert kp.startup_sysctls(Sysctls(), (6, 1, 0)) == Sysctls(conn_reuse_mode=3)

@@ -254,3 +254,17 @@ def test_hook_lookup_by_point_name() -> None:
     assert kp.hook("deletion-criterion") is kp.hooks[0] and kp.hook("startup-sysctls") is None
     assert kp.hook("a") is None and kp.hook("z") is None
     assert kp.hook_label == "kube-proxy 1.30"
+
+
+def test_mutation_equivalents_file_is_well_formed() -> None:
+    """benchmarks/mutation_equivalents.yaml (docs/mutation.md): each entry names a line of a model file and why."""
+    from pathlib import Path
+
+    from ruamel.yaml import YAML
+
+    root = Path(__file__).resolve().parents[1]
+    entries = YAML(typ="safe").load((root / "benchmarks" / "mutation_equivalents.yaml").read_text())
+    for i, e in enumerate(entries):
+        assert set(e) == {"file", "line", "operator", "mutated", "why"}, i
+        lines = (root / e["file"]).read_text().splitlines()
+        assert 1 <= e["line"] <= len(lines) and e["why"].strip() and e["operator"].startswith("core/"), i

@@ -116,14 +116,35 @@ def _forget_survivors(scratch: Path, db: Path, config: str) -> None:
         con.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
 
 
+DEFERRED = "deferred by --only"
+
+
+def _defer_others(db: Path, only: str) -> None:
+    """Run a session's mutants of some files first: the others' pending ones get a placeholder result (skipped,
+    output DEFERRED) that cosmic-ray passes over and the report counts as not run; files named get theirs back."""
+    names = [f.strip() for f in only.split(",") if f.strip()]
+    marks = ",".join("?" * len(names))
+    with sqlite3.connect(db) as con:
+        con.execute(f"DELETE FROM work_results WHERE output = ? AND job_id IN (SELECT job_id FROM mutation_specs "
+                    f"WHERE module_path IN ({marks}))", (DEFERRED, *names))
+        con.execute(f"INSERT INTO work_results (worker_outcome, output, job_id) SELECT 'SKIPPED', ?, w.job_id "
+                    f"FROM work_items w JOIN mutation_specs m ON m.job_id = w.job_id LEFT JOIN work_results r "
+                    f"ON r.job_id = w.job_id WHERE r.job_id IS NULL AND m.module_path NOT IN ({marks})",
+                    (DEFERRED, *names))
+
+
 def _read_session(db: Path) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Every mutant that ran, and per file how many have not run yet (an interrupted session)."""
     from cosmic_ray.work_db import WorkDB, use_db
 
     out: list[dict[str, Any]] = []
     with use_db(str(db), WorkDB.Mode.open) as wdb:
+        pending: dict[str, int] = {}
         for item, result in wdb.completed_work_items:
             for m in item.mutations:
+                if result.output == DEFERRED:
+                    pending[str(m.module_path)] = pending.get(str(m.module_path), 0) + 1
+                    continue
                 out.append({
                     "file": str(m.module_path),
                     "line": m.start_pos[0],
@@ -133,7 +154,6 @@ def _read_session(db: Path) -> tuple[list[dict[str, Any]], dict[str, int]]:
                     "worker": str(result.worker_outcome.value),
                     "outcome": None if result.test_outcome is None else str(result.test_outcome.value),
                 })
-        pending: dict[str, int] = {}
         for item in wdb.pending_work_items:
             for m in item.mutations:
                 pending[str(m.module_path)] = pending.get(str(m.module_path), 0) + 1
@@ -205,6 +225,8 @@ def _run(a: argparse.Namespace, files: list[str], tests: list[str]) -> tuple[lis
         if not db.exists():
             subprocess.run(["cosmic-ray", "init", "cosmic-ray.toml", db.name], **run)  # type: ignore[call-overload]
             subprocess.run(["cr-filter-operators", db.name, "cosmic-ray.toml"], **run)  # type: ignore[call-overload]
+        if a.only is not None:
+            _defer_others(db, a.only)
         if not a.report_only:
             subprocess.run(["cosmic-ray", "exec", "cosmic-ray.toml", db.name], **run)  # type: ignore[call-overload]
         mutants, pending = _read_session(db)
@@ -224,6 +246,8 @@ def main() -> int:
     ap.add_argument("--min-rate", type=float, default=0.95)
     ap.add_argument("--report-only", action="store_true",
                     help="with --keep-scratch: report the session as it stands (an interrupted run), run nothing")
+    ap.add_argument("--only", metavar="FILES", help="with --keep-scratch: run only these files' mutants now "
+                    "(comma-separated); the others' wait, and a later --only gets them back")
     ap.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
                     help="no run: combine the mutants of these reports (runs over different files) into --out")
     ap.add_argument("--retest-survivors", action="store_true",

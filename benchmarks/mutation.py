@@ -138,11 +138,13 @@ def _read_session(db: Path) -> tuple[list[dict[str, Any]], dict[str, int]]:
     from cosmic_ray.work_db import WorkDB, use_db
 
     out: list[dict[str, Any]] = []
+    with sqlite3.connect(db) as con:
+        deferred = {r[0] for r in con.execute("SELECT job_id FROM work_results WHERE output = ?", (DEFERRED,))}
     with use_db(str(db), WorkDB.Mode.open) as wdb:
         pending: dict[str, int] = {}
         for item, result in wdb.completed_work_items:
             for m in item.mutations:
-                if result.output == DEFERRED:
+                if item.job_id in deferred:
                     pending[str(m.module_path)] = pending.get(str(m.module_path), 0) + 1
                     continue
                 out.append({

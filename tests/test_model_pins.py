@@ -210,7 +210,7 @@ KUBE_PROXY_BOUNDARIES = [
     ("1.12.2", True, False, False, False, L), ("1.12.3", True, False, False, False, L),
     ("1.12.4", True, True, False, False, L), ("1.12.5", True, True, False, True, Z),
     ("1.12.9", True, True, False, True, Z), ("1.12.10", True, True, True, True, Z),
-    ("1.13.0", True, False, False, False, Z), ("1.13.1", True, True, False, False, Z),
+    ("1.13", True, False, False, False, Z), ("1.13.0", True, False, False, False, Z), ("1.13.1", True, True, False, False, Z),
     ("1.13.2", True, True, False, True, Z), ("1.13.6", True, True, False, True, Z),
     ("1.13.7", True, True, True, True, Z),
     ("1.14.0", True, True, False, True, Z), ("1.14.2", True, True, False, True, Z),
@@ -228,6 +228,7 @@ def test_kube_proxy_release_boundary(text: str, gt: bool, inact: bool, udp: bool
     assert (kp.graceful_termination, kp.count_inactive, kp.udp_immediate, kp.sets_nodest_and_quiescent,
             kp.reuse_policy) == (gt, inact, udp, nodest, reuse)
     assert kp.text == text.lstrip("v")
+    assert {kp: 1}[kube_proxy_version(text)] == 1  # frozen: a value that keys caches
 
 
 @pytest.mark.parametrize("text", ["1.10.13", "1.36.0", "2.0", "1", "abc", "1.30.x"])

@@ -41,6 +41,8 @@ F = Feature
 FEATURE_NEEDS: dict[Feature, frozenset[Feature]] = {
     F.DROP1: frozenset({F.REUSE}), F.CLOSE: frozenset({F.REUSE}), F.W0_UNGATED: frozenset({F.REUSE}),
     F.UNCONF: frozenset({F.DROP1}), F.TENCENT_OLD_CT: frozenset({F.DROP1}),
+    # 35dfb013149f's server-status block calls f0a5e4d7a594's ip_vs_conn_uses_old_conntrack (ip_vs_core.c, 5.9)
+    F.NODEST_WORK: frozenset({F.UNCONF}),
 }
 # Pairs that rewrite the same lines differently: d752c3645717 replaced dc7b3eb900aa's weight-0 test; PR #17
 # patches the drop that f0a5e4d7a594 replaced (the TencentOS 4.14 branch predates f0a5e4d7)

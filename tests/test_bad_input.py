@@ -622,6 +622,9 @@ BAD_YAML = {
                            "K46 has no UNCONF (it contradicts its base)"),
     "no-kernel.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K41]}\nkernel:\n  add: [UNCONF]\n",
                        "this is no kernel: UNCONF needs DROP1"),
+    # 35dfb013149f without f0a5e4d7a594: its server-status block calls a predicate that kernel lacks
+    "nodest-without-unconf.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nkernel:\n"
+                                   "  add: [NODEST_WORK]\n", "this is no kernel: NODEST_WORK needs UNCONF"),
     "tencent-sysctl.yaml": ("id: x\ntitle: t\nbased_on: b\nbase: {variants: [K46]}\nsysctls:\n"
                             "  conn_reuse_old_conntrack: 0\n", ":6: sysctls.conn_reuse_old_conntrack: only the "
                             "TencentOS kernel"),

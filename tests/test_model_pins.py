@@ -121,6 +121,7 @@ def test_feature_problems() -> None:
     assert feature_problems(frozenset({F.CLOSE})) == ["CLOSE needs REUSE"]
     assert feature_problems(frozenset({F.W0_UNGATED})) == ["W0_UNGATED needs REUSE"]
     assert feature_problems(frozenset({F.TENCENT_OLD_CT})) == ["TENCENT_OLD_CT needs DROP1"]
+    assert feature_problems(frozenset({F.REUSE, F.DROP1, F.NODEST_WORK})) == ["NODEST_WORK needs UNCONF"]
     assert len(feature_problems(frozenset({F.W0_SYN, F.REUSE}))) == 1
     assert len(feature_problems(frozenset({F.REUSE, F.DROP1, F.UNCONF, F.TENCENT_OLD_CT}))) == 1
     assert feature_problems(frozenset()) == []

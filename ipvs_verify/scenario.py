@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from pydantic.fields import FieldInfo
 from rich.console import Console
 
@@ -34,8 +34,18 @@ from ipvs_verify.model.sysctls import SYSCTL_RANGES
 from ipvs_verify.model.system import Act, Action, System
 from ipvs_verify.model.tcp_states import SHORT, TcpState
 from ipvs_verify.model.variants import VARIANTS, Feature, UnknownKernel, resolve_variant, variant_for_kernel
-from ipvs_verify.presentation.trace import outcome
-from ipvs_verify.yaml_input import as_plain, got, line_of, model_in, nulls, parse_yaml, read_text, token_at
+from ipvs_verify.presentation.trace import CLOSER_BY_NAME, outcome
+from ipvs_verify.yaml_input import (
+    as_plain,
+    first_problem,
+    got,
+    line_of,
+    model_in,
+    parse_yaml,
+    read_text,
+    token_at,
+    validate,
+)
 
 OUTCOMES = ("connected", "refused", "no-route", "dropped", "queued", "challenged", "timed-out", "broken", "closed",
             "answered", "lost", "none")
@@ -167,7 +177,6 @@ class Step(Strict):
 
 
 STEP_KINDS = tuple(f for f in Step.model_fields if f not in ("closer", "weight", "expect"))
-CLOSER_PLANS = {"client": Plan.CLIENT_CLOSES, "server": Plan.SERVER_CLOSES, "reset": Plan.CLIENT_RESETS}
 FLOW_KINDS = ("connect", "request", "send", "close", "datagram", "client_crash")
 TCP_KINDS = ("connect", "request", "send", "close", "client_crash")
 
@@ -364,19 +373,11 @@ def load_scenario(path: Path) -> Scenario:
     text = read_text(path, "a scenario YAML file")
     raw = parse_yaml(path, text, "a mapping with name, config and steps")
     fail = _Fail(path, raw)
-    plain = as_plain(raw)
-    problems: list[tuple[tuple[Any, ...], str]] = []
-    for loc in nulls(plain):
-        problems.append((loc, f"expected {_expected(loc)}, got nothing (an empty value)"))
-    data = None
-    try:
-        data = ScenarioFile.model_validate(plain)
-    except ValidationError as e:
-        problems.extend(_message(err, raw, text) for err in e.errors())
+    data, problems = validate(ScenarioFile, as_plain(raw),
+                              lambda loc: f"expected {_expected(loc)}, got nothing (an empty value)",
+                              lambda err: _message(err, raw, text))
     if problems:
-        # the first in the file; a missing key last (it is often the misspelt one found elsewhere)
-        loc, what = min(problems, key=lambda p: (p[1].startswith("missing"), fail.line(p[0])))
-        raise fail(loc, what)
+        raise fail(*first_problem(problems, fail.line))
     assert data is not None
     _check(data, fail)
     steps = raw["steps"]
@@ -632,7 +633,7 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
         action: Action | None = None
         if step.connect or step.request:
             flow_of_step = flow(step.connect or step.request or "")
-            plan = Plan.HOLD if step.connect else CLOSER_PLANS[step.closer]
+            plan = Plan.HOLD if step.connect else CLOSER_BY_NAME[step.closer]
             action = (Act.CONNECT, flow_of_step, 0) if step.connect else (Act.REQUEST, flow_of_step, plan)
         elif step.send:
             flow_of_step = flow(step.send)
@@ -645,7 +646,7 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
             action = (Act.CLIENT_CRASH, flow_of_step, 0)
         elif step.close:
             flow_of_step = flow(step.close)
-            action = (Act.CLOSE, flow_of_step, CLOSER_PLANS[step.closer])
+            action = (Act.CLOSE, flow_of_step, CLOSER_BY_NAME[step.closer])
         elif step.delete_pod:
             action = (Act.DELETE_POD, pod(step.delete_pod), 0)
         elif step.add_pod:

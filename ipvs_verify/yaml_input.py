@@ -7,10 +7,11 @@ by the scenario files (ipvs_verify/scenario.py) and the patch files (ipvs_verify
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
@@ -166,3 +167,24 @@ def model_in(annotation: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
+
+
+M = TypeVar("M", bound=BaseModel)
+Problem = tuple[tuple[Any, ...], str]  # where (a pydantic location) and what was expected
+
+
+def validate(model: type[M], plain: Any, empty: Callable[[tuple[Any, ...]], str],
+             message: Callable[[Any], Problem]) -> tuple[M | None, list[Problem]]:
+    """`plain` as a `model`, and every problem: each empty value (`empty` says what it should hold) and each
+    pydantic error (`message` words it)."""
+    problems = [(loc, empty(loc)) for loc in nulls(plain)]
+    try:
+        return model.model_validate(plain), problems
+    except ValidationError as e:
+        return None, problems + [message(err) for err in e.errors()]
+
+
+def first_problem(problems: list[Problem], line: Callable[[tuple[Any, ...]], int]) -> Problem:
+    """The problem a file reports: the first in the file, a missing key last (it is often the misspelt one
+    found elsewhere)."""
+    return min(problems, key=lambda p: (p[1].startswith("missing"), line(p[0])))

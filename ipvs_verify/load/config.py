@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ipvs_verify.errors import UserError
 from ipvs_verify.model.actions import Act
@@ -27,7 +27,18 @@ from ipvs_verify.model.patch import ModelPatch
 from ipvs_verify.model.sysctls import SYSCTL_RANGES
 from ipvs_verify.model.system import System
 from ipvs_verify.model.variants import VARIANTS, UnknownKernel, resolve_variant, variant_for_kernel
-from ipvs_verify.yaml_input import as_plain, got, line_of, model_in, nulls, parse_yaml, place, read_text, token_at
+from ipvs_verify.yaml_input import (
+    as_plain,
+    first_problem,
+    got,
+    line_of,
+    model_in,
+    parse_yaml,
+    place,
+    read_text,
+    token_at,
+    validate,
+)
 
 MAX_DURATION = 86_400  # one simulated day
 MAX_RATE = 1_000_000  # connections per second (open loop)
@@ -240,16 +251,10 @@ def load_spec(path: Path) -> LoadSpec:
     text = read_text(path, "a load simulation YAML file")
     raw = parse_yaml(path, text, "a mapping with name, duration and load")
     fail = _Fail(path, raw)
-    plain = as_plain(raw)
-    problems = [(loc, "expected a value, got nothing (an empty value)") for loc in nulls(plain)]
-    data = None
-    try:
-        data = LoadFile.model_validate(plain)
-    except ValidationError as e:
-        problems.extend(_message(err, raw, text) for err in e.errors())
+    data, problems = validate(LoadFile, as_plain(raw), lambda loc: "expected a value, got nothing (an empty value)",
+                              lambda err: _message(err, raw, text))
     if problems:
-        loc, what = min(problems, key=lambda p: (p[1].startswith("missing"), fail.line(p[0])))
-        raise fail(loc, what)
+        raise fail(*first_problem(problems, fail.line))
     assert data is not None
     return _check(data, fail, path)
 

@@ -170,7 +170,7 @@ def action_from_json(sys: System, name: str, params: Mapping[str, Any]) -> Actio
 
     if kind == Act.REQUEST or kind == Act.CLOSE:
         closer = params.get("closer", "client")
-        if closer not in ("client", "server", "reset"):
+        if closer not in CLOSER_BY_NAME or closer == "none":
             raise ValueError(f"closer must be 'client', 'server' or 'reset', not {closer!r}")
         return (kind, flow(), CLOSER_BY_NAME[closer])
     if kind in (Act.CONNECT, Act.SEND, Act.CLIENT_TIMER, Act.DATAGRAM, Act.CT_EXPIRE, Act.CLIENT_CRASH):

@@ -30,6 +30,12 @@ class Timing:
     # every queued packet gets ICMP host unreachable (neigh_invalidate -> arp_error_report). Measured on UML
     # 6.1.176: connect() fails 3.11-3.19 s after the SYN (scenarios/conformance/B02-B08)
     neigh_resolve: int = 3
+    # an orphaned FIN_WAIT1 socket whose FINs get ICMP host unreachable (RFC 6069: tcp_v4_err reverts the backoff,
+    # so the RTO stays near TCP_RTO_MIN and `alive` holds): tcp_orphan_retries() gives 8 for tcp_orphan_retries=0,
+    # and retransmits_timed_out() gives up tcp_model_timeout(sk, 8, TCP_RTO_MIN) = (2^9 - 1) x 200 ms = 102.2 s
+    # after the first FIN (tcp_timer.c, 6.1). Measured on UML 6.1: the port is still held at 95 s, free at 105 s
+    # (scenarios/conformance/C31)
+    orphan_life: int = 102
     ct_syn_sent: int = 120  # nf_conntrack_proto_tcp.c tcp_timeouts[TCP_CONNTRACK_SYN_SENT] (6.1): 2 min
 
     def timeout(self, state: TcpState) -> int:

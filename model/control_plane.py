@@ -44,6 +44,8 @@ class ControlPlane(Core):
         st = st._replace(order=tuple(d for d in st.order if d != p), cursor=cursor)
         if self.nodest_work:
             st = st._replace(flush_pending=True)  # 35dfb013149f: work queued with a 1-jiffy delay
+        for f in self._orphans_of(st, p):
+            st = self._orphan_fin(st, f, ev, dest_deleted=True)  # its next FIN meets the server-status block
         return st
 
     def _rs_views(self, st: State) -> tuple[gt.RsView, ...]:

@@ -8,11 +8,24 @@ from functools import lru_cache
 
 from ipvs_verify.model.actions import Act, Action
 from ipvs_verify.model.config import Config
-from ipvs_verify.model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_REUSED
+from ipvs_verify.model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_REUSED, Ev, Event
 from ipvs_verify.model.ip_vs_ctl import flushes_deleted_dest
 from ipvs_verify.model.ip_vs_in import SkbCt, StatusVerdict, reuse_block, status_block
 from ipvs_verify.model.scheduler import scheduler_for
-from ipvs_verify.model.state import Dest, DestStatus, Entry, Flow, Plan, Pod, PodPhase, State, Template
+from ipvs_verify.model.state import (
+    FREE_CLIENT,
+    Dest,
+    DestStatus,
+    Entry,
+    Flow,
+    Plan,
+    Pod,
+    PodPhase,
+    Sock,
+    State,
+    Template,
+)
+from ipvs_verify.model.tcp_states import Dir, Seg, tcp_transition
 
 # How time passes (docs/time.md):
 #   exact:   integer seconds; `wait` by 1 s or to the next deadline (digitization of the real timers)
@@ -123,3 +136,65 @@ class Core:
         d = st.dests[dest]
         return ((SF_REUSED if reused else 0) | (SF_POD_DEAD if st.pods[dest].phase == PodPhase.DESTROYED else 0)
                 | (SF_DEST_W0 if d.weight == 0 else 0) | (SF_DEST_DELETED if d.status == DestStatus.TRASH else 0))
+
+    # ------------------------------------------------------------------ the client's orphaned FIN_WAIT1 socket
+    def _orphan_fin(self, st: State, f: int, ev: list[Event], dest_deleted: bool = False) -> State:
+        """The next FIN of flow f's orphan (Sock.ORPHAN) once what it meets has changed: its entry was removed, or
+        that entry's dest deleted (`dest_deleted`). Its FINs come about once a second (measured on UML 6.1, C33:
+        the node's ICMP rate limit answers about one a second, and each answer reverts the backoff, tcp_ipv4.c
+        tcp_v4_err, RFC 6069), so "the next one" is taken as now. Left out: the up-to-1.6 s wait for it; after
+        FINs start being dropped the backoff grows (0.4, 0.8 .. s) and the orphan may outlive orphan_life by the
+        last interval (tcp_write_timeout checks only when its timer fires)."""
+        flow = st.flows[f]
+        c = flow.client
+        if not flow.entries:
+            # tcp_conn_schedule(): not a SYN and no entry -> NF_ACCEPT to the node's own stack, which has no socket
+            # for VIP:port and answers RST (tcp_v4_send_reset); the orphan's tcp_reset frees the port
+            return self._orphan_gone(st, f, True, ev)
+        cp = flow.entries[0]
+        if st.dests[cp.dest].status == DestStatus.TRASH:
+            cp, sv = self._server_status(cp, self._skb_ct(flow))
+            if not sv.drop:
+                # rescheduled (5.9+): a FIN cannot make a new connection -> the node's stack answers RST
+                st = self._set_flow(st, f, Flow((cp,) + flow.entries[1:], flow.ct_live, c, flow.ct_timer))
+                return self._orphan_gone(st, f, True, ev)
+            if dest_deleted and cp.timer != EXPIRE_NOW:
+                # dropped without re-arming (__ip_vs_conn_put): the entry runs out from the last FIN that passed
+                cp = Entry(cp.state, cp.dest, cp.nfct, cp.owns_ct, self._timeout[cp.state], cp.control)
+            return self._set_flow(st, f, Flow((cp,) + flow.entries[1:], flow.ct_live, c, flow.ct_timer))
+        if st.pods[cp.dest].phase != PodPhase.DESTROYED:
+            # forwarded to a live pod that has no socket for this 4-tuple: it answers RST (tcp_v4_send_reset)
+            return self._orphan_gone(st, f, True, ev)
+        # the FINs now re-arm this older entry until the orphan gives up (c.timer from now). Armed instead for a
+        # whole orphan_life: a clock is never computed from another (the packed search copies or sets clocks).
+        # The entry may so outlive the kernel's by up to orphan_life - c.timer, after the port is free again:
+        # a SYN then meets it later than the kernel allows, which it also meets within its real lifetime.
+        return self._set_flow(st, f, self._orphan_forwarded(flow, self.timing.orphan_life))
+
+    def _orphan_forwarded(self, flow: Flow, life: int) -> Flow:
+        """The orphan's FINs through the flow's newest entry to a destroyed pod: each re-arms the entry (ip_vs_conn_put
+        after set_tcp_state), so it expires its state's timeout after the orphan's last FIN, `life` from now."""
+        cp = flow.entries[0]
+        state = tcp_transition(cp.state, Dir.INPUT, Seg.FIN)
+        ct_live = self._ct_after(flow, cp)
+        owns = cp.owns_ct if flow.ct_live else ct_live
+        cp = Entry(state, cp.dest, cp.nfct, owns, life + self._timeout[state], cp.control)
+        return Flow((cp,) + flow.entries[1:], ct_live, flow.client, flow.ct_timer if flow.ct_live else -1)
+
+    def _orphan_gone(self, st: State, f: int, reset: bool, ev: list[Event]) -> State:
+        """The orphan ends: a RST reached it (its conntrack entry is then CLOSE: a SYN reopens it), or it timed out
+        without a packet (tcp_write_err; its conntrack entry stays FIN_WAIT until the IPVS entry's expiry kills it)."""
+        flow = st.flows[f]
+        ev.append((Ev.ORPHAN_GONE, f, int(reset), 0))
+        if reset:
+            entries = flow.entries
+            if any(e.owns_ct for e in entries):
+                entries = tuple(e._replace(owns_ct=False) for e in entries)
+            return self._set_flow(st, f, Flow(entries, False, FREE_CLIENT, -1))
+        return self._set_flow(st, f, Flow(flow.entries, flow.ct_live, FREE_CLIENT, flow.ct_timer))
+
+    def _orphans_of(self, st: State, p: int) -> list[int]:
+        """The flows whose orphan's FINs go through an entry to pod p."""
+        return [f for f, fl in enumerate(st.flows)
+                if fl.client.sock == Sock.ORPHAN and fl.entries and fl.entries[0].dest == p]
+

@@ -8,7 +8,19 @@ from ipvs_verify.model.config import Config
 from ipvs_verify.model.core import EXPIRE_NOW
 from ipvs_verify.model.events import SF_RETRANSMIT, BrokenWhy, DropWhy, Ev, Event
 from ipvs_verify.model.scheduling import Scheduling
-from ipvs_verify.model.state import FREE_CLIENT, Client, DestStatus, Entry, Flow, Plan, Pod, PodPhase, Sock, State
+from ipvs_verify.model.state import (
+    FREE_CLIENT,
+    Client,
+    DestStatus,
+    Entry,
+    Flow,
+    Plan,
+    Pod,
+    PodPhase,
+    Sock,
+    State,
+    with_timer,
+)
 from ipvs_verify.model.tcp_states import Dir, Seg, TcpState, tcp_transition
 
 
@@ -255,6 +267,8 @@ class DataPath(Scheduling):
         if c.sock == Sock.TIME_WAIT:
             ev.append((Ev.TIME_WAIT_OVER, f, 0, 0))
             return self._set_flow(st, f, flow._replace(client=FREE_CLIENT))
+        if c.sock == Sock.ORPHAN:  # tcp_write_timeout: retransmits_timed_out -> tcp_write_err, no packet sent
+            return self._orphan_gone(st, f, False, ev)
         if c.tries >= self.timing.syn_retries:
             ev.append((Ev.TIMED_OUT, f, 0, 0))  # tcp_syn_retries exhausted: connect() fails ETIMEDOUT
             return self._set_flow(st, f, flow._replace(client=FREE_CLIENT))
@@ -340,8 +354,10 @@ class DataPath(Scheduling):
         flow = st.flows[f]
         flow, broken, events = self._packets_memo(flow, f, self._CLOSE_SEQ[plan], self._newest(st, flow))
         ev += events
+        if plan == Plan.CLIENT_CLOSES and broken in (BrokenWhy.POD_GONE, BrokenWhy.DEST_DELETED):
+            return self._orphaned(st, f, flow, broken, ev)
         # a RST expects no answer: toward a destroyed pod the client's close is as complete as toward a live one
-        # (C28 on the real kernel); a FIN left unanswered breaks the connection
+        # (C28 on the real kernel)
         if broken >= 0 and not (plan == Plan.CLIENT_RESETS and broken == BrokenWhy.POD_GONE):
             return self._broken(self._set_flow(st, f, flow), f, broken, ev)
         ev.append((Ev.CLOSED, f, plan, 0))
@@ -355,13 +371,29 @@ class DataPath(Scheduling):
             client = FREE_CLIENT
         return self._set_flow(st, f, Flow(entries, False, client))
 
+    def _orphaned(self, st: State, f: int, flow: Flow, why: int, ev: list[Event]) -> State:
+        """The client's FIN got no answer (no route to the destroyed pod, or dropped by the server-status block):
+        close() has returned, and the orphaned FIN_WAIT1 socket retransmits the FIN and holds the port for orphan_life
+        (tcp_timer.c tcp_write_timeout, tcp_orphan_retries; UML 6.1: scenarios/conformance/C30, C31). Toward the
+        destroyed pod each FIN passes the entry and re-arms it; a dropped FIN re-arms nothing (__ip_vs_conn_put).
+        Its conntrack entry (FIN_WAIT: a SYN does not reopen it) lives as long as the entry."""
+        life = self.timing.orphan_life
+        if why == BrokenWhy.POD_GONE:  # the FIN has passed the newest entry (_packet): its retransmissions re-arm it
+            e = flow.entries[0]
+            flow = flow._replace(entries=(with_timer(e, e.timer + life),) + flow.entries[1:])
+        pod = flow.client.pod
+        ev.append((Ev.ORPHANED, f, why, pod))
+        st = self._set_flow(st, f, Flow(flow.entries, flow.ct_live, Client(Sock.ORPHAN, pod, life, 0, Plan.HOLD),
+                                        flow.ct_timer))
+        return st
+
     def _broken(self, st: State, f: int, why: int, ev: list[Event]) -> State:
         flow = st.flows[f]
         ev.append((Ev.BROKEN, f, why, flow.client.pod))
         # the client gives up on the connection; its conntrack entry is treated as expired by then
         return self._set_flow(st, f, Flow(_disown(flow.entries), False, FREE_CLIENT))
 
-    def _expire(self, st: State, f: int, i: int, ev: list[Event]) -> State:
+    def _expire(self, st: State, f: int, i: int, ev: list[Event], orphan: bool = True) -> State:
         # ip_vs_conn.c ip_vs_conn_expire(): unhash; NFCT -> ip_vs_conn_drop_conntrack (by original tuple,
         # i.e. whatever conntrack entry now has this tuple); unbind the dest (its counters)
         flow = st.flows[f]
@@ -380,7 +412,10 @@ class DataPath(Scheduling):
             ev.append((Ev.CT_KILLED, f, int(newer), 0))
             ct_live, ct_timer = False, -1
             entries = _disown(entries)
-        return self._set_flow(st, f, Flow(entries, ct_live, flow.client, ct_timer))
+        st = self._set_flow(st, f, Flow(entries, ct_live, flow.client, ct_timer))
+        if orphan and i == 0 and flow.client.sock == Sock.ORPHAN:
+            st = self._orphan_fin(st, f, ev)  # the orphan's next FIN meets what is left
+        return st
 
     def _flush(self, st: State, ev: list[Event]) -> State:
         # ip_vs_conn.c ip_vs_expire_nodest_conn_flush(): delete every entry whose dest is not AVAILABLE
@@ -388,12 +423,15 @@ class DataPath(Scheduling):
         removed = 0
         for f in range(len(st.flows)):
             i = 0
+            head = st.flows[f].entries[:1]
             while i < len(st.flows[f].entries):
                 if st.dests[st.flows[f].entries[i].dest].status == DestStatus.TRASH:
-                    st = self._expire(st, f, i, ev)
+                    st = self._expire(st, f, i, ev, orphan=False)
                     removed += 1
                 else:
                     i += 1
+            if head and st.flows[f].client.sock == Sock.ORPHAN and st.flows[f].entries[:1] != head:
+                st = self._orphan_fin(st, f, ev)
         for c, tpl in enumerate(st.templates):
             if tpl is not None and st.dests[tpl.dest].status == DestStatus.TRASH:
                 st = self._drop_template(st, c)  # "del controlling connection" once it controls none

@@ -49,6 +49,8 @@ class Ev(IntEnum):
     CLIENT_CRASHED = 36  # (flow, pod): the client forgot its connection to pod; the pod still holds its socket
     CHALLENGED = 37  # (flow, pod): the pod's old socket answered the SYN with a challenge ACK; the client reset it
     TIME_WAIT_TAKEN_OVER = 38  # (flow): a bound port's connect took over the client's own TIME_WAIT socket
+    ORPHANED = 39  # (flow, BrokenWhy, pod): the client's close got no answer; its FIN_WAIT1 socket holds the port
+    ORPHAN_GONE = 40  # (flow, 1 if a RST ended it else 0: it timed out): the port is free again
 
 
 # SYN_FORWARDED / DGRAM_FORWARDED flags

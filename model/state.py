@@ -42,6 +42,10 @@ class Sock(IntEnum):
     SYN_SENT = 1  # a SYN was dropped: waiting for the retransmission timer
     ESTABLISHED = 2
     TIME_WAIT = 3  # the client closed first: the port is blocked for TCP_TIMEWAIT_LEN
+    # the client closed (close() returned) but its FIN is unanswered: the orphaned FIN_WAIT1 socket keeps the
+    # 4-tuple, so a connect from the port fails EADDRNOTAVAIL (inet_hashtables.c __inet_check_established), until
+    # tcp_write_timeout gives up on it or a RST reaches it (tcp_timer.c, tcp_input.c tcp_reset; 6.1)
+    ORPHAN = 4
 
 
 class Plan(IntEnum):
@@ -57,10 +61,10 @@ class Plan(IntEnum):
 
 class Client(NamedTuple):
     sock: Sock
-    # ESTABLISHED: the pod it talks to; SYN_SENT on a bridge: the pod whose neighbour its SYN waits on; FREE after
-    # a client crash: the pod that still holds the old connection's socket (-1: none)
+    # ESTABLISHED: the pod it talks to (ORPHAN: talked to); SYN_SENT on a bridge: the pod whose neighbour its SYN
+    # waits on; FREE after a client crash: the pod that still holds the old connection's socket (-1: none)
     pod: int
-    timer: int  # SYN_SENT: seconds to the retransmission; TIME_WAIT: seconds left
+    timer: int  # SYN_SENT: seconds to the retransmission; TIME_WAIT, ORPHAN: seconds left
     tries: int  # SYN_SENT: retransmissions already sent
     plan: Plan
 

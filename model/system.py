@@ -62,6 +62,7 @@ _SOCK_ESTABLISHED = Sock.ESTABLISHED
 _SOCK_FREE = Sock.FREE
 _SOCK_SYN_SENT = Sock.SYN_SENT
 _SOCK_TIME_WAIT = Sock.TIME_WAIT
+_SOCK_ORPHAN = Sock.ORPHAN
 
 
 class System(DataPath, ControlPlane, Clock):
@@ -117,6 +118,10 @@ class System(DataPath, ControlPlane, Clock):
         if kind in (Act.DELETE_POD, Act.ADD_POD, Act.CRASH_POD, Act.ENDPOINT_GONE):
             return (Part.SCHED, Part.KP)  # the pod, the change budget, a pending sync
         if kind in (Act.SYNC, Act.CHECK):
+            if not self.udp and self.config.kube_proxy.rs_deletable(False, 0, 1):
+                # a real server deleted with an inactive entry (a release or patch that does not count InActConn):
+                # its orphans' entries meet it (_delete_dest -> _orphan_fin), which writes their flows
+                return (Part.FLOW, Part.SCHED, Part.KP, Part.FLOW_SUMMARY) if self.n_flows == 1 else None
             return (Part.SCHED, Part.KP, Part.FLOW_SUMMARY)  # the flows: only through counters and _delete_dest
         return None  # flush and templates walk the flows
 
@@ -165,7 +170,7 @@ class System(DataPath, ControlPlane, Clock):
                     acts.append((_ACT_EXPIRE, f, i))
                     due = True
             c = flow.client
-            if c.sock in (_SOCK_SYN_SENT, _SOCK_TIME_WAIT) and c.timer <= fires:
+            if c.sock in (_SOCK_SYN_SENT, _SOCK_TIME_WAIT, _SOCK_ORPHAN) and c.timer <= fires:
                 acts.append((_ACT_CLIENT_TIMER, f, 0))
                 due = True
             if 0 <= flow.ct_timer <= fires:

@@ -224,11 +224,13 @@ PROPERTIES: tuple[Property, ...] = (
         ),
         violated=lambda sys, pre, a, ev, post: any(
             (e[0] == Ev.DEST_DELETED and e[2] > 0)
-            or (e[0] == Ev.BROKEN and e[2] == BrokenWhy.DEST_DELETED and pre.pods[e[3]].phase != PodPhase.DESTROYED)
+            # a close whose FIN the block dropped (the client's socket lives on as an orphan) is broken as well
+            or (e[0] in (Ev.BROKEN, Ev.ORPHANED) and e[2] == BrokenWhy.DEST_DELETED
+                and pre.pods[e[3]].phase != PodPhase.DESTROYED)
             for e in ev
         ),
         needs=("tcp", "long_lived"),
-        trigger_mask=triggers(Ev.DEST_DELETED, Ev.BROKEN),
+        trigger_mask=triggers(Ev.DEST_DELETED, Ev.BROKEN, Ev.ORPHANED),
     ),
     Property(
         5, "quiesced-dest-eventually-deleted", "liveness",

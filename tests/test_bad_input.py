@@ -76,10 +76,11 @@ def udp(*lines: str) -> str:
 
 
 REQ = "- request: client-1:port-1"
-TCP_OUTCOMES = "connected, refused, no-route, dropped, queued, challenged, timed-out, broken, closed, none"
+TCP_OUTCOMES = ("connected, refused, no-route, dropped, queued, challenged, timed-out, broken, closed, "
+                "addr-not-available, none")
 UDP_OUTCOMES = "answered, lost, no-route, refused, none"
-ALL_OUTCOMES = ("connected, refused, no-route, dropped, queued, challenged, timed-out, broken, closed, answered, lost, "
-                "none")
+ALL_OUTCOMES = ("connected, refused, no-route, dropped, queued, challenged, timed-out, broken, closed, "
+                "addr-not-available, answered, lost, none")
 STEP_KINDS = ("connect, request, send, close, client-crash, datagram, wait, delete-pod, add-pod, destroy-pod, "
               "crash-pod, endpoint-gone, sync, check, set-weight, delete-dest, add-dest")
 

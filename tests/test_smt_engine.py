@@ -205,10 +205,11 @@ def test_unsupported_configurations_are_refused() -> None:
 
 
 # ---------------------------------------------------------------------- induction (unbounded proofs)
-# the targets: K516/K46UW mode 0 property 1; K46U/K59/K516 mode 1 properties 1 and 3
+# the targets: K516/K46UW mode 0 property 1; K46U/K59/K516 mode 1 property 1. Property 3 was one too
+# until the client's orphaned FIN_WAIT1 socket joined the model: its FINs keep the flow's conntrack entry
+# confirmed, and the port's first SYN after it gives up is dropped at weight 0 (C33 on the real kernel)
 PROOF_CELLS = [(c.variant, c.overrides[0][1]) for c in CELLS] if FULL else [("K516", 0), ("K46U", 1), ("K41", 0)]
-REQUIRED = {("K516", 0, 1), ("K46UW", 0, 1), ("K46U", 1, 1), ("K46U", 1, 3), ("K59", 1, 1), ("K59", 1, 3),
-            ("K516", 1, 1), ("K516", 1, 3)}
+REQUIRED = {("K516", 0, 1), ("K46UW", 0, 1), ("K46U", 1, 1), ("K59", 1, 1), ("K516", 1, 1)}
 
 
 @pytest.mark.parametrize("variant,mode", PROOF_CELLS)

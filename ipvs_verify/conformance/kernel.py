@@ -155,7 +155,8 @@ class KernelScenario:
         self.proto = getattr(scope, "protocol", "tcp")  # the service's protocol (config.protocol)
         self.persistence: int = getattr(scope, "persistence", 0)  # sessionAffinity ClientIP: ipvsadm -p
         self.events: list[str] = []
-        self.seen: dict[tuple[Any, ...], tuple[float, int]] = {}  # entry -> (deadline bound, longest expiry)
+        # entry -> (deadline bound, longest expiry, state)
+        self.seen: dict[tuple[Any, ...], tuple[float, int, str]] = {}
         # trace mode: the bridge pod network, or IPVS_VERIFY_TRACE=1 for any scenario
         self.trace = sc.data.config.pod_network == "bridge" or os.environ.get("IPVS_VERIFY_TRACE") == "1"
         self.timeline: list[dict[str, Any]] = []
@@ -230,15 +231,18 @@ class KernelScenario:
 
     def _remember(self, conns: list[dict[str, Any]]) -> None:
         """Bound each entry's deadline from the kernel's readings: the expiry shown is whole seconds rounded
-        down, so the deadline is before read time + shown + 1 s. Readings since its last re-arm tighten it."""
+        down, so the deadline is before read time + shown + 1 s. Readings since its last re-arm tighten it.
+        A new state is a re-arm with that state's timeout (ip_vs_conn_put after set_tcp_state): an
+        ESTABLISHED entry's 900 s must not stand for its CLOSE_WAIT 60 s."""
         now = time.monotonic()
         seen = {}
         for e in conns:
             k, x = self._key(e), e["expires"]
             ub, top = now + x + 1, x
-            if k in self.seen and now + x < self.seen[k][0]:  # not re-armed since: keep the tighter bound
-                ub, top = min(ub, self.seen[k][0]), max(x, self.seen[k][1])
-            seen[k] = (ub, top)
+            old = self.seen.get(k)
+            if old is not None and old[2] == e["state"] and now + x < old[0]:  # not re-armed since: keep the bound
+                ub, top = min(ub, old[0]), max(x, old[1])
+            seen[k] = (ub, top, e["state"])
         self.seen = seen
 
     def settle_due_timers(self) -> None:
@@ -248,8 +252,10 @@ class KernelScenario:
         certainly due when the time is past the bound `_remember` keeps from the kernel's readings; the
         harness then waits, up to that granularity, for it to go. Only the kernel's own
         readings are used here, never the model's."""
+        # a fresh reading first: an entry re-armed since the last step (the orphan's FINs, C33) is not due
+        self._remember(parse_conns(self.call("state")["conns"]))
         now = time.monotonic()
-        due = {k: x for k, (ub, x) in self.seen.items() if now > ub}
+        due = {k: x for k, (ub, x, _) in self.seen.items() if now > ub}
         if not due:
             return
         until = now + max(wheel_granularity(x + 1) for x in due.values()) + 0.3
@@ -384,7 +390,8 @@ class KernelScenario:
                            for e in parse_conns("\n".join(d["ipvs"]))]
         if d.get("conntrack") is not None:
             out["conntrack"] = [parse_conntrack(ln) for ln in d["conntrack"] if any(_mentions(ln, a) for a in addrs)]
-        for k in ("neigh", "ct_stat", "node_icmp", "client_icmp", "arp", "client_syn_retrans", "finished",
+        for k in ("neigh", "ct_stat", "node_icmp", "client_icmp", "node_tcp", "client_tcp", "client_socks", "arp",
+                  "client_syn_retrans", "finished",
                   "rearmed"):
             if d.get(k):
                 out[k] = d[k]

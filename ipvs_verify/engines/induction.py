@@ -57,13 +57,19 @@ def candidate_lemmas(enc: Encoding, s: dict[str, Val]) -> dict[str, Val]:
         out[f"conntrack-live-only-while-established.{f}"] = o.or_(o.not_(s[f"f{f}.ct"]), est)
         out[f"live-conntrack-owned-by-the-head.{f}"] = o.or_(o.not_(s[f"f{f}.ct"]), o.and_(s[f"e{f}.0.on"],
                                                                                           s[f"e{f}.0.own"]))
+        orphan = o.eq(s[f"c{f}.sock"], int(Sock.ORPHAN), "sm")
+        out[f"conntrack-live-only-while-established-or-orphan.{f}"] = o.or_(o.not_(s[f"f{f}.ct"]), est, orphan)
         out[f"client-pod-iff-established.{f}"] = o.eq(o.ne(s[f"c{f}.pod"], -1, "sm"), est, "b")
+        out[f"client-pod-iff-established-or-orphan.{f}"] = o.eq(o.ne(s[f"c{f}.pod"], -1, "sm"), o.or_(est, orphan), "b")
+        out[f"orphan-head-is-its-pod.{f}"] = o.or_(o.not_(o.and_(orphan, s[f"e{f}.0.on"])),
+                                                   o.eq(s[f"e{f}.0.dest"], s[f"c{f}.pod"], "sm"))
         out[f"free-client-is-reset.{f}"] = o.or_(
             o.ne(s[f"c{f}.sock"], int(Sock.FREE), "sm"),
             o.and_(o.eq(s[f"c{f}.tmr"], 0, "tmr"), o.eq(s[f"c{f}.tries"], 0, "sm"), o.eq(s[f"c{f}.plan"], 0, "sm")))
         out[f"established-has-entry-to-its-pod.{f}"] = o.or_(o.not_(est), o.or_(*[
             o.and_(s[f"e{f}.{i}.on"], o.eq(s[f"e{f}.{i}.dest"], s[f"c{f}.pod"], "sm")) for i in range(enc.E)]))
-        timed = o.or_(o.eq(s[f"c{f}.sock"], int(Sock.SYN_SENT), "sm"), o.eq(s[f"c{f}.sock"], int(Sock.TIME_WAIT), "sm"))
+        timed = o.or_(o.eq(s[f"c{f}.sock"], int(Sock.SYN_SENT), "sm"), o.eq(s[f"c{f}.sock"], int(Sock.TIME_WAIT), "sm"),
+                      orphan)
         out[f"client-timer-armed.{f}"] = o.or_(o.not_(timed), o.lt(0, s[f"c{f}.tmr"], "tmr"))
         out[f"established-head-is-its-pod.{f}"] = o.or_(o.not_(o.and_(est, s[f"e{f}.0.on"])),
                                                         o.eq(s[f"e{f}.0.dest"], s[f"c{f}.pod"], "sm"))
@@ -217,7 +223,7 @@ def houdini(enc: Encoding, rel: Relation, samples: int = 1500) -> tuple[dict[str
     return {k: cand_now[k] for k in keep}, dropped, {k: cand_next[k] for k in keep}
 
 
-BASE_DEPTH = 6  # the base case also looks for each "sometimes" check this deep
+BASE_DEPTH = 8  # the base case also looks for each "sometimes" check this deep (and the 7-step orphan violation)
 
 
 def run_induction(

@@ -39,7 +39,7 @@ def armed(st: State) -> set[tuple[str, int]]:
     for f, fl in enumerate(st.flows):
         if fl.entries:
             slots.add(("entries", f))
-        if fl.client.sock in (Sock.SYN_SENT, Sock.TIME_WAIT):
+        if fl.client.sock in (Sock.SYN_SENT, Sock.TIME_WAIT, Sock.ORPHAN):
             slots.add(("client", f))
     for p, pod in enumerate(st.pods):
         if pod.phase == PodPhase.TERMINATING:

@@ -29,7 +29,7 @@ from typing import Any
 import z3
 
 from ipvs_verify.errors import UserError
-from ipvs_verify.model.config import Config, Scope
+from ipvs_verify.model.config import Config, Scope, Timing
 from ipvs_verify.model.events import BrokenWhy
 from ipvs_verify.model.ip_vs_in import SkbCt
 from ipvs_verify.model.scheduler import HEAD, scheduler_for
@@ -50,6 +50,13 @@ TIMINGS = ("event", "untimed")
 
 class UnsupportedConfig(UserError):
     pass
+
+
+def _max_timer(tm: Timing) -> int:
+    """The largest value a timer field takes: an orphan's entry is armed for its life plus a state's timeout."""
+    timeouts = [v for _, v in tm.ipvs_timeouts]
+    return max(timeouts + [tm.syn_rto << tm.syn_retries, tm.client_time_wait, tm.grace_period, tm.check_interval,
+                           tm.sync_delay, tm.orphan_life + max(timeouts)])
 
 
 def check_supported(config: Config, timing: str) -> None:
@@ -242,8 +249,7 @@ class Encoding:
         ]
         self.order_id = {t: i for i, t in enumerate(self.orders)}
         max_small = max(len(TcpState) - 1, self.P, self.F * self.E, tm.syn_retries, config.scope.changes, 3)
-        max_timer = max([v for _, v in tm.ipvs_timeouts] + [tm.syn_rto << tm.syn_retries, tm.client_time_wait,
-                         tm.grace_period, tm.check_interval, tm.sync_delay])
+        max_timer = _max_timer(tm)
         self.widths = {
             "sm": max_small.bit_length() + 1,
             "tmr": max_timer.bit_length() + 1,
@@ -502,7 +508,11 @@ class Encoding:
 
     def _client_timed(self, s: S, f: int) -> Val:
         o = self.o
-        return o.or_(o.eq(s[f"c{f}.sock"], int(Sock.SYN_SENT), "sm"), o.eq(s[f"c{f}.sock"], int(Sock.TIME_WAIT), "sm"))
+        return o.or_(o.eq(s[f"c{f}.sock"], int(Sock.SYN_SENT), "sm"), o.eq(s[f"c{f}.sock"], int(Sock.TIME_WAIT), "sm"),
+                     self._orphan(s, f))
+
+    def _orphan(self, s: S, f: int) -> Val:
+        return self.o.eq(s[f"c{f}.sock"], int(Sock.ORPHAN), "sm")
 
     def enabled_all(self, s: S) -> list[Val]:
         """System.actions(): one enabledness condition per action of the universe."""
@@ -748,7 +758,7 @@ class Encoding:
         out_of_tries = o.le(self.config.timing.syn_retries, s[f"c{f}.tries"], "sm")
         syn_facts: dict[str, Val] = {}
         resent = self._send_syn(s, f, o.add(s[f"c{f}.tries"], 1, "sm"), s[f"c{f}.plan"], syn_facts, pre)
-        stop = o.or_(tw, out_of_tries)
+        stop = o.or_(tw, self._orphan(s, f), out_of_tries)  # an orphan gives up without a packet (ct unchanged)
         facts.update(self.merge_facts(o, stop, {}, syn_facts))
         return self.merge(stop, free, resent)
 
@@ -860,9 +870,50 @@ class Encoding:
         cl[f"f{f}.ct"] = False
         if plan == Plan.CLIENT_CLOSES:
             self.set_client(cl, f, int(Sock.TIME_WAIT), -1, self.config.timing.client_time_wait, 0, int(Plan.HOLD))
-        else:
-            self.free_client(cl, f)
+            # System._orphaned: a FIN with no route to the pod (its retransmissions keep the entry armed) or dropped
+            life = self.config.timing.orphan_life
+            gone = o.eq(why, int(BrokenWhy.POD_GONE), "sm")
+            orphan = o.and_(broken, o.or_(gone, o.eq(why, int(BrokenWhy.DEST_DELETED), "sm")))
+            orph = dict(cur)
+            orph[f"e{f}.0.tmr"] = o.ite(gone, o.add(cur[f"e{f}.0.tmr"], life, "tmr"), cur[f"e{f}.0.tmr"], "tmr")
+            self.set_client(orph, f, int(Sock.ORPHAN), cur[f"c{f}.pod"], life, 0, int(Plan.HOLD))
+            return self.merge(orphan, orph, self.merge(broken, br, cl))
+        self.free_client(cl, f)
         return self.merge(broken, br, cl)
+
+    # the orphan's next FIN once what it meets changed: System._orphan_fin
+    def _orphan_fin(self, s: S, f: int, dest_deleted: bool) -> S:
+        o = self.o
+        e0 = self.entry(s, f, 0)
+        ct = s[f"f{f}.ct"]
+        reset = dict(s)  # _orphan_gone(reset=True): a RST frees the port, the conntrack entry is CLOSE
+        self.clear_own(reset, f)
+        reset[f"f{f}.ct"] = False
+        self.free_client(reset, f)
+        trash = o.and_(e0["on"], o.eq(self.pod_field(s, e0["dest"], "d.status", "sm"), int(DestStatus.TRASH), "sm"))
+        sv = {k: t(o, self._skb_ct(s, f)) for k, t in self.t_status.items()}
+        blocked = dict(e0, nfct=o.and_(e0["nfct"], o.not_(sv["clear_nfct"])),
+                       tmr=o.ite(sv["expire"], EXPIRE_NOW, e0["tmr"], "tmr"))
+        resched = dict(reset)
+        self.set_entry(resched, f, 0, dict(blocked, own=False))
+        dropped = dict(s)
+        if dest_deleted:
+            blocked = dict(blocked, tmr=o.ite(sv["expire"], EXPIRE_NOW, self.t_timeout(o, e0["st"]), "tmr"))
+        self.set_entry(dropped, f, 0, blocked)
+        dead = o.eq(self.pod_field(s, e0["dest"], "p.phase", "sm"), int(PodPhase.DESTROYED), "sm")
+        fwd = dict(s)
+        st = self.t_tcp[(Dir.INPUT, Seg.FIN)](o, e0["st"])
+        new_ct = o.or_(ct, o.and_(self.config.nf_conntrack, e0["nfct"]))
+        self.set_entry(fwd, f, 0, dict(e0, st=st, own=o.ite(ct, e0["own"], new_ct, "b"),
+                                       tmr=o.add(self.config.timing.orphan_life, self.t_timeout(o, st), "tmr")))
+        fwd[f"f{f}.ct"] = new_ct
+        out = self.merge(dead, fwd, reset)
+        out = self.merge(trash, self.merge(sv["drop"], dropped, resched), out)
+        return self.merge(e0["on"], out, reset)
+
+    def _orphan_after(self, c: Val, s: S, f: int, dest_deleted: bool = False) -> S:
+        """s, with the orphan's next FIN where `c` (its head entry went, or that entry's dest was deleted)."""
+        return self.merge(self.o.and_(c, self._orphan(s, f)), self._orphan_fin(s, f, dest_deleted), s)
 
     # IPVS timers
     def _remove_slot(self, s: S, f: int, j: int) -> None:
@@ -878,7 +929,7 @@ class Encoding:
         facts["ct_killed_newer"] = o.and_(kill, o.not_(e["own"]))
         n[f"f{f}.ct"] = o.and_(s[f"f{f}.ct"], o.not_(kill))
         self.clear_own(n, f, kill)
-        return n
+        return self._orphan_after(True, n, f) if i == 0 else n
 
     def _flush(self, s: S, facts: dict[str, Val]) -> S:
         o = self.o
@@ -910,6 +961,8 @@ class Encoding:
                     ei = dict(entries[i], own=o.and_(entries[i]["own"], o.not_(killed)))
                     out = self.mux_entry(o.and_(keep[i], o.eq(before[i], j, "sm")), ei, out)
                 self.set_entry(n, f, j, out)
+            heads_go = o.and_(entries[0]["on"], o.not_(keep[0]))  # the head was flushed
+            n = self._orphan_after(heads_go, n, f)
         facts["ct_killed_newer"] = o.or_(*newer)
         return n
 
@@ -928,6 +981,9 @@ class Encoding:
         n["order"] = self.t_remove[p](o, s["order"])
         if self.sys.nodest_work:
             n["flush"] = True
+        for f in range(self.F):
+            e0 = self.entry(n, f, 0)
+            n = self._orphan_after(o.and_(e0["on"], o.eq(e0["dest"], p, "sm")), n, f, dest_deleted=True)
         return n
 
     def _add_dest(self, s: S, p: int, weight: int) -> S:
@@ -1002,8 +1058,7 @@ class Encoding:
         o = self.o
         c: list[Val] = []
         tm = self.config.timing
-        max_timer = max([v for _, v in tm.ipvs_timeouts] + [tm.syn_rto << tm.syn_retries, tm.client_time_wait,
-                         tm.grace_period, tm.check_interval])
+        max_timer = _max_timer(tm)
         for name, k in self.schema:
             v = s[name]
             fld = name.rsplit(".", 1)[-1]
@@ -1012,7 +1067,7 @@ class Encoding:
             elif k == "ord":
                 c += [o.le(0, v, "ord"), o.le(v, len(self.orders) - 1, "ord")]
             elif k == "sm":
-                hi = {"st": len(TcpState) - 1, "dest": self.P - 1, "sock": 3, "pod": self.P - 1, "tries":
+                hi = {"st": len(TcpState) - 1, "dest": self.P - 1, "sock": len(Sock) - 1, "pod": self.P - 1, "tries":
                       tm.syn_retries, "plan": 2, "status": 2, "w": 1, "cursor": self.P - 1, "phase": 3,
                       "budget": self.config.scope.changes}[fld]
                 lo = -1 if fld in ("pod", "cursor") else 0

@@ -75,7 +75,7 @@ FLOW_EVENTS = frozenset({
     Ev.SYN_FORWARDED, Ev.SYN_DROPPED, Ev.REFUSED, Ev.CONNECTED, Ev.NO_ROUTE, Ev.TIMED_OUT, Ev.REUSE_HIT,
     Ev.RESCHEDULED, Ev.PKT_FORWARDED, Ev.BROKEN, Ev.CLOSED, Ev.CT_KILLED, Ev.ENTRY_EXPIRED, Ev.TIME_WAIT_OVER,
     Ev.DGRAM_FORWARDED, Ev.DGRAM_DROPPED, Ev.ANSWERED, Ev.SYN_QUEUED, Ev.CT_EXPIRED, Ev.CLIENT_CRASHED,
-    Ev.CHALLENGED, Ev.TIME_WAIT_TAKEN_OVER,
+    Ev.CHALLENGED, Ev.TIME_WAIT_TAKEN_OVER, Ev.ORPHANED, Ev.ORPHAN_GONE,
 })
 
 # queue priorities within one microsecond
@@ -123,7 +123,7 @@ def summarise(events: tuple[Event, ...], f: int) -> Summary:
             s.refused = True
         elif kind == Ev.TIMED_OUT:
             s.timed_out = True
-        elif kind == Ev.BROKEN:
+        elif kind == Ev.BROKEN or kind == Ev.ORPHANED:  # an orphan's close is a broken connection too
             s.broken = True
         elif kind == Ev.CLOSED:
             s.closed = True
@@ -275,7 +275,7 @@ class Simulation:
                 eplan.append((-1, -1 if t < 0 else t * US))
             entries.append(Entry(e.state, e.dest, e.nfct, e.owns_ct, PH_ENTRY + j, e.control))
         c = flow.client
-        if c.sock == Sock.SYN_SENT or c.sock == Sock.TIME_WAIT:
+        if c.sock == Sock.SYN_SENT or c.sock == Sock.TIME_WAIT or c.sock == Sock.ORPHAN:
             ccode = self._code(c.timer, PH_CLIENT)
             c = Client(c.sock, c.pod, PH_CLIENT, c.tries, c.plan)
         else:

@@ -224,6 +224,8 @@ def state_view(sys: System, st: State, now: int) -> StateView:
             text = f"connected to {sys.pod_name(c.pod)}"
         elif c.sock == Sock.TIME_WAIT:
             text = f"TIME_WAIT until {at(c.timer)}"
+        elif c.sock == Sock.ORPHAN:
+            text = f"FIN_WAIT1 orphan (its FIN to {sys.pod_name(c.pod)} unanswered) holds the port until {at(c.timer)}"
         else:
             text = f"SYN_SENT, retransmission {c.tries + 1} at {at(c.timer)}"
             if c.pod >= 0:  # bridge: a SYN of this connect waits on the pod's neighbour resolution
@@ -295,6 +297,12 @@ def outcome(sys: System, events: tuple[Event, ...]) -> str:
             why = {BrokenWhy.DEST_DELETED: "packets dropped (dest deleted)", BrokenWhy.RESET: "reset by the node",
                    BrokenWhy.POD_GONE: "pod gone"}[BrokenWhy(a)]
             parts.append(f"connection broken: {why}")
+        elif kind == Ev.ORPHANED:
+            why = "no route to the pod" if a == BrokenWhy.POD_GONE else "FIN dropped (dest deleted)"
+            parts.append(f"close() returns but its FIN gets no answer ({why}): the orphaned FIN_WAIT1 socket "
+                         "keeps the port and retransmits")
+        elif kind == Ev.ORPHAN_GONE:
+            parts.append("the orphan is reset (RST): port free" if a else "the orphan gives up: port free")
         elif kind == Ev.CLOSED:
             parts.append("reset by the client (SO_LINGER 0)" if a == Plan.CLIENT_RESETS
                          else f"closed ({CLOSERS[Plan(a)]} first)")

@@ -78,6 +78,8 @@ EVENT_FIELDS: dict[Ev, tuple[Slot, Slot, Slot]] = {
     Ev.CT_EXPIRED: (("flow", "flow"), None, None),
     Ev.CLIENT_CRASHED: (("flow", "flow"), ("pod", "pod"), None),
     Ev.TIME_WAIT_TAKEN_OVER: (("flow", "flow"), None, None),
+    Ev.ORPHANED: (("flow", "flow"), ("why", "broken"), ("pod", "pod")),
+    Ev.ORPHAN_GONE: (("flow", "flow"), ("reset", "bool"), None),
     Ev.CHALLENGED: (("flow", "flow"), ("pod", "pod"), None),
 }
 

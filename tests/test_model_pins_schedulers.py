@@ -120,3 +120,73 @@ def test_scheduler_table() -> None:
     assert [n for n, s in sorted(SCHEDULERS.items()) if s.hashes_port] == ["sh-fallback-port", "sh-port"]
     assert {n: s.name for n, s in SCHEDULERS.items()} == {n: n for n in SCHEDULERS}
     assert scheduler_for(VARIANTS["K516"], "wlc") is SCHEDULERS["wlc"]
+
+
+# ---------------------------------------------------------------------- sh (ip_vs_sh.c, 6.1)
+SH_TAB_SIZE = 256  # IP_VS_SH_TAB_BITS 8
+
+
+def kernel_sh_buckets(order: tuple[int, ...], weights: tuple[int, ...]) -> list[int | None]:
+    """ip_vs_sh.c:163-201 ip_vs_sh_reassign: walk the dest list (head first) around and around, a dest filling
+    buckets until ++d_count >= its weight (so a weight-0 dest takes one). An empty list leaves them NULL."""
+    if not order:
+        return [None] * SH_TAB_SIZE
+    out: list[int | None] = []
+    i = d_count = 0
+    for _ in range(SH_TAB_SIZE):
+        out.append(i)  # the index in `order` of the bucket's dest
+        d_count += 1
+        if d_count >= weights[i]:
+            i, d_count = (i + 1) % len(order), 0
+    return out
+
+
+def kernel_sh(order: tuple[int, ...], usable: tuple[bool, ...], buckets: list[int | None], ihash: int,
+              fallback: bool) -> int:
+    """ip_vs_sh_get (:103-111) and ip_vs_sh_get_fallback (:120-157); is_unavailable (:74-78) is `not usable`.
+    ihash is hash_32(port + addr) & mask; ip_vs_sh_hashkey(.., offset) adds offset to it (:84-98)."""
+    first = buckets[ihash]
+    if first is None:
+        return -1
+    if usable[first]:
+        return order[first]
+    if not fallback:
+        return -1
+    for offset in range(SH_TAB_SIZE):
+        roffset = (offset + ihash) % SH_TAB_SIZE
+        k = buckets[(roffset + ihash) & (SH_TAB_SIZE - 1)]
+        if k is None:
+            break
+        if usable[k]:
+            return order[k]
+    return -1
+
+
+HASHES = sorted({*range(0, SH_TAB_SIZE, 37), 1, 2, 3, 127, 128, 129, 254, 255})
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_sh_whole_domain(fallback: bool) -> None:
+    """Every order of up to three dests, weights 0-2, every availability; a spread of hashes (the model's
+    client_hash is the kernel's ihash); the cursor is neither read nor written."""
+    names = ["sh-fallback", "sh-fallback-port"] if fallback else ["sh", "sh-port"]
+    for order in ORDERS:
+        for weights in itertools.product(range(3), repeat=len(order)):
+            buckets = kernel_sh_buckets(order, weights)
+            for usable in itertools.product((False, True), repeat=len(order)):
+                for h in HASHES:
+                    want = kernel_sh(order, usable, buckets, h, fallback)
+                    for name in names:
+                        got = SCHEDULERS[name].schedule(order, usable, 5, weights, (0,) * len(order), h)
+                        assert got == (want, 5), (name, order, weights, usable, h)
+    # the model reduces a hash modulo the table: a client_hash of 256 + h is h
+    assert SCHEDULERS["sh"].schedule((0, 1), (True, True), 0, (1, 1), (0, 0), 257) == \
+        SCHEDULERS["sh"].schedule((0, 1), (True, True), 0, (1, 1), (0, 0), 1)
+
+
+def test_sh_keeps_no_state_on_delete() -> None:
+    """ip_vs_sh_del_dest (:261-272) rebuilds the table from the list: nothing like rr's cursor moves."""
+    for name in ("sh", "sh-fallback", "sh-port", "sh-fallback-port"):
+        for order in ORDERS:
+            for d in order:
+                assert SCHEDULERS[name].del_dest(order, 7, d) == 7

@@ -70,7 +70,7 @@ def _config(files: list[str], timeout: float, tests: list[str]) -> str:
     # second), then the rest of the subset, only if the pins pass
     pins = [t for t in tests if Path(t).name.startswith("test_model_pins")]
     rest = [t for t in tests if t not in pins]
-    pytest = f"{sys.executable} -m pytest -x -q -p no:cacheprovider"
+    pytest = f"{sys.executable} -m pytest -x -q -p no:cacheprovider -n 0"  # one process: no xdist start-up per mutant
     stages = [f"{pytest} {' '.join(group)}" for group in (pins, rest) if group]
     cmd = f"sh -c {shlex.quote(' && '.join(stages))}"
     lines = [

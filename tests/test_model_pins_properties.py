@@ -11,6 +11,7 @@ them.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -105,6 +106,12 @@ def test_a_dropped_syn_violates_3_whatever_its_reason() -> None:
 def test_an_established_connections_packet_stays_on_its_pod(dest: int, pod: int) -> None:
     """7: PKT_FORWARDED (flow, dest, pod the connection was established with) violates iff they differ."""
     assert violated(BY_NAME["established-connections-stay-put"], ((Ev.PKT_FORWARDED, 0, dest, pod),)) == (dest != pod)
+
+
+def test_7_reads_only_forwarded_packets() -> None:
+    """A SYN's (flow, pod, flags) beside a packet that stays on its pod is no violation of 7."""
+    p7 = BY_NAME["established-connections-stay-put"]
+    assert not violated(p7, ((Ev.SYN_FORWARDED, 0, 1, 0), (Ev.CONNECTED, 0, 1, 0), (Ev.PKT_FORWARDED, 0, 1, 1)))
 
 
 def test_a_killed_conntrack_violates_8_only_when_it_belonged_to_a_newer_connection() -> None:
@@ -240,6 +247,13 @@ def test_a_datagram_meets_a_removed_dest(w: int, status: DestStatus) -> None:
     assert not reach(name, check, ev, pre=pre, a=(Act.REQUEST, 0, 0))
     no_entry = pre._replace(flows=(BASE.flows[0]._replace(entries=()),))
     assert not reach(name, check, ev, pre=no_entry, a=(Act.DATAGRAM, 0, 0))
+    for kind in Act:  # only a datagram's arrival
+        want = kind == Act.DATAGRAM and (w == 0 or status == DestStatus.TRASH)
+        assert reach(name, check, ev, pre=pre, a=(kind, 0, 0)) == want
+    # the flow is the action's (a[1]): flow 1 has the entry, flow 0 none
+    two = pre._replace(flows=(BASE.flows[0]._replace(entries=()), _conn(1)))
+    assert reach(name, check, ev, pre=two, a=(Act.DATAGRAM, 1, 0)) == (w == 0 or status == DestStatus.TRASH)
+    assert not reach(name, check, ev, pre=two, a=(Act.DATAGRAM, 0, 1))
 
 
 def test_scheduling_beside_a_weight_zero_dest() -> None:
@@ -261,7 +275,7 @@ def test_scheduling_beside_a_weight_zero_dest() -> None:
 
 def test_terminating_pod_with_an_established_connection() -> None:
     name, check = "graceful-termination-kept", "an established connection to a terminating pod exists"
-    for sock, phase in itertools.product(list(Sock), (PodPhase.RUNNING, PodPhase.TERMINATING)):
+    for sock, phase in itertools.product(list(Sock), list(PodPhase)):
         flow = _conn(1)._replace(client=BASE.flows[0].client._replace(sock=sock, pod=1))
         post = state(phases=(PodPhase.RUNNING, phase, PodPhase.ABSENT), flows=(flow,))
         assert reach(name, check, post=post) == (sock == Sock.ESTABLISHED and phase == PodPhase.TERMINATING)
@@ -351,6 +365,10 @@ def test_needs_and_resolve() -> None:
     assert missing_needs(BY_NAME["no-datagram-to-destroyed-pod"], udp) == []
     assert missing_needs(BY_NAME["graceful-termination-kept"], udp) == ["tcp", "long_lived"]
     assert missing_needs(BY_NAME["no-refusal-with-a-usable-dest"], udp) == []
+    # a protocol read from a file is an equal string, not the same object as the literal
+    parsed = dataclasses.replace(tcp, protocol="".join(["t", "c", "p"]))
+    assert missing_needs(BY_NAME["graceful-termination-kept"], parsed) == []
+    assert missing_needs(BY_NAME["no-datagram-to-destroyed-pod"], parsed) == ["udp"]
     assert resolve(None) == PROPERTIES and resolve([]) == PROPERTIES
     assert resolve(["3", " control-plane-race "]) == (BY_NAME["no-syn-dropped-on-reuse"], BY_NAME["control-plane-race"])
     with pytest.raises(KeyError, match="unknown property 'frob'"):

@@ -176,7 +176,8 @@ def test_sh_whole_domain(fallback: bool) -> None:
             for usable in itertools.product((False, True), repeat=len(order)):
                 for h in HASHES:
                     want = kernel_sh(order, usable, buckets, h, fallback)
-                    for name in names:
+                    # the port flag changes the hash's input, not the walk: its twin is checked on the ends
+                    for name in names if h in (0, SH_TAB_SIZE - 1) else names[:1]:
                         got = SCHEDULERS[name].schedule(order, usable, 5, weights, (0,) * len(order), h)
                         assert got == (want, 5), (name, order, weights, usable, h)
     # the model reduces a hash modulo the table: a client_hash of 256 + h is h
@@ -190,3 +191,27 @@ def test_sh_keeps_no_state_on_delete() -> None:
         for order in ORDERS:
             for d in order:
                 assert SCHEDULERS[name].del_dest(order, 7, d) == 7
+
+
+def test_a_patched_schedulers_choice_is_checked() -> None:
+    """A patch's scheduler-choice hook returns (dest, cursor): -1 is "none", below it is refused."""
+    from ipvs_verify.model.scheduler import _check_choice
+
+    assert _check_choice((-1, 0)) == (-1, 0)
+    assert _check_choice((2, HEAD)) == (2, HEAD)
+    for bad, err in (((-2, 0), ValueError), ((1,), TypeError), ([1, 0], TypeError), ((True, 0), TypeError),
+                     ((1, 0.5), TypeError)):
+        with pytest.raises(err):
+            _check_choice(bad)
+
+
+def test_the_scheduler_decisions_domain_is_every_rr_input_of_up_to_three_dests() -> None:
+    """What a patch's scheduler-choice hook is compared on (issue 16): every order of 1-3 of the default
+    scope's three pods, every usable set, every cursor (the head or a listed dest)."""
+    from ipvs_verify.model.scheduler import _rr_domain
+
+    v = VARIANTS["K516"]
+    got = list(_rr_domain(v, None))
+    want = [(v, "rr", o, u, c) for o in ORDERS if o for u in itertools.product((False, True), repeat=len(o))
+            for c in (HEAD, *o)]
+    assert sorted(got, key=repr) == sorted(want, key=repr)

@@ -1070,7 +1070,7 @@ class Encoding:
                 hi = {"st": len(TcpState) - 1, "dest": self.P - 1, "sock": len(Sock) - 1, "pod": self.P - 1, "tries":
                       tm.syn_retries, "plan": 2, "status": 2, "w": 1, "cursor": self.P - 1, "phase": 3,
                       "budget": self.config.scope.changes}[fld]
-                lo = -1 if fld in ("pod", "cursor") else 0
+                lo = -1 if fld == "pod" else min(HEAD, 0) if fld == "cursor" else 0
                 c += [o.le(lo, v, "sm"), o.le(v, hi, "sm")]
         return o.and_(*c)
 

@@ -119,6 +119,7 @@ def test_a_killed_conntrack_violates_8_only_when_it_belonged_to_a_newer_connecti
     assert violated(p8, ((Ev.CT_KILLED, 0, 1, 0),))
     assert not violated(p8, ((Ev.CT_KILLED, 0, 0, 0),))
     assert not violated(p8, ((Ev.ENTRY_EXPIRED, 0, 1, 0),))
+    assert not violated(p8, ((Ev.SYN_FORWARDED, 0, 1, 0), (Ev.CONNECTED, 0, 1, 0), (Ev.CT_KILLED, 0, 0, 0)))
 
 
 # ------------------------------------------------------------------ graceful termination (property 4)
@@ -132,6 +133,16 @@ def test_a_broken_or_orphaned_connection_violates_4_when_the_dest_deletion_broke
     pre = state(phases=(phase, PodPhase.RUNNING, PodPhase.ABSENT))
     want = why == BrokenWhy.DEST_DELETED and phase != PodPhase.DESTROYED
     assert violated(BY_NAME["graceful-termination-kept"], ((kind, 0, int(why), 0),), pre=pre) == want
+
+
+def test_4_reads_the_pod_of_the_broken_connection() -> None:
+    """BROKEN / ORPHANED (flow, BrokenWhy, pod): the pod is e[3], here pod-b, while pod-a is destroyed."""
+    p4 = BY_NAME["graceful-termination-kept"]
+    pre = state(phases=(PodPhase.DESTROYED, PodPhase.RUNNING, PodPhase.ABSENT))
+    for kind in (Ev.BROKEN, Ev.ORPHANED):
+        assert violated(p4, ((kind, 0, int(BrokenWhy.DEST_DELETED), 1),), pre=pre)
+    pre = state(phases=(PodPhase.RUNNING, PodPhase.DESTROYED, PodPhase.ABSENT))
+    assert not violated(p4, ((Ev.BROKEN, 0, int(BrokenWhy.DEST_DELETED), 1),), pre=pre)
 
 
 def test_deleting_a_real_server_violates_4_only_with_established_connections_to_a_live_pod() -> None:
@@ -317,6 +328,7 @@ def test_6_is_discharged_by_a_connection_or_an_answer_from_that_pod() -> None:
     for kind in (Ev.CONNECTED, Ev.ANSWERED):
         assert live.discharges(((kind, 0, 2, 0),), 2)
         assert not live.discharges(((kind, 0, 1, 0),), 2)
+        assert not live.discharges(((kind, 0, 3, 0),), 2)  # another pod's, after it in the list
     assert not live.discharges(((Ev.SYN_FORWARDED, 0, 2, 0),), 2)
 
 

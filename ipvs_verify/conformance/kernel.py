@@ -240,7 +240,9 @@ class KernelScenario:
             k, x = self._key(e), e["expires"]
             ub, top = now + x + 1, x
             old = self.seen.get(k)
-            if old is not None and old[2] == e["state"] and now + x < old[0]:  # not re-armed since: keep the bound
+            # not re-armed since: keep the bound. A late timer shows 0 (jiffies_delta_to_msecs clamps a past
+            # deadline), which no re-arm (a whole timeout) shows.
+            if old is not None and old[2] == e["state"] and (x == 0 or now + x < old[0]):
                 ub, top = min(ub, old[0]), max(x, old[1])
             seen[k] = (ub, top, e["state"])
         self.seen = seen

@@ -112,6 +112,7 @@ def test_7_reads_only_forwarded_packets() -> None:
     """A SYN's (flow, pod, flags) beside a packet that stays on its pod is no violation of 7."""
     p7 = BY_NAME["established-connections-stay-put"]
     assert not violated(p7, ((Ev.SYN_FORWARDED, 0, 1, 0), (Ev.CONNECTED, 0, 1, 0), (Ev.PKT_FORWARDED, 0, 1, 1)))
+    assert not violated(p7, ((Ev.PKT_FORWARDED, 0, 1, 1), (Ev.BROKEN, 0, int(BrokenWhy.POD_GONE), 1)))
 
 
 def test_a_killed_conntrack_violates_8_only_when_it_belonged_to_a_newer_connection() -> None:
@@ -265,6 +266,10 @@ def test_a_datagram_meets_a_removed_dest(w: int, status: DestStatus) -> None:
     two = pre._replace(flows=(BASE.flows[0]._replace(entries=()), _conn(1)))
     assert reach(name, check, ev, pre=two, a=(Act.DATAGRAM, 1, 0)) == (w == 0 or status == DestStatus.TRASH)
     assert not reach(name, check, ev, pre=two, a=(Act.DATAGRAM, 0, 1))
+    # the flow's newest entry is the one the datagram meets (ip_vs_conn_in_get: the head of its chain)
+    older = Entry(TcpState.NONE, 0, True, False, 300, 0)
+    newest_first = pre._replace(flows=(_conn(1)._replace(entries=(_conn(1).entries[0], older)),))
+    assert reach(name, check, ev, pre=newest_first, a=(Act.DATAGRAM, 0, 0)) == (w == 0 or status == DestStatus.TRASH)
 
 
 def test_scheduling_beside_a_weight_zero_dest() -> None:
@@ -276,6 +281,8 @@ def test_scheduling_beside_a_weight_zero_dest() -> None:
                                                                       Dest(DestStatus.LINKED, 0)))
     for ev, fresh in (
         (((Ev.SYN_FORWARDED, 0, 1, 0),), True), (((Ev.SYN_FORWARDED, 0, 1, SF_REUSED),), False),
+        (((Ev.SYN_FORWARDED, 0, 1, SF_POD_DEAD | SF_DEST_W0),), True),
+        (((Ev.SYN_FORWARDED, 0, 1, SF_REUSED | SF_DEST_W0),), False),
         (((Ev.DGRAM_FORWARDED, 0, 1, 0),), True), (((Ev.DGRAM_FORWARDED, 0, 1, SF_REUSED),), False),
         (((Ev.REFUSED, 0, 0, 0),), True), (((Ev.CONNECTED, 0, 1, 0),), False),
     ):

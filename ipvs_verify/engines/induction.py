@@ -115,9 +115,7 @@ def _values(enc: Encoding, name: str, kind: str) -> list[int]:
         return [-1, 0, 1]
     if kind == "ord":
         return []
-    hi = {"st": 11, "dest": enc.P - 1, "sock": 3, "pod": enc.P - 1, "tries": enc.config.timing.syn_retries,
-          "plan": 2, "status": 2, "w": 1, "cursor": enc.P - 1, "phase": 3, "budget": enc.config.scope.changes}[fld]
-    lo = -1 if fld in ("pod", "cursor") else 0
+    lo, hi = enc.small_range(fld)
     return list(range(lo, hi + 1))
 
 

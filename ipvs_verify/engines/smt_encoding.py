@@ -1067,12 +1067,17 @@ class Encoding:
             elif k == "ord":
                 c += [o.le(0, v, "ord"), o.le(v, len(self.orders) - 1, "ord")]
             elif k == "sm":
-                hi = {"st": len(TcpState) - 1, "dest": self.P - 1, "sock": len(Sock) - 1, "pod": self.P - 1, "tries":
-                      tm.syn_retries, "plan": 2, "status": 2, "w": 1, "cursor": self.P - 1, "phase": 3,
-                      "budget": self.config.scope.changes}[fld]
-                lo = -1 if fld == "pod" else min(HEAD, 0) if fld == "cursor" else 0
+                lo, hi = self.small_range(fld)
                 c += [o.le(lo, v, "sm"), o.le(v, hi, "sm")]
         return o.and_(*c)
+
+    def small_range(self, fld: str) -> tuple[int, int]:
+        """The values the model gives a small field (by its last name part), lowest and highest."""
+        hi = {"st": len(TcpState) - 1, "dest": self.P - 1, "sock": len(Sock) - 1, "pod": self.P - 1,
+              "tries": self.config.timing.syn_retries, "plan": 2, "status": 2, "w": 1, "cursor": self.P - 1,
+              "phase": 3, "budget": self.config.scope.changes}[fld]
+        lo = -1 if fld == "pod" else min(HEAD, 0) if fld == "cursor" else 0
+        return lo, hi
 
 
 # What each property's violation and "sometimes" checks mean in terms of the encoding's facts. A property or

@@ -17,7 +17,16 @@ import itertools
 import pytest
 
 from ipvs_verify.model.config import Config
-from ipvs_verify.model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_REUSED, BrokenWhy, Ev, Event
+from ipvs_verify.model.events import (
+    SF_DEST_DELETED,
+    SF_DEST_W0,
+    SF_POD_DEAD,
+    SF_RETRANSMIT,
+    SF_REUSED,
+    BrokenWhy,
+    Ev,
+    Event,
+)
 from ipvs_verify.model.state import Dest, DestStatus, Entry, Flow, Pod, PodPhase, Sock, State
 from ipvs_verify.model.system import Act, Action, System
 from ipvs_verify.model.tcp_states import TcpState
@@ -33,7 +42,7 @@ from ipvs_verify.properties.catalog import (
 )
 from ipvs_verify.runner.matrix import DEFAULT_SCOPE, CellSpec
 
-FLAGS = (SF_REUSED, SF_POD_DEAD, SF_DEST_W0, SF_DEST_DELETED)
+FLAGS = (SF_REUSED, SF_POD_DEAD, SF_DEST_W0, SF_DEST_DELETED, SF_RETRANSMIT)
 ALL_FLAGS = [sum(c) for n in range(len(FLAGS) + 1) for c in itertools.combinations(FLAGS, n)]
 NOP: Action = (Act.WAIT, 0, 0)
 
@@ -71,7 +80,7 @@ def violated(prop: Property, ev: tuple[Event, ...], pre: State = BASE, post: Sta
 @pytest.mark.parametrize("flags", ALL_FLAGS)
 def test_a_forwarded_syn_against_each_property_on_every_flag_combination(flags: int) -> None:
     """1: to a destroyed pod AND quiesced (weight 0 or deleted); 2: quiesced; 9: destroyed and NOT quiesced.
-    Whether the SYN came through an old entry (SF_REUSED) changes none of the three."""
+    Whether the SYN came through an old entry (SF_REUSED) or is a retransmission changes none of the three."""
     dead, quiesced = bool(flags & SF_POD_DEAD), bool(flags & (SF_DEST_W0 | SF_DEST_DELETED))
     ev: tuple[Event, ...] = ((Ev.SYN_FORWARDED, 0, 1, flags),)
     assert violated(BY_NAME["no-new-conn-to-destroyed-pod"], ev) == (dead and quiesced)
@@ -161,6 +170,7 @@ def test_a_refusal_violates_11_iff_a_real_server_in_the_service_has_weight(weigh
     want = weights[0] > 0 or weights[1] > 0
     assert violated(BY_NAME["no-refusal-with-a-usable-dest"], ((Ev.REFUSED, 0, 0, 0),), post=post) == want
     assert not violated(BY_NAME["no-refusal-with-a-usable-dest"], ((Ev.SYN_FORWARDED, 0, 1, 0),), post=post)
+    assert not violated(BY_NAME["no-refusal-with-a-usable-dest"], ((Ev.CONNECTED, 0, 1, 0),), post=post)
 
 
 # ------------------------------------------------------------------ "sometimes" checks
@@ -201,6 +211,11 @@ def test_the_reuse_checks_read_the_hit_entrys_dest(w: int) -> None:
     ev = ((Ev.REUSE_HIT, 0, int(TcpState.TIME_WAIT), 1),)
     for name in ("no-new-conn-to-destroyed-pod", "no-new-conn-to-quiesced-dest"):
         assert reach(name, "a SYN finds an entry whose dest has weight 0", ev, pre=pre) == (w == 0)
+        # only REUSE_HIT's fields: a fresh SYN's (flow, pod, flags 0) beside pod-a at weight 0 is no hit
+        fresh = ((Ev.SYN_FORWARDED, 0, 1, 0), (Ev.CONNECTED, 0, 1, 0))
+        assert not reach(name, "a SYN finds an entry whose dest has weight 0", fresh, pre=state(weights=(0, 1, 0)))
+    assert not reach("no-syn-dropped-on-reuse", "a SYN finds an entry in TIME_WAIT",
+                     ((Ev.SYN_FORWARDED, 0, int(TcpState.TIME_WAIT), 1),))
 
 
 @pytest.mark.parametrize("phase", list(PodPhase))

@@ -214,6 +214,8 @@ def test_the_reuse_checks_read_the_hit_entrys_dest(w: int) -> None:
         # only REUSE_HIT's fields: a fresh SYN's (flow, pod, flags 0) beside pod-a at weight 0 is no hit
         fresh = ((Ev.SYN_FORWARDED, 0, 1, 0), (Ev.CONNECTED, 0, 1, 0))
         assert not reach(name, "a SYN finds an entry whose dest has weight 0", fresh, pre=state(weights=(0, 1, 0)))
+        resched = ((Ev.RESCHEDULED, 0, 1, 0), (Ev.ENTRY_EXPIRED, 0, 1, 0))  # (flow, old dest): no REUSE_HIT
+        assert not reach(name, "a SYN finds an entry whose dest has weight 0", resched, pre=state(weights=(0, 1, 0)))
     assert not reach("no-syn-dropped-on-reuse", "a SYN finds an entry in TIME_WAIT",
                      ((Ev.SYN_FORWARDED, 0, int(TcpState.TIME_WAIT), 1),))
 

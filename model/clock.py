@@ -5,9 +5,7 @@ abstraction, which keeps only whether a timer is due or armed.
 from __future__ import annotations
 
 from ipvs_verify.model.core import Core
-from ipvs_verify.model.state import Flow, PodPhase, Sock, State, with_timer
-
-_TIMED_SOCKS = (Sock.SYN_SENT, Sock.TIME_WAIT, Sock.ORPHAN)  # the client sockets whose timer runs
+from ipvs_verify.model.state import TIMED_SOCKS, Flow, PodPhase, State, with_timer
 
 
 class Clock(Core):
@@ -21,7 +19,7 @@ class Clock(Core):
             for e in flow.entries:
                 if e.timer <= 0:
                     return True
-            if flow.client.timer == 0 and flow.client.sock in _TIMED_SOCKS:
+            if flow.client.timer == 0 and flow.client.sock in TIMED_SOCKS:
                 return True
             if flow.ct_timer == 0:
                 return True
@@ -43,7 +41,7 @@ class Clock(Core):
             for e in flow.entries:
                 t = min(t, e.timer)
             c = flow.client
-            if c.sock in _TIMED_SOCKS:
+            if c.sock in TIMED_SOCKS:
                 t = min(t, c.timer)
             if flow.ct_timer >= 0:
                 t = min(t, flow.ct_timer)
@@ -96,7 +94,7 @@ class Clock(Core):
                 tuple(e._replace(timer=e.timer - d) for e in fl.entries),
                 fl.ct_live,
                 fl.client._replace(timer=fl.client.timer - d)
-                if fl.client.sock in _TIMED_SOCKS else fl.client,
+                if fl.client.sock in TIMED_SOCKS else fl.client,
                 fl.ct_timer - d if fl.ct_timer >= 0 else -1,
             )
             for fl in st.flows

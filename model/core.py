@@ -24,6 +24,7 @@ from ipvs_verify.model.state import (
     Sock,
     State,
     Template,
+    disown,
 )
 from ipvs_verify.model.tcp_states import Dir, Seg, tcp_transition
 
@@ -187,10 +188,7 @@ class Core:
         flow = st.flows[f]
         ev.append((Ev.ORPHAN_GONE, f, int(reset), 0))
         if reset:
-            entries = flow.entries
-            if any(e.owns_ct for e in entries):
-                entries = tuple(e._replace(owns_ct=False) for e in entries)
-            return self._set_flow(st, f, Flow(entries, False, FREE_CLIENT, -1))
+            return self._set_flow(st, f, Flow(disown(flow.entries), False, FREE_CLIENT, -1))
         return self._set_flow(st, f, Flow(flow.entries, flow.ct_live, FREE_CLIENT, flow.ct_timer))
 
     def _orphans_of(self, st: State, p: int) -> list[int]:

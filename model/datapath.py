@@ -19,19 +19,10 @@ from ipvs_verify.model.state import (
     PodPhase,
     Sock,
     State,
+    disown,
     with_timer,
 )
 from ipvs_verify.model.tcp_states import Dir, Seg, TcpState, tcp_transition
-
-
-def _disown(entries: tuple[Entry, ...]) -> tuple[Entry, ...]:
-    """The flow's conntrack entry is gone or closed: no IPVS entry owns a live one any more."""
-    for owner in entries:  # a plain loop, not any(): this runs on most packets
-        if owner.owns_ct:
-            return tuple(Entry(e.state, e.dest, e.nfct, False, e.timer, e.control) if e.owns_ct else e
-                         for e in entries)
-    return entries
-
 
 Newest = tuple[DestStatus, PodPhase] | None  # see DataPath._packets
 
@@ -116,7 +107,7 @@ class DataPath(Scheduling):
             return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, FREE_CLIENT, flow.ct_timer))
         # SYN-ACK (OUTPUT), ACK (INPUT): the handshake completes through the same entry
         state = tcp_transition(tcp_transition(state, Dir.OUTPUT, Seg.SYN), Dir.INPUT, Seg.ACK)
-        entries = list(_disown(tuple(entries)))
+        entries = list(disown(tuple(entries)))
         ct_live = self._ct_after(flow, cp)
         entries[0] = Entry(state, cp.dest, cp.nfct, ct_live, self._timeout[state], cp.control)
         ev.append((Ev.CONNECTED, f, cp.dest, 0))
@@ -137,7 +128,7 @@ class DataPath(Scheduling):
         flow = st.flows[f]
         ct_live = self._ct_after(flow, cp)  # no NFCT (vs/conntrack=0): ip_vs_notrack(), nothing to confirm
         if ct_live and not cp.owns_ct:  # as for a connection: the entry that forwarded the SYN now owns it
-            entries = list(_disown(tuple(entries)))
+            entries = list(disown(tuple(entries)))
         entries[0] = Entry(state, cp.dest, cp.nfct, ct_live, self._timeout[state], cp.control)
         # a confirmed SYN_SENT entry's timeout runs from its first SYN (nf_conntrack_proto_tcp.c, 6.1: "do not
         # renew timeout on SYN retransmit" while unreplied); a live entry of another kind keeps its own
@@ -165,7 +156,7 @@ class DataPath(Scheduling):
         closes it, so the retransmitted SYN reopens it unconfirmed (nf_conntrack_proto_tcp.c, 6.1)."""
         state = tcp_transition(tcp_transition(tcp_transition(cp.state, Dir.INPUT, Seg.SYN), Dir.OUTPUT, Seg.ACK),
                                Dir.INPUT, Seg.RST)
-        entries = list(_disown(tuple(entries)))
+        entries = list(disown(tuple(entries)))
         entries[0] = Entry(state, cp.dest, cp.nfct, False, self._timeout[state], cp.control)
         ev.append((Ev.CHALLENGED, f, cp.dest, 0))
         client = Client(Sock.SYN_SENT, -1, self.timing.syn_rto << tries, tries, plan)
@@ -202,7 +193,7 @@ class DataPath(Scheduling):
         """nf_conntrack: the flow's confirmed SYN_SENT entry times out; the next SYN gets a new, unconfirmed one."""
         flow = st.flows[f]
         ev.append((Ev.CT_EXPIRED, f, 0, 0))
-        return self._set_flow(st, f, Flow(_disown(flow.entries), False, flow.client, -1))
+        return self._set_flow(st, f, Flow(disown(flow.entries), False, flow.client, -1))
 
     def _syn_dropped(
         self, st: State, f: int, entries: list[Entry], flow: Flow, tries: int, plan: Plan
@@ -256,7 +247,7 @@ class DataPath(Scheduling):
         ct_live = self._ct_after(flow, cp)
         owns = cp.owns_ct if flow.ct_live else ct_live
         if owns and not cp.owns_ct:
-            entries = list(_disown(tuple(entries)))
+            entries = list(disown(tuple(entries)))
         entries[0] = Entry(cp.state, cp.dest, cp.nfct, owns, timer, cp.control)
         ev.append((Ev.NO_ROUTE if pod.phase == PodPhase.DESTROYED else Ev.ANSWERED, f, cp.dest, 0))
         return self._set_flow(st, f, Flow(tuple(entries), ct_live, flow.client))
@@ -364,7 +355,7 @@ class DataPath(Scheduling):
         # the conntrack entry is now TIME_WAIT with CLOSE_INIT, or CLOSE after the client's RST: a new SYN of the
         # tuple reopens either (nf_conntrack_proto_tcp.c nf_conntrack_tcp_packet, SYN_SENT from TIME_WAIT or
         # later: CLOSE_INIT seen, or the last packet a RST in the SYN's direction -> nf_ct_kill, NF_REPEAT)
-        entries = _disown(flow.entries)
+        entries = disown(flow.entries)
         if plan == Plan.CLIENT_CLOSES:
             client = Client(Sock.TIME_WAIT, -1, self.timing.client_time_wait, 0, Plan.HOLD)
         else:
@@ -391,7 +382,7 @@ class DataPath(Scheduling):
         flow = st.flows[f]
         ev.append((Ev.BROKEN, f, why, flow.client.pod))
         # the client gives up on the connection; its conntrack entry is treated as expired by then
-        return self._set_flow(st, f, Flow(_disown(flow.entries), False, FREE_CLIENT))
+        return self._set_flow(st, f, Flow(disown(flow.entries), False, FREE_CLIENT))
 
     def _expire(self, st: State, f: int, i: int, ev: list[Event], orphan: bool = True) -> State:
         # ip_vs_conn.c ip_vs_conn_expire(): unhash; NFCT -> ip_vs_conn_drop_conntrack (by original tuple,
@@ -411,7 +402,7 @@ class DataPath(Scheduling):
                     newer = True
             ev.append((Ev.CT_KILLED, f, int(newer), 0))
             ct_live, ct_timer = False, -1
-            entries = _disown(entries)
+            entries = disown(entries)
         st = self._set_flow(st, f, Flow(entries, ct_live, flow.client, ct_timer))
         if orphan and i == 0 and flow.client.sock == Sock.ORPHAN:
             st = self._orphan_fin(st, f, ev)  # the orphan's next FIN meets what is left

@@ -48,6 +48,9 @@ class Sock(IntEnum):
     ORPHAN = 4
 
 
+TIMED_SOCKS = (Sock.SYN_SENT, Sock.TIME_WAIT, Sock.ORPHAN)  # the client sockets whose timer runs
+
+
 class Plan(IntEnum):
     """What the client does once connected."""
 
@@ -106,6 +109,15 @@ class Pod(NamedTuple):
     # neighbour resolution of its address fails (-1: none running)
     timer: int
     listed: bool  # a ready endpoint in the EndpointSlice: kube-proxy wants its real server
+
+
+def disown(entries: tuple[Entry, ...]) -> tuple[Entry, ...]:
+    """The flow's conntrack entry is gone or closed: no IPVS entry owns a live one any more."""
+    for owner in entries:  # a plain loop, not any(): this runs on most packets
+        if owner.owns_ct:
+            return tuple(Entry(e.state, e.dest, e.nfct, False, e.timer, e.control) if e.owns_ct else e
+                         for e in entries)
+    return entries
 
 
 class State(NamedTuple):

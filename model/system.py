@@ -23,7 +23,19 @@ from ipvs_verify.model.core import EXPIRE_NOW, TIMINGS
 from ipvs_verify.model.datapath import DataPath
 from ipvs_verify.model.events import Ev, Event
 from ipvs_verify.model.scheduler import HEAD
-from ipvs_verify.model.state import FREE_CLIENT, Dest, DestStatus, Flow, Plan, Pod, PodPhase, Sock, State, flow_counters
+from ipvs_verify.model.state import (
+    FREE_CLIENT,
+    TIMED_SOCKS,
+    Dest,
+    DestStatus,
+    Flow,
+    Plan,
+    Pod,
+    PodPhase,
+    Sock,
+    State,
+    flow_counters,
+)
 
 __all__ = ["ACTION_NAMES", "ACTORS", "EXPIRE_NOW", "TIMINGS", "Act", "Action", "Part", "System"]
 
@@ -60,9 +72,7 @@ _POD_RUNNING = PodPhase.RUNNING
 _POD_TERMINATING = PodPhase.TERMINATING
 _SOCK_ESTABLISHED = Sock.ESTABLISHED
 _SOCK_FREE = Sock.FREE
-_SOCK_SYN_SENT = Sock.SYN_SENT
 _SOCK_TIME_WAIT = Sock.TIME_WAIT
-_SOCK_ORPHAN = Sock.ORPHAN
 
 
 class System(DataPath, ControlPlane, Clock):
@@ -170,7 +180,7 @@ class System(DataPath, ControlPlane, Clock):
                     acts.append((_ACT_EXPIRE, f, i))
                     due = True
             c = flow.client
-            if c.sock in (_SOCK_SYN_SENT, _SOCK_TIME_WAIT, _SOCK_ORPHAN) and c.timer <= fires:
+            if c.sock in TIMED_SOCKS and c.timer <= fires:
                 acts.append((_ACT_CLIENT_TIMER, f, 0))
                 due = True
             if 0 <= flow.ct_timer <= fires:

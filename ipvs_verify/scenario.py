@@ -27,9 +27,9 @@ from rich.console import Console
 from ipvs_verify.errors import UserError
 from ipvs_verify.limits import MAX_GRACE, MAX_IPVS_TIMEOUT, MAX_PERSISTENCE, MAX_PODS, MAX_WAIT, MAX_WEIGHT
 from ipvs_verify.model.config import Config, Scope, Timing, make_config
-from ipvs_verify.model.events import Ev, Event
+from ipvs_verify.model.events import SF_POD_DEAD, Ev, Event
 from ipvs_verify.model.kube_proxy import UnknownKubeProxy, kube_proxy_version
-from ipvs_verify.model.state import DestStatus, Plan, PodPhase, Sock, State, counters
+from ipvs_verify.model.state import DestStatus, Neigh, Plan, PodPhase, Sock, State, counters
 from ipvs_verify.model.sysctls import SYSCTL_RANGES
 from ipvs_verify.model.system import Act, Action, System
 from ipvs_verify.model.tcp_states import SHORT, TcpState
@@ -50,11 +50,12 @@ from ipvs_verify.yaml_input import (
 OUTCOMES = ("connected", "refused", "no-route", "dropped", "queued", "challenged", "timed-out", "broken", "closed",
             "addr-not-available", "answered", "lost", "none")
 PROTOCOL_OUTCOMES = {  # what _summary can say for a service of each protocol (datapath.py's events)
-    "tcp": ("connected", "refused", "no-route", "dropped", "queued", "challenged", "timed-out", "broken", "closed",
-            "addr-not-available", "none"),
+    "tcp": ("connected", "refused", "no-route", "dropped", "queued", "lost", "challenged", "timed-out", "broken",
+            "closed", "addr-not-available", "none"),
     "udp": ("answered", "lost", "no-route", "refused", "none"),
 }
 TCP_ENTRY_STATES = tuple(SHORT[s] for s in TcpState if s != TcpState.NORMAL)
+NEIGH_STATES = tuple(n.name.lower() for n in Neigh)  # model/state.py Neigh: none, live, stale, probing, incomplete
 UDP_ENTRY_STATES = (SHORT[TcpState.NORMAL],)
 
 # The limits a scenario is checked against (each named in the message that enforces it).
@@ -120,6 +121,9 @@ class Expect(Strict):
     inactive: dict[str, Annotated[int, Field(ge=0)]] | None = Field(
         default=None, description="a mapping of pod name to a count (InActConn), 0 or more")
     dest_deleted: list[str] | None = Field(default=None, description="a list of pod names whose real server is deleted")
+    neighbour: dict[str, Literal[NEIGH_STATES]] | None = Field(  # type: ignore[valid-type]
+        default=None, description="bridge pod network: a mapping of destroyed pod name to the node's neighbour "
+        "entry for its address, one of: " + ", ".join(NEIGH_STATES))
 
 
 EXPECT_KEYS = tuple(Expect.model_fields)
@@ -531,6 +535,7 @@ class StepResult:
     entry: dict[str, Any] | None
     dests: dict[str, dict[str, Any]]
     failures: list[str] = field(default_factory=list)
+    neigh: dict[str, str] = field(default_factory=dict)  # bridge: destroyed pod -> its neighbour entry (Neigh)
 
 
 @dataclass
@@ -569,36 +574,54 @@ def _timing(c: ScenarioConfig) -> Timing:
 # A SYN retransmission due at the instant a neighbour resolution fails goes first: on the real kernel it left
 # before the ICMP of the failure reached the client, and passed IPVS again (scenarios/conformance/B02-B08)
 _DUE_ORDER = (Act.FLUSH, Act.EXPIRE, Act.CT_EXPIRE, Act.TEMPLATE_EXPIRE, Act.SYNC, Act.CHECK, Act.GRACE_END,
-              Act.CLIENT_TIMER, Act.NEIGH_FAILED)
+              Act.NEIGH_STALE, Act.CLIENT_TIMER, Act.NEIGH_FAILED)
 
 
-def _fire_due(sys: System, st: State, now: int, log: list[Event]) -> State:
+def _fire_due(sys: System, st: State, contacted: set[int], log: list[Event]) -> State:
     """Fire every due timer, in a fixed order (expire-now and the nodest flush first)."""
     while True:
-        due = [a for a in sys.actions(st) if a[0] in _DUE_ORDER and _is_due(st, a)]
+        due = [a for a in sys.actions(st) if a[0] in _DUE_ORDER and _is_due(sys, st, a, contacted)]
         if not due:
             return st
         due.sort(key=lambda a: (_DUE_ORDER.index(Act(a[0])), a[1], a[2]))
         st, ev = sys.step(st, due[0])
+        _note_contacts(ev, contacted)
         log.extend(ev)
 
 
-def _is_due(st: State, a: Action) -> bool:
+def _is_due(sys: System, st: State, a: Action, contacted: set[int]) -> bool:
     kind = a[0]
     if kind == Act.SYNC:
         return st.sync_timer == 0
+    if kind == Act.NEIGH_STALE:  # at any moment up to its deadline; a scenario takes the deadline
+        return st.pods[a[1]].timer == 0
+    if kind == Act.GRACE_END:
+        return a[2] == _neigh_at_destroy(sys, a[1], contacted)
     return True  # in exact timing every other timer action is offered only when due
 
 
-def _advance(sys: System, st: State, now: int, seconds: int, log: list[Event]) -> tuple[State, int]:
+def _neigh_at_destroy(sys: System, p: int, contacted: set[int]) -> Neigh:
+    """The node's neighbour entry for a pod it destroys: live if the node had resolved its address (it forwarded
+    a packet to the pod in this scenario; the harness runs no kubelet probes), none if not."""
+    return Neigh.LIVE if sys.neigh_tracked and p in contacted else Neigh.NONE
+
+
+def _note_contacts(events: tuple[Event, ...], contacted: set[int]) -> None:
+    for kind, _f, p, flags in events:
+        if (kind == Ev.SYN_FORWARDED or kind == Ev.DGRAM_FORWARDED) and not flags & SF_POD_DEAD:
+            contacted.add(p)
+
+
+def _advance(sys: System, st: State, now: int, seconds: int, log: list[Event],
+             contacted: set[int]) -> tuple[State, int]:
     left = seconds
-    st = _fire_due(sys, st, now, log)
+    st = _fire_due(sys, st, contacted, log)
     while left > 0:
         d = min(left, sys._next_deadline(st))
         st, _ = sys.step(st, (Act.WAIT, d, 0))
         now += d
         left -= d
-        st = _fire_due(sys, st, now, log)
+        st = _fire_due(sys, st, contacted, log)
     return st, now
 
 
@@ -608,6 +631,7 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
     sys = System(cfg, "exact")
     st = sys.initial_states()[0]
     now = 0
+    contacted: set[int] = set()  # pods whose address the node has resolved (see _neigh_at_destroy)
     flows = {sys.flow_name(f): f for f in range(sys.n_flows)}
     pods = {n: i for i, n in enumerate(sys.pod_names)}
     results: list[StepResult] = []
@@ -652,9 +676,11 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
         elif step.add_pod:
             action = (Act.ADD_POD, pod(step.add_pod), 0)
         elif step.destroy_pod:
-            action = (Act.GRACE_END, pod(step.destroy_pod), 0)
+            p = pod(step.destroy_pod)
+            action = (Act.GRACE_END, p, _neigh_at_destroy(sys, p, contacted))
         elif step.crash_pod:
-            action = (Act.CRASH_POD, pod(step.crash_pod), 0)
+            p = pod(step.crash_pod)
+            action = (Act.CRASH_POD, p, _neigh_at_destroy(sys, p, contacted))
         elif step.endpoint_gone:
             action = (Act.ENDPOINT_GONE, pod(step.endpoint_gone), 0)
         elif step.set_weight:
@@ -673,18 +699,19 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
         if action is not None:
             _check_possible(sys, st, action, where, what)
             st, ev = sys.step(st, action)
+            _note_contacts(ev, contacted)
             log.extend(ev)
-            st = _fire_due(sys, st, now, log)
+            st = _fire_due(sys, st, contacted, log)
         elif step.wait is not None:
-            st, now = _advance(sys, st, now, step.wait, log)
+            st, now = _advance(sys, st, now, step.wait, log, contacted)
         elif step.sync:
             if st.sync_timer < 0:
                 raise UserError(f"{where}: kube-proxy has no pending sync (nothing changed); expected a change first")
             st, ev = sys.step(st, (Act.SYNC, 0, 0))
             log.extend(ev)
-            st = _fire_due(sys, st, now, log)
+            st = _fire_due(sys, st, contacted, log)
         elif step.check:
-            st, now = _advance(sys, st, now, st.check_timer, log)
+            st, now = _advance(sys, st, now, st.check_timer, log, contacted)
         results.append(_result(sys, st, i, line, now, what, log, flow_of_step, step, cfg.variant.name))
     return Run(sc, variant, cfg, results)
 
@@ -725,6 +752,8 @@ def _summary(events: list[Event]) -> tuple[str, int]:
             summary = "dropped"
         elif kind == Ev.SYN_QUEUED and summary == "none":
             summary = "queued"  # bridge: the SYN waits on the neighbour resolution of a gone pod's address
+        elif kind == Ev.SYN_LOST and summary == "none":
+            summary = "lost"  # bridge: the SYN went out to a gone pod's old MAC (a live neighbour entry)
         elif kind == Ev.CHALLENGED and summary == "none":
             summary = "challenged"  # the pod's old socket answered with a challenge ACK; the client reset it
         elif kind == Ev.TIMED_OUT:
@@ -758,8 +787,11 @@ def _result(sys: System, st: State, i: int, line: int, now: int, what: str, log:
                                        "active": a, "inactive": n}
     said = "connect() fails at once: EADDRNOTAVAIL (the client's orphaned socket holds the port)" if busy else (
         outcome(sys, tuple(log)))
+    # bridge: the node's neighbour entry for each destroyed pod's address
+    neigh = {sys.pod_names[p]: Neigh(q.neigh).name.lower() for p, q in enumerate(st.pods)
+             if sys.neigh_tracked and q.phase == PodPhase.DESTROYED}
     res = StepResult(i, line, now, what, said, summary,
-                     sys.pod_names[pod] if pod >= 0 else None, entry, dests)
+                     sys.pod_names[pod] if pod >= 0 else None, entry, dests, neigh=neigh)
     exp = step.expect
     if isinstance(exp, dict):  # keyed by variant name: `variant` is the one run (K46 for --variant 4.19.0)
         exp = exp.get(variant, exp.get("default"))
@@ -787,6 +819,10 @@ def _compare(exp: Expect, res: StepResult) -> list[str]:
     for name in exp.dest_deleted or []:
         if not res.dests.get(name, {}).get("deleted"):
             bad.append(f"{name} is not deleted")
+    for name, want_neigh in (exp.neighbour or {}).items():
+        got_neigh = res.neigh.get(name, "(not a destroyed pod on a bridge)")
+        if got_neigh != want_neigh:
+            bad.append(f"neighbour of {name} is {got_neigh}, expected {want_neigh}")
     return bad
 
 
@@ -796,7 +832,8 @@ def print_run(run: Run, console: Console, as_json: bool) -> None:
             print(json.dumps({
                 "scenario": run.scenario.data.name, "variant": run.variant, "step": s.index, "line": s.line,
                 "time": s.time, "action": s.what, "outcome": s.summary, "pod": s.pod, "detail": s.outcome,
-                "ipvs_entry": s.entry, "dests": s.dests, "ok": not s.failures, "failures": s.failures,
+                "ipvs_entry": s.entry, "dests": s.dests, "neighbour": s.neigh, "ok": not s.failures,
+                "failures": s.failures,
             }))
         return
     console.print(f"[bold]{run.scenario.data.name}[/] on {run.variant} ({run.config.label})")

@@ -39,6 +39,10 @@ class Act(IntEnum):
     CT_EXPIRE = 21  # (flow): a confirmed SYN_SENT conntrack entry times out
     # a client host that loses its sockets (crashed, restarted with its address kept)
     CLIENT_CRASH = 22  # (flow): forgets its established connection without a packet; the port is free at once
+    # the node's neighbour entry for a destroyed bridge pod's address (model/state.py Neigh)
+    # (pod, 1 if the gc frees it before the next packet else 0): its REACHABLE time runs out, at any moment up
+    # to Timing.neigh_reachable_max
+    NEIGH_STALE = 23
 
 
 Action = tuple[int, int, int]
@@ -60,6 +64,7 @@ ACTORS = {
     Act.ADD_POD: "user", Act.CRASH_POD: "kubelet", Act.ENDPOINT_GONE: "endpoints-controller",
     Act.SET_WEIGHT: "operator", Act.DELETE_DEST: "operator", Act.ADD_DEST: "operator", Act.DATAGRAM: "client",
     Act.TEMPLATE_EXPIRE: "ipvs", Act.NEIGH_FAILED: "node", Act.CT_EXPIRE: "conntrack", Act.CLIENT_CRASH: "client",
+    Act.NEIGH_STALE: "node",
 }
 
 # each action kind's name in traces, coverage reports and scenarios ("client-timer")

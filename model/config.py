@@ -30,6 +30,15 @@ class Timing:
     # every queued packet gets ICMP host unreachable (neigh_invalidate -> arp_error_report). Measured on UML
     # 6.1.176: connect() fails 3.11-3.19 s after the SYN (scenarios/conformance/B02-B08)
     neigh_resolve: int = 3
+    # a destroyed pod's entry still REACHABLE goes STALE at most reachable_time after its last confirmation:
+    # neigh_rand_reach_time(base_reachable_time 30 s) is uniform in [15, 45) s (neighbour.c, arp.c arp_tbl, 6.1);
+    # when within that window is the kernel's random draw and the confirmation's age, so the model lets it go
+    # STALE at any moment and forces it at 45 s
+    neigh_reachable_max: int = 45
+    # a packet on a STALE entry starts DELAY (delay_first_probe_time 5 s), then PROBE sends ucast_solicit (3)
+    # unicast probes retrans_time (1 s) apart, then FAILED: 8 s in which packets are still sent to the old MAC
+    # (__neigh_event_send returns 0 in DELAY and PROBE) and nothing is queued, so nothing gets an ICMP
+    neigh_probe: int = 8
     # an orphaned FIN_WAIT1 socket whose FINs get ICMP host unreachable (RFC 6069: tcp_v4_err reverts the backoff,
     # so the RTO stays near TCP_RTO_MIN and `alive` holds): tcp_orphan_retries() gives 8 for tcp_orphan_retries=0,
     # and retransmits_timed_out() gives up tcp_model_timeout(sk, 8, TCP_RTO_MIN) = (2^9 - 1) x 200 ms = 102.2 s

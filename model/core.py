@@ -18,6 +18,7 @@ from ipvs_verify.model.state import (
     DestStatus,
     Entry,
     Flow,
+    Neigh,
     Plan,
     Pod,
     PodPhase,
@@ -71,8 +72,17 @@ class Core:
         self.nodest_work = flushes_deleted_dest(v, s)
         self.udp = config.scope.protocol == "udp"
         self.bridge = config.pod_network == "bridge"
-        # a destroyed pod's timer: on a bridge, its neighbour resolution (-1: none running); routed, unused (0)
+        # a destroyed pod's timer: on a bridge, its neighbour entry's (-1: none running); routed, unused (0)
         self.dead_pod_timer = -1 if self.bridge else 0
+        # TCP on a bridge: a destroyed pod's neighbour entry is tracked (UDP datagrams do not drive it: see
+        # docs/model.md). Destroyed, its entry is LIVE if the node had resolved the address (it forwarded to
+        # the pod, or the kubelet's probes did) and NONE if not. The untimed search destroys with LIVE only:
+        # there LIVE ends "freed" at any moment (_neigh_stale), and LIVE freed at once is NONE
+        self.neigh_tracked = self.bridge and not self.udp
+        # LIVE first: a search's shortest trace then shows the usual case (a fixed-MAC bridge, a pod in use)
+        self.destroy_neigh = (Neigh.LIVE, Neigh.NONE) if self.neigh_tracked else (Neigh.NONE,)
+        self.destroy_searched = (Neigh.LIVE,) if self.untimed and self.neigh_tracked else self.destroy_neigh
+        self.reduce_neighbours = self.neigh_tracked  # untimed: DataPath._untimed_neighbours (tests turn it off)
         self.persistent = config.scope.persistence > 0
         plans = []
         if config.scope.short_requests:
@@ -100,6 +110,12 @@ class Core:
     def _set_pod(st: State, p: int, pod: Pod) -> State:
         pods = st.pods
         return _new_state(State, st[:_PODS] + (pods[:p] + (pod,) + pods[p + 1:],) + st[_PODS + 1:])
+
+    def _destroyed(self, listed: bool, neigh: int) -> Pod:
+        """A pod whose containers and address are gone, with the node's neighbour entry for it (bridge)."""
+        if neigh == Neigh.LIVE:
+            return Pod(PodPhase.DESTROYED, self.timing.neigh_reachable_max, listed, Neigh.LIVE)
+        return Pod(PodPhase.DESTROYED, self.dead_pod_timer, listed)
 
     @staticmethod
     def _set_dest(st: State, p: int, dest: Dest) -> State:

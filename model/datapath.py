@@ -14,6 +14,7 @@ from ipvs_verify.model.state import (
     DestStatus,
     Entry,
     Flow,
+    Neigh,
     Plan,
     Pod,
     PodPhase,
@@ -122,9 +123,11 @@ class DataPath(Scheduling):
         """Bridge pod network: a SYN to a destroyed pod's on-link address. IPVS has a route (cni0's subnet), so
         the SYN passes LOCAL_OUT and POST_ROUTING, where ipv4_confirm confirms its conntrack entry (SYN_SENT,
         2 min from this first SYN), and only then meets the neighbour layer (ip_output.c ip_finish_output2 ->
-        neigh_output): an idle or FAILED neighbour starts a resolution and the SYN waits on it
-        (neighbour.c __neigh_event_send, 6.1). The client's socket stays SYN_SENT and retransmits after its
-        RTO; each retransmission passes IPVS again. Measured on UML 6.1.176: scenarios/conformance/B02-B08."""
+        neigh_output, neighbour.c __neigh_event_send, 6.1): no entry (or a FAILED one) starts a resolution and
+        the SYN waits on it (queued); a live entry (REACHABLE, STALE, DELAY, PROBE) sends it to the dead pod's
+        MAC, where nobody answers (lost, no ICMP), and a STALE one starts DELAY. The client's socket stays
+        SYN_SENT and retransmits after its RTO; each retransmission passes IPVS again. Measured on UML 6.1.176:
+        scenarios/conformance/B01-B08, B10."""
         flow = st.flows[f]
         ct_live = self._ct_after(flow, cp)  # no NFCT (vs/conntrack=0): ip_vs_notrack(), nothing to confirm
         if ct_live and not cp.owns_ct:  # as for a connection: the entry that forwarded the SYN now owns it
@@ -134,14 +137,22 @@ class DataPath(Scheduling):
         # renew timeout on SYN retransmit" while unreplied); a live entry of another kind keeps its own
         ct_timer = flow.ct_timer if flow.ct_live else (self.timing.ct_syn_sent if ct_live else -1)
         c = flow.client
-        # the socket fails when the first resolution its SYNs wait on fails (the model keeps one pod per socket)
-        queued = c.pod if c.sock == Sock.SYN_SENT and c.pod >= 0 else cp.dest
-        client = Client(Sock.SYN_SENT, queued, self.timing.syn_rto << tries, tries, plan)
-        st = self._set_flow(st, f, Flow(tuple(entries), ct_live, client, ct_timer))
         pod = st.pods[cp.dest]
-        if pod.timer < 0:
-            st = self._set_pod(st, cp.dest, Pod(pod.phase, self.timing.neigh_resolve, pod.listed))
-        ev.append((Ev.SYN_QUEUED, f, cp.dest, 0))
+        neigh = pod.neigh
+        # the socket fails when the first resolution its SYNs wait on fails (the model keeps one pod per socket)
+        waits = c.pod if c.sock == Sock.SYN_SENT and c.pod >= 0 else -1
+        if neigh == Neigh.NONE or neigh == Neigh.INCOMPLETE:
+            waits = waits if waits >= 0 else cp.dest
+        client = Client(Sock.SYN_SENT, waits, self.timing.syn_rto << tries, tries, plan)
+        st = self._set_flow(st, f, Flow(tuple(entries), ct_live, client, ct_timer))
+        if neigh == Neigh.NONE:
+            st = self._set_pod(st, cp.dest, Pod(pod.phase, self.timing.neigh_resolve, pod.listed, Neigh.INCOMPLETE))
+        elif neigh == Neigh.STALE:
+            st = self._set_pod(st, cp.dest, Pod(pod.phase, self.timing.neigh_probe, pod.listed, Neigh.PROBING))
+        if neigh == Neigh.NONE or neigh == Neigh.INCOMPLETE:
+            ev.append((Ev.SYN_QUEUED, f, cp.dest, 0))
+        else:
+            ev.append((Ev.SYN_LOST, f, cp.dest, int(st.pods[cp.dest].neigh)))
         return st
 
     def _syn_challenged(self, st: State, f: int, entries: list[Entry], cp: Entry, tries: int, plan: Plan,
@@ -174,20 +185,77 @@ class DataPath(Scheduling):
                                           flow.ct_timer))
 
     def _neigh_failed(self, st: State, p: int, ev: list[Event]) -> State:
-        """neighbour.c neigh_invalidate(): every packet queued on the failed resolution gets ICMP host unreachable
-        (arp_error_report), which IPVS translates back to the VIP. A SYN_SENT socket fails with EHOSTUNREACH
-        (tcp_ipv4.c tcp_v4_err); an established or closed one ignores it (its sequence is out of window)."""
+        """neighbour.c neigh_timer_handler: the probes went unanswered, the entry is FAILED. neigh_invalidate()
+        gives every packet queued on the resolution ICMP host unreachable (arp_error_report), which IPVS
+        translates back to the VIP. A SYN_SENT socket fails with EHOSTUNREACH (tcp_ipv4.c tcp_v4_err); an
+        established or closed one ignores it (its sequence is out of window). After PROBE nothing is queued
+        (its packets were sent to the old MAC): no socket waits on it, so nobody is told.
+        A SYN sent at the very instant of the failure (its retransmission timer due then too, fired first:
+        scenario._DUE_ORDER) reaches the entry once it is FAILED and starts the next resolution: measured on UML
+        6.1.176, B02-B08 (the kernel's entry is INCOMPLETE again 2 s later). Its socket is still told, by the
+        ICMP of the SYN it had queued before, unless that was its only SYN: then it waits on the next one."""
         pod = st.pods[p]
-        st = self._set_pod(st, p, Pod(pod.phase, -1, pod.listed))
+        again = False
         told = 0
         for f, flow in enumerate(st.flows):
             c = flow.client
             if c.sock == Sock.SYN_SENT and c.pod == p:
+                sent_now = not self.untimed and c.timer == self.timing.syn_rto << c.tries  # no time since its SYN
+                again = again or sent_now
+                if sent_now and c.tries == 0:
+                    continue
                 ev.append((Ev.NO_ROUTE, f, p, 0))
                 st = self._set_flow(st, f, Flow(flow.entries, flow.ct_live, FREE_CLIENT, flow.ct_timer))
                 told += 1
+        if again:
+            st = self._set_pod(st, p, Pod(pod.phase, self.timing.neigh_resolve, pod.listed, Neigh.INCOMPLETE))
+        else:
+            st = self._set_pod(st, p, Pod(pod.phase, -1, pod.listed))
         ev.append((Ev.NEIGH_FAILED, p, told, 0))
         return st
+
+    def _untimed_neighbours(self, st: State) -> State:
+        """The untimed search's reduction of destroyed pods' neighbour entries to what a later step can tell
+        apart, so that states differing only there are one (sound where no operator can re-add or re-weight a
+        dest: searches, not scenarios, whose SET_WEIGHT and ADD_DEST are their own steps):
+        - a pod that no IPVS entry points to, that no SYN waits on, and whose real server cannot be scheduled
+          again (its endpoint is gone, so kube-proxy adds it back nowhere and gives it no weight back, and its
+          dest is out of the service or at weight 0; a destroyed pod never returns) gets no packet again: its
+          entry changes nothing (the kernel's lives on and fails or is freed unseen);
+        - a resolution that no SYN waits on (its SYN's socket waits on an earlier one, or was told) is, without
+          clocks, a free entry: the next SYN waits on a resolution that fails at some moment in both."""
+        pods = st.pods
+        for p, pod in enumerate(pods):
+            neigh = pod.neigh
+            if not neigh:
+                continue
+            waited = False
+            for fl in st.flows:
+                if fl.client.sock == Sock.SYN_SENT and fl.client.pod == p:
+                    waited = True
+                    break
+            if waited:
+                continue
+            if neigh != Neigh.INCOMPLETE:
+                d = st.dests[p]
+                if pod.listed or (d.status == DestStatus.LINKED and d.weight):
+                    continue
+                if any(e.dest == p for fl in st.flows for e in fl.entries):
+                    continue
+            st = self._set_pod(st, p, Pod(pod.phase, -1, pod.listed))
+        return st
+
+    def _neigh_stale(self, st: State, p: int, freed: int, ev: list[Event]) -> State:
+        """neigh_timer_handler: confirmed + reachable_time has passed, and nothing used the entry in the last
+        delay_probe_time (neigh->used moves only on the resolve path, not on neigh_hh_output): NUD_STALE.
+        neigh_periodic_work may then free it (unused for gc_staletime 60 s, in a table of gc_thresh1 128 entries
+        or more: a busy node). Only a packet tells a STALE entry from a freed one, so the model decides here,
+        for the next packet, which of the two it meets (`freed`), as if the gc could run at any moment: more
+        than the kernel allows, never less. A freed entry is also what a pod leaves that the node never
+        resolved (no traffic, no kubelet probe): LIVE then freed at once."""
+        pod = st.pods[p]
+        ev.append((Ev.NEIGH_STALE, p, freed, 0))
+        return self._set_pod(st, p, Pod(pod.phase, -1, pod.listed, Neigh.NONE if freed else Neigh.STALE))
 
     def _ct_expire(self, st: State, f: int, ev: list[Event]) -> State:
         """nf_conntrack: the flow's confirmed SYN_SENT entry times out; the next SYN gets a new, unconfirmed one."""

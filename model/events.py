@@ -51,6 +51,11 @@ class Ev(IntEnum):
     TIME_WAIT_TAKEN_OVER = 38  # (flow): a bound port's connect took over the client's own TIME_WAIT socket
     ORPHANED = 39  # (flow, BrokenWhy, pod): the client's close got no answer; its FIN_WAIT1 socket holds the port
     ORPHAN_GONE = 40  # (flow, 1 if a RST ended it else 0: it timed out): the port is free again
+    # bridge: the SYN went out to the destroyed pod's old MAC (a live neighbour entry) and nobody answered
+    SYN_LOST = 41  # (flow, pod, Neigh the entry is in after it)
+    # (pod, 1 if the gc freed it too: the next packet starts a resolution): the entry for a destroyed pod's
+    # address went STALE
+    NEIGH_STALE = 42
 
 
 # SYN_FORWARDED / DGRAM_FORWARDED flags

@@ -103,12 +103,26 @@ class PodPhase(IntEnum):
     DESTROYED = 3  # containers gone, IP gone: a packet to it gets "no route to host"
 
 
+class Neigh(IntEnum):
+    """Bridge pod network: the node's neighbour entry (ARP, cni0) for a destroyed pod's address
+    (net/core/neighbour.c, 6.1). The bridge keeps its MAC when a port leaves (the cni bridge plugin sets it:
+    containernetworking/plugins bridge.go ensureAddr; br_stp_recalculate_bridge_id skips NET_ADDR_SET), so
+    nothing flushes the entry when the pod's veth goes (neigh_changeaddr runs only on NETDEV_CHANGEADDR)."""
+
+    NONE = 0  # no entry, or FAILED: the next packet starts a resolution (__neigh_event_send -> INCOMPLETE)
+    LIVE = 1  # REACHABLE on the dead pod's MAC: packets go out and are lost, no ICMP (neigh_hh_output)
+    STALE = 2  # its reachable_time ran out (neigh_timer_handler): the next packet is sent, lost, and starts DELAY
+    PROBING = 3  # DELAY (delay_first_probe_time 5 s), then PROBE (ucast_solicit 3 x retrans_time 1 s): still lost
+    INCOMPLETE = 4  # resolving: packets are queued, each gets ICMP host unreachable when it fails (3 s)
+
+
 class Pod(NamedTuple):
     phase: PodPhase
-    # TERMINATING: seconds until the grace period ends; DESTROYED on a bridge pod network: seconds until the
-    # neighbour resolution of its address fails (-1: none running)
+    # TERMINATING: seconds until the grace period ends; DESTROYED on a bridge pod network: seconds until its
+    # neighbour entry changes on its own (LIVE: goes STALE at the latest; PROBING, INCOMPLETE: fails), -1: never
     timer: int
     listed: bool  # a ready endpoint in the EndpointSlice: kube-proxy wants its real server
+    neigh: Neigh = Neigh.NONE  # DESTROYED on a bridge pod network: the node's neighbour entry for its address
 
 
 def disown(entries: tuple[Entry, ...]) -> tuple[Entry, ...]:

@@ -29,6 +29,7 @@ from ipvs_verify.model.state import (
     Dest,
     DestStatus,
     Flow,
+    Neigh,
     Plan,
     Pod,
     PodPhase,
@@ -52,6 +53,7 @@ _ACT_CLIENT_CRASH = Act.CLIENT_CRASH
 _ACT_CONNECT = Act.CONNECT
 _ACT_CT_EXPIRE = Act.CT_EXPIRE
 _ACT_NEIGH_FAILED = Act.NEIGH_FAILED
+_ACT_NEIGH_STALE = Act.NEIGH_STALE
 _ACT_CRASH_POD = Act.CRASH_POD
 _ACT_DATAGRAM = Act.DATAGRAM
 _ACT_DELETE_DEST = Act.DELETE_DEST
@@ -66,6 +68,8 @@ _ACT_SET_WEIGHT = Act.SET_WEIGHT
 _ACT_SYNC = Act.SYNC
 _ACT_TEMPLATE_EXPIRE = Act.TEMPLATE_EXPIRE
 _ACT_WAIT = Act.WAIT
+_NEIGH_LIVE = Neigh.LIVE
+_NEIGH_STALE = Neigh.STALE
 _POD_ABSENT = PodPhase.ABSENT
 _POD_DESTROYED = PodPhase.DESTROYED
 _POD_RUNNING = PodPhase.RUNNING
@@ -104,8 +108,8 @@ class System(DataPath, ControlPlane, Clock):
             kinds.add(Act.TEMPLATE_EXPIRE)
         if self.nodest_work:
             kinds.add(Act.FLUSH)
-        if self.bridge and not self.udp:
-            kinds |= {Act.NEIGH_FAILED, Act.CT_EXPIRE}
+        if self.neigh_tracked:
+            kinds |= {Act.NEIGH_FAILED, Act.CT_EXPIRE, Act.NEIGH_STALE}
         return sorted(kinds)
 
     def footprint(self, a: Action) -> tuple[Part, ...] | None:
@@ -123,8 +127,8 @@ class System(DataPath, ControlPlane, Clock):
         if kind in (Act.REQUEST, Act.CONNECT, Act.DATAGRAM, Act.CLIENT_TIMER):
             # _schedule reads dests, order and cursor; templates and lc/wlc's overheads reach other flows
             return None if self.persistent or self.sched.reads_load else (Part.FLOW, Part.SCHED)
-        if kind == Act.GRACE_END:
-            return (Part.SCHED,)
+        if kind in (Act.GRACE_END, Act.NEIGH_STALE):
+            return (Part.SCHED,)  # the pod alone
         if kind in (Act.DELETE_POD, Act.ADD_POD, Act.CRASH_POD, Act.ENDPOINT_GONE):
             return (Part.SCHED, Part.KP)  # the pod, the change budget, a pending sync
         if kind in (Act.SYNC, Act.CHECK):
@@ -188,11 +192,19 @@ class System(DataPath, ControlPlane, Clock):
                 due = True
         for p, pod in enumerate(st.pods):
             if pod.phase == _POD_TERMINATING and pod.timer <= fires:
-                acts.append((_ACT_GRACE_END, p, 0))
+                for neigh in self.destroy_searched:
+                    acts.append((_ACT_GRACE_END, p, neigh))
                 due = True
-            elif pod.phase == _POD_DESTROYED and self.bridge and 0 <= pod.timer <= fires:
-                acts.append((_ACT_NEIGH_FAILED, p, 0))
-                due = True
+            elif pod.phase == _POD_DESTROYED and pod.neigh:
+                neigh = pod.neigh
+                if neigh == _NEIGH_LIVE:  # goes STALE at any moment of its reachable time, at the latest at 0
+                    # untimed: LIVE stands for REACHABLE, STALE and PROBING alike (packets lost, the entry fails
+                    # at some moment, docs/time.md): only the step that ends them is taken, as "freed"
+                    acts.append((_ACT_NEIGH_STALE, p, int(self.untimed)))
+                    due = due or pod.timer == 0
+                elif neigh != _NEIGH_STALE and pod.timer <= fires:  # PROBING, INCOMPLETE: the probes' end
+                    acts.append((_ACT_NEIGH_FAILED, p, 0))
+                    due = True
         for ci, tpl in enumerate(st.templates):
             if tpl is not None and tpl.timer <= fires:
                 acts.append((_ACT_TEMPLATE_EXPIRE, ci, 0))
@@ -230,7 +242,8 @@ class System(DataPath, ControlPlane, Clock):
                 if pod.phase == _POD_RUNNING and pod.listed:
                     acts.append((_ACT_DELETE_POD, p, 0))
                     if self.scope.crashes:
-                        acts.append((_ACT_CRASH_POD, p, 0))
+                        for neigh in self.destroy_searched:
+                            acts.append((_ACT_CRASH_POD, p, neigh))
                 elif pod.phase == _POD_ABSENT:
                     acts.append((_ACT_ADD_POD, p, 0))
         for p, pod in enumerate(st.pods):
@@ -287,10 +300,12 @@ class System(DataPath, ControlPlane, Clock):
         elif kind == _ACT_CLOSE:
             st = self._close(st, x, Plan(y), ev)
         elif kind == _ACT_GRACE_END:
-            st = self._set_pod(st, x, Pod(_POD_DESTROYED, self.dead_pod_timer, st.pods[x].listed))
+            st = self._set_pod(st, x, self._destroyed(st.pods[x].listed, y))
             ev.append((Ev.POD_DESTROYED, x, 0, 0))
         elif kind == _ACT_NEIGH_FAILED:
             st = self._neigh_failed(st, x, ev)
+        elif kind == _ACT_NEIGH_STALE:
+            st = self._neigh_stale(st, x, y, ev)
         elif kind == _ACT_CT_EXPIRE:
             st = self._ct_expire(st, x, ev)
         elif kind == _ACT_CLIENT_CRASH:
@@ -311,7 +326,7 @@ class System(DataPath, ControlPlane, Clock):
             st = self._endpoints_changed(st._replace(budget=st.budget - 1))
             ev.append((Ev.POD_ADDED, x, 0, 0))
         elif kind == _ACT_CRASH_POD:
-            st = self._set_pod(st, x, Pod(_POD_DESTROYED, self.dead_pod_timer, True))._replace(budget=st.budget - 1)
+            st = self._set_pod(st, x, self._destroyed(True, y))._replace(budget=st.budget - 1)
             ev.append((Ev.POD_CRASHED, x, 0, 0))
         elif kind == _ACT_ENDPOINT_GONE:
             st = self._endpoints_changed(self._set_pod(st, x, st.pods[x]._replace(listed=False)))
@@ -327,5 +342,10 @@ class System(DataPath, ControlPlane, Clock):
         else:  # pragma: no cover - Act is closed
             raise ValueError(f"unknown action {a}")
         if self.untimed:
+            if self.reduce_neighbours:  # the untimed search's own reduction (plain search: no footprints to keep)
+                for pod in st.pods:  # most states have no neighbour entry to reduce
+                    if pod.neigh:
+                        st = self._untimed_neighbours(st)
+                        break
             st = self._forget_time(st)
         return st, tuple(ev)

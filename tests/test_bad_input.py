@@ -76,7 +76,7 @@ def udp(*lines: str) -> str:
 
 
 REQ = "- request: client-1:port-1"
-TCP_OUTCOMES = ("connected, refused, no-route, dropped, queued, challenged, timed-out, broken, closed, "
+TCP_OUTCOMES = ("connected, refused, no-route, dropped, queued, lost, challenged, timed-out, broken, closed, "
                 "addr-not-available, none")
 UDP_OUTCOMES = "answered, lost, no-route, refused, none"
 ALL_OUTCOMES = ("connected, refused, no-route, dropped, queued, challenged, timed-out, broken, closed, "
@@ -469,8 +469,8 @@ BAD_SCENARIOS: list[tuple[str, str, str]] = [
                                                          "expectations"),
     ("expect-key-typo", steps(REQ, "  expect: {outcom: connected}"),
      "s.yaml:6: step 1, expect.outcom: 'outcom' is neither an expectation key (outcome, pod, entry_state, "
-     "entry_dest, weight, active, inactive, dest_deleted) nor a variant name (K310, K41, K46NC, K46, K46U, K59, "
-     "K516, K46UW, KT17, default)"),
+     "entry_dest, weight, active, inactive, dest_deleted, neighbour) nor a variant name (K310, K41, K46NC, K46, K46U, "
+     "K59, K516, K46UW, KT17, default)"),
     ("expect-key-typo-beside-good", steps(REQ, "  expect: {outcome: connected, podd: a}"),
      "s.yaml:6: step 1, expect.podd: unknown key 'podd' (expected one of the expectation keys: outcome, pod"),
     ("expect-misspelt-variant", steps(REQ, "  expect:", "    K64: {outcome: connected}"),
@@ -484,8 +484,8 @@ BAD_SCENARIOS: list[tuple[str, str, str]] = [
      "s.yaml:7: step 1, expect.4.19.0: '4.19.0' is neither an expectation key"),
     ("expect-variant-beside-keys", steps(REQ, "  expect: {outcome: connected, K46: {outcome: dropped}}"),
      "s.yaml:6: step 1, expect.K46: unknown key 'K46' (expected one of the expectation keys: outcome, pod, "
-     "entry_state, entry_dest, weight, active, inactive, dest_deleted; per-variant expectations are a mapping of "
-     "variant names and default only)"),
+     "entry_state, entry_dest, weight, active, inactive, dest_deleted, neighbour; per-variant expectations are a "
+     "mapping of variant names and default only)"),
     ("expect-per-variant-bad-outcome", steps(REQ, "  expect:", "    default: {outcome: connected}",
                                              "    K46: {outcome: drop}"),
      f"s.yaml:8: step 1, expect.K46.outcome: expected one of: {ALL_OUTCOMES}, got 'drop'"),
@@ -739,7 +739,8 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
     ("time-string", _step(1, time="0"), 'steps.1.time: expected a valid integer, got "0"'),
     ("time-bool", _step(1, time=True), "steps.1.time: expected a valid integer, got true"),
     ("params-extra", _put("red", "steps", 0, "params", "colour"),
-     "steps.0.params: unknown key 'colour' (expected only: flow, closer, client, entry, seconds, pod, weight)"),
+     "steps.0.params: unknown key 'colour' (expected only: flow, closer, client, entry, seconds, pod, weight, "
+     "neighbour, freed)"),
     ("params-missing", _put({}, "steps", 2, "params"), "steps.2: params: 'endpoint-gone' takes pod, got none"),
     ("closer-unknown", _put("nobody", "steps", 0, "params", "closer"),
      "steps.0.params.closer: expected 'none', 'client', 'server' or 'reset', got \"nobody\""),

@@ -22,7 +22,14 @@ from ipvs_verify.conformance.compare import (
     not_comparable,
     real_wait,
 )
-from ipvs_verify.conformance.kernel import KernelRun, KernelStep, parse_conns, parse_dests, run_on_kernel
+from ipvs_verify.conformance.kernel import (
+    KernelRun,
+    KernelScenario,
+    KernelStep,
+    parse_conns,
+    parse_dests,
+    run_on_kernel,
+)
 from ipvs_verify.conformance.uml import Guest, KernelUnavailable, _xstate_filter
 from ipvs_verify.model.variants import variant_for_kernel
 from ipvs_verify.scenario import StepResult, load_scenario, run_scenario, scenario_config
@@ -80,10 +87,21 @@ def test_compare_step_sees_each_kind_of_difference() -> None:
     for change, word in (({"summary": "no-route"}, "outcome"), ({"pod": "b"}, "pod reached"),
                          ({"entry": {"state": "SYN_RECV", "dest": "a"}}, "entry"),
                          ({"dests": {"a": {"weight": 0, "active": 0, "inactive": 1, "deleted": False}}}, "weight"),
-                         ({"dests": {}}, "deleted")):
+                         ({"dests": {}}, "deleted"), ({"neigh": {"b": "live"}}, "neighbour of b")):
         k = KernelStep(**{**same.__dict__, **change})
         bad = compare_step(k, model)
         assert bad and word in bad[0], (change, bad)
+
+
+def test_a_waits_retransmission_meets_the_neighbour_state_of_its_moment() -> None:
+    """A retransmission during a wait met the entry as it was when it left (PROBE), not as it is at the
+    wait's end (FAILED since): B10's lost SYN 7 s after the first one, 1 s before the probes failed."""
+    k = KernelScenario.__new__(KernelScenario)  # only the timeline is used
+    k.timeline = [{"t": 51.0, "neigh": {"b": {"state": "PROBE"}}}, {"t": 54.0}]
+    now = {"neigh": {}}
+    assert k._nud_at(53.0, "b", now) == "PROBE"
+    assert k._nud_at(54.5, "b", now) is None  # the entry freed by then: nothing live to send to
+    assert k._nud_at(-1.0, "b", {"neigh": {"b": {"state": "INCOMPLETE"}}}) == "INCOMPLETE"
 
 
 def test_missing_kernel_is_reported_not_passed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -110,6 +110,11 @@ def compare_step(k: KernelStep, m: StepResult) -> list[str]:
             for key in ("weight", "active", "inactive"):
                 if kd[key] != md[key]:
                     bad.append(f"dest {pod} {key}: kernel {kd[key]}, model {md[key]}")
+    if k.neigh is not None:  # bridge: the node's neighbour entry of every destroyed pod
+        for pod in sorted(set(k.neigh) | set(m.neigh)):
+            kn, mn = k.neigh.get(pod, "none"), m.neigh.get(pod, "none")
+            if kn != mn:
+                bad.append(f"neighbour of {pod}: kernel {kn}, model {mn}")
     return bad
 
 

@@ -440,6 +440,9 @@ class PodServer:
         self.us.close()
 
 
+BRIDGE_MAC = "0a:58:0a:f4:00:01"  # a locally administered address for cni0 (any explicit one is NET_ADDR_SET)
+
+
 # ------------------------------------------------------------------ one scenario's world
 class World:
     def __init__(self, tag: str, pods: list[str], clients: int, ports: int, proto: str, bridge: bool = False) -> None:
@@ -485,7 +488,10 @@ class World:
         ip_lines(c, "link set lo up\nlink set eth0 up\n" + client_ips + "route add default via 10.0.0.1 dev eth0\n")
         ip_lines(n, "link set lo up\nlink set client0 up\naddr add 10.0.0.1/16 dev client0\n"
                  f"addr add {VIP}/32 dev kube-ipvs0\n"
-                 + ("link set cni0 up\naddr add 10.244.0.1/24 dev cni0\n" if self.bridge else "")
+                 # the cni bridge plugin sets the bridge's MAC (bridge.go ensureAddr), so that ports leaving do not
+                 # change it (br_stp_recalculate_bridge_id), which would flush its neighbours (neigh_changeaddr)
+                 + (f"link set cni0 address {BRIDGE_MAC}\nlink set cni0 up\naddr add 10.244.0.1/24 dev cni0\n"
+                    if self.bridge else "")
                  + "".join(self._node_side(p) for p in up))
         for p in up:
             self._pod_side(p)
@@ -557,8 +563,9 @@ class World:
             return done[flow] | {"started": started}
         return {"result": "pending", "started": started}
 
-    def poll(self, window: float, only: str | None = None) -> dict[str, dict[str, Any]]:
-        """Finish the connects that completed (within `window` seconds); the rest stay pending."""
+    def poll(self, window: float, only: str | None = None, redrops: bool = True) -> dict[str, dict[str, Any]]:
+        """Finish the connects that completed (within `window` seconds); the rest stay pending and, with
+        `redrops`, are reported once per retransmission they outlived."""
         out: dict[str, dict[str, Any]] = {}
         for flow in [f for f in self.finished if only is None or f == only]:
             out[flow] = self.finished.pop(flow)
@@ -579,7 +586,7 @@ class World:
                     out[flow] = self._talk(flow, s, plan) | {"took": took}
             left = deadline - time.monotonic()
             if not self.pending or left <= 0 or (only is not None and only not in self.pending):
-                return out | self._redropped()
+                return out | self._redropped() if redrops else out
             time.sleep(min(0.01, left))
 
     def _redropped(self) -> dict[str, dict[str, Any]]:
@@ -768,9 +775,9 @@ class World:
         last_timers: dict[str, int] = {}
         n = 0
         while True:
-            for flow, r in self.poll(0.0).items():
-                if r.get("result") != "pending":
-                    self.finished[flow] = r
+            # not the retransmission reports: they belong to the step's own poll, which the watch only delays
+            for flow, r in self.poll(0.0, redrops=False).items():
+                self.finished[flow] = r
             snap = self.diag() | {"ipvs": self.state()["conns"].splitlines()[1:],
                                   "finished": {f: r.get("result") for f, r in self.finished.items()}}
             timers = _timers(snap)  # countdowns aside, a sample is new when something else changed,

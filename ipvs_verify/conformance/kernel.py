@@ -38,6 +38,10 @@ HARNESS_STEPS = {"request", "connect", "send", "close", "datagram", "client_cras
                  "destroy_pod",
                  "crash_pod", "endpoint_gone", "sync", "check", "set_weight", "delete_dest", "add_dest"}
 PACKET_STEPS = ("request", "connect", "send", "close", "datagram", "set_weight")
+# the kernel's NUD states (include/uapi/linux/neighbour.h) as the model names them (model/state.py Neigh): DELAY
+# and PROBE are one state there, and a FAILED entry is as good as none (the next packet resolves anew)
+NEIGH_NAME = {"REACHABLE": "live", "STALE": "stale", "DELAY": "probing", "PROBE": "probing",
+              "INCOMPLETE": "incomplete", "FAILED": "none"}
 JIFFY_WAIT = 0.02  # seconds: 2 jiffies at HZ=100 (Debian's UML config)
 FLUSH_WAIT = 0.05  # seconds for the 5.9+ expire_nodest_conn work after a dest deletion (1 jiffy + scheduling)
 SLACK = 0.25  # seconds past each virtual instant before it is observed
@@ -62,6 +66,8 @@ class KernelStep:
     # flow, its neighbours and counters after the step, and the samples taken while the step waited
     diag: dict[str, Any] | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    # bridge, TCP: the node's neighbour entry for each destroyed pod's address, in the model's words (NEIGH_NAME)
+    neigh: dict[str, str] | None = None
 
 
 @dataclass
@@ -134,6 +140,7 @@ class KernelScenario:
         self.pods = list(scope.all_pods)
         self.listed = {p: p in scope.pods for p in self.pods}
         self.running = {p: p in scope.pods for p in self.pods}
+        self.destroyed: set[str] = set()  # pods whose address is gone: the node's neighbour entry is compared
         self.graceful = {p: False for p in self.pods}
         self.flows = [f"client-{c + 1}:port-{p + 1}" for c in range(scope.clients) for p in range(scope.ports)]
         self.now = 0
@@ -342,6 +349,7 @@ class KernelScenario:
     def destroy(self, pod: str) -> None:
         self.grace_at.pop(pod, None)
         self.running[pod] = False
+        self.destroyed.add(pod)
         self.call("pod-down", pod=pod)
         self.events.append(f"destroyed {pod}")
 
@@ -491,10 +499,14 @@ class KernelScenario:
             self.fire_due()
         # connects whose SYN was dropped earlier may have completed by now (retransmission)
         done = self.call("poll", window=0.0)["done"]
-        for _f, r in sorted(done.items()):
+        redropped, resent = flow, -1.0
+        for f, r in sorted(done.items()):
             s, p, d = self._outcome(r)
             if summary in ("none", "closed") or s == "connected":
                 summary, pod, detail = s, p, d
+                if s == "dropped" and flow is None and f in self.syn_at:
+                    # the last retransmission it outlived left 2^n - 1 s after its first SYN (TCP_TIMEOUT_INIT)
+                    redropped, resent = f, self.syn_at[f] + (1 << r.get("retransmissions", 0)) - 1
         if what in ("wait", "check"):
             self.settle_due_timers()
         if what in PACKET_STEPS:
@@ -502,19 +514,39 @@ class KernelScenario:
             self.settle_jiffies()
         entry, dests = self.observe(flow)
         diag = self.compact(self.call("diag")) if self.trace else None
+        # a wait's retransmission went unanswered: what it met is told by its own flow's entry
+        met = entry if redropped == flow else self.observe(redropped)[0]
         if (summary == "dropped" and entry is not None and before is not None and before["state"] == "ESTABLISHED"
                 and entry["state"] == "CLOSE" and entry["dest"] == before["dest"]):
             # a SYN to a pod still holding the port's old connection: the pod's challenge ACK and the client's RST
             # passed IPVS (ESTABLISHED -> CLOSE); the client retransmits after its RTO
             summary, detail = "challenged", f"the entry went CLOSE: challenge ACK and reset ({detail})"
-        if summary == "dropped" and diag is not None and entry is not None and self._passed_ipvs(before, entry):
+        if summary == "dropped" and diag is not None and met is not None and self._passed_ipvs(before, met):
             # a pending connect whose SYN passed IPVS to a pod whose address the node is still resolving (bridge):
             # the SYN was not dropped, it waits on the neighbour (net/core/neighbour.c __neigh_event_send)
-            neigh = diag.get("neigh", {}).get(entry["dest"])
-            if isinstance(neigh, dict) and neigh.get("state") == "INCOMPLETE":
-                summary, detail = "queued", f"the SYN waits on the neighbour of pod {entry['dest']} ({detail})"
+            nud = self._nud_at(resent, met["dest"], diag)
+            if nud == "INCOMPLETE":
+                summary, detail = "queued", f"the SYN waits on the neighbour of pod {met['dest']} ({detail})"
+            elif nud in ("REACHABLE", "STALE", "DELAY", "PROBE") and met["dest"] in self.destroyed:
+                # a live entry for a gone pod: the SYN went out to its old MAC (neigh_output), nobody answers
+                summary, detail = "lost", f"the SYN went to pod {met['dest']}'s old MAC ({nud}; {detail})"
+        neighbours = None
+        if diag is not None and self.sc.data.config.pod_network == "bridge" and self.proto == "tcp":
+            table = diag.get("neigh", {})
+            neighbours = {p: NEIGH_NAME.get(table.get(p, {}).get("state", "FAILED"), "?")
+                          for p in sorted(self.destroyed)}
         return KernelStep(i, line, self.now, what, summary, pod, entry, dests, detail, self.events, diag,
-                          self.timeline)
+                          self.timeline, neighbours)
+
+    def _nud_at(self, t: float, pod: str, diag: dict[str, Any]) -> str | None:
+        """The node's neighbour state for `pod` when a SYN left at `t` (the step's last sample at or before it),
+        or now (t < 0): a wait's retransmission may have met a PROBE that has FAILED since."""
+        neigh = diag.get("neigh", {}).get(pod)
+        if t >= 0:
+            for sample in self.timeline:
+                if sample.get("t", t + 1) <= t:
+                    neigh = sample.get("neigh", {}).get(pod)
+        return neigh.get("state") if isinstance(neigh, dict) else None
 
     def _passed_ipvs(self, before: dict[str, Any] | None, after: dict[str, Any]) -> bool:
         """Did the connect's SYN pass IPVS (rather than being dropped by it)? A SYN that passes makes an entry or

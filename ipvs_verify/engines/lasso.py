@@ -18,7 +18,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ipvs_verify.engines.explicit import Exploration
-from ipvs_verify.model.state import PodPhase, Sock, State
+from ipvs_verify.model.state import Neigh, PodPhase, Sock, State
 from ipvs_verify.model.system import Act, Action, System
 from ipvs_verify.properties.catalog import Property
 
@@ -34,6 +34,9 @@ class Lasso:
         return self.prefix + self.cycle
 
 
+_TIMED_NEIGH = (Neigh.LIVE, Neigh.PROBING, Neigh.INCOMPLETE)  # the entries whose timer runs (a STALE one waits)
+
+
 def armed(st: State) -> set[tuple[str, int]]:
     slots: set[tuple[str, int]] = set()
     for f, fl in enumerate(st.flows):
@@ -44,6 +47,8 @@ def armed(st: State) -> set[tuple[str, int]]:
     for p, pod in enumerate(st.pods):
         if pod.phase == PodPhase.TERMINATING:
             slots.add(("pod", p))
+        elif pod.neigh in _TIMED_NEIGH:  # bridge: the neighbour entry of a destroyed pod changes on its own
+            slots.add(("neigh", p))
     if st.sync_timer >= 0:
         slots.add(("sync", 0))
     if st.flush_pending:
@@ -66,6 +71,8 @@ def _services(sys: System, a: Action) -> set[tuple[str, int]]:
         return {("template", a[1])}
     if kind == Act.GRACE_END:
         return {("pod", a[1])}
+    if kind == Act.NEIGH_STALE or kind == Act.NEIGH_FAILED:
+        return {("neigh", a[1])}
     if kind == Act.SYNC:
         return {("sync", 0)}
     if kind == Act.FLUSH:

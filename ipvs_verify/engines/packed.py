@@ -155,7 +155,7 @@ def _fill_flow(fl: Flow, f: Callable[[int], int]) -> Flow:
 
 
 def _fill_sched(sc: tuple[Any, ...], f: Callable[[int], int]) -> tuple[Any, ...]:
-    pods = tuple(_new(Pod, (p[0], f(p[1]), p[2])) for p in sc[3])
+    pods = tuple(_new(Pod, (p[0], f(p[1]), p[2], p[3])) for p in sc[3])
     templates = tuple(_new(Template, (t[0], f(t[1]), t[2])) if t is not None else None for t in sc[4])
     return (sc[0], sc[1], sc[2], pods, templates)
 

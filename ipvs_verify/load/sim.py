@@ -53,7 +53,7 @@ from ipvs_verify.load.config import LoadSpec, check_model
 from ipvs_verify.model.actions import Act, Action
 from ipvs_verify.model.config import Config
 from ipvs_verify.model.events import SF_DEST_W0, SF_POD_DEAD, Ev, Event
-from ipvs_verify.model.state import FREE_CLIENT, Client, Entry, Flow, Plan, Pod, PodPhase, Sock, State
+from ipvs_verify.model.state import FREE_CLIENT, Client, Entry, Flow, Neigh, Plan, Pod, PodPhase, Sock, State
 from ipvs_verify.model.system import System
 
 US = 1_000_000  # clock ticks per second (microseconds)
@@ -75,7 +75,7 @@ FLOW_EVENTS = frozenset({
     Ev.SYN_FORWARDED, Ev.SYN_DROPPED, Ev.REFUSED, Ev.CONNECTED, Ev.NO_ROUTE, Ev.TIMED_OUT, Ev.REUSE_HIT,
     Ev.RESCHEDULED, Ev.PKT_FORWARDED, Ev.BROKEN, Ev.CLOSED, Ev.CT_KILLED, Ev.ENTRY_EXPIRED, Ev.TIME_WAIT_OVER,
     Ev.DGRAM_FORWARDED, Ev.DGRAM_DROPPED, Ev.ANSWERED, Ev.SYN_QUEUED, Ev.CT_EXPIRED, Ev.CLIENT_CRASHED,
-    Ev.CHALLENGED, Ev.TIME_WAIT_TAKEN_OVER, Ev.ORPHANED, Ev.ORPHAN_GONE,
+    Ev.CHALLENGED, Ev.TIME_WAIT_TAKEN_OVER, Ev.ORPHANED, Ev.ORPHAN_GONE, Ev.SYN_LOST,
 })
 
 # queue priorities within one microsecond
@@ -307,7 +307,7 @@ class Simulation:
         for p, pod in enumerate(shared[_S_PODS]):
             if self._armed_pod(pod):
                 codes.append(self._code(pod.timer, PH_SHARED + 2 + p))
-                pod = Pod(pod.phase, PH_SHARED + 2 + p, pod.listed)
+                pod = Pod(pod.phase, PH_SHARED + 2 + p, pod.listed, pod.neigh)
             else:
                 codes.append(NONE)
             pods.append(pod)
@@ -552,6 +552,11 @@ class Simulation:
     def _pod_phase(self, p: int) -> PodPhase:
         return self.shared_table[self.sid][_S_PODS][p].phase  # type: ignore[no-any-return]
 
+    @property
+    def _neigh_left(self) -> Neigh:
+        """A pod destroyed under load leaves a live neighbour entry on a bridge: the node has been sending to it."""
+        return Neigh.LIVE if self.system.neigh_tracked else Neigh.NONE
+
     def _wake_shared(self, slot: int) -> None:
         if self.sdl[slot] > self.now:
             return
@@ -562,9 +567,11 @@ class Simulation:
             self._step_window(self._busy_flows(), (Act.CHECK, 0, 0))
         else:
             p = slot - 2
-            phase = self._pod_phase(p)
-            if phase == PodPhase.TERMINATING:
-                self._step_window([], (Act.GRACE_END, p, 0))
+            pod = self.shared_table[self.sid][_S_PODS][p]
+            if pod.phase == PodPhase.TERMINATING:
+                self._step_window([], (Act.GRACE_END, p, self._neigh_left))
+            elif pod.neigh == Neigh.LIVE:  # a load takes the latest moment of its reachable time
+                self._step_window([], (Act.NEIGH_STALE, p, 0))
             else:
                 self._step_window(self._busy_flows(), (Act.NEIGH_FAILED, p, 0))
 
@@ -572,7 +579,7 @@ class Simulation:
         while self.next_change < len(self.changes) and self.changes[self.next_change][0] <= self.now:
             _, kind, p = self.changes[self.next_change]
             self.next_change += 1
-            self._step_window([], (kind, p, 0))
+            self._step_window([], (kind, p, self._neigh_left if kind == Act.CRASH_POD else 0))
         if self.next_change < len(self.changes):
             self._schedule(self.w_change, self.changes[self.next_change][0], P_CHANGE)
 

@@ -31,7 +31,7 @@ from ipvs_verify.model.events import (
     Event,
 )
 from ipvs_verify.model.patch import ModelPatch
-from ipvs_verify.model.state import DestStatus, Plan, PodPhase, Sock, State, counters
+from ipvs_verify.model.state import DestStatus, Neigh, Plan, PodPhase, Sock, State, counters
 from ipvs_verify.model.sysctls import SYSCTL_RANGES
 from ipvs_verify.model.system import ACTION_NAMES, ACTORS, Act, Action, System
 from ipvs_verify.model.tcp_states import SHORT, TcpState
@@ -141,8 +141,12 @@ def action_to_json(sys: System, a: Action) -> tuple[str, str, dict[str, Any]]:
     if kind == Act.WAIT:
         params["seconds"] = x
     if kind in (Act.GRACE_END, Act.DELETE_POD, Act.ADD_POD, Act.CRASH_POD, Act.ENDPOINT_GONE,
-                Act.SET_WEIGHT, Act.DELETE_DEST, Act.ADD_DEST, Act.NEIGH_FAILED):
+                Act.SET_WEIGHT, Act.DELETE_DEST, Act.ADD_DEST, Act.NEIGH_FAILED, Act.NEIGH_STALE):
         params["pod"] = sys.pod_names[x]
+    if kind == Act.NEIGH_STALE:
+        params["freed"] = bool(y)
+    if kind in (Act.GRACE_END, Act.CRASH_POD) and sys.neigh_tracked:
+        params["neighbour"] = Neigh(y).name.lower()  # the node's entry for the address it leaves behind
     if kind in (Act.SET_WEIGHT, Act.ADD_DEST):
         params["weight"] = y
     return actor, name, params
@@ -186,8 +190,20 @@ def action_from_json(sys: System, name: str, params: Mapping[str, Any]) -> Actio
         return (kind, clients[params["client"]], 0)
     if kind in (Act.SET_WEIGHT, Act.ADD_DEST):
         return (kind, pod(), int(params.get("weight", 1)))
-    if kind in (Act.GRACE_END, Act.DELETE_POD, Act.ADD_POD, Act.CRASH_POD, Act.ENDPOINT_GONE, Act.DELETE_DEST,
-                Act.NEIGH_FAILED):
+    if kind in (Act.GRACE_END, Act.CRASH_POD):
+        p = pod()
+        neigh = params.get("neighbour", "none")
+        allowed = [n.name.lower() for n in sys.destroy_neigh]
+        if neigh not in allowed:
+            raise ValueError(f"neighbour must be one of {', '.join(allowed)} here (a bridge pod network's TCP "
+                             f"service tracks it), not {neigh!r}")
+        return (kind, p, Neigh[neigh.upper()])
+    if kind == Act.NEIGH_STALE:
+        freed = params.get("freed", False)
+        if not isinstance(freed, bool):
+            raise ValueError(f"freed must be true or false, not {freed!r}")
+        return (kind, pod(), int(freed))
+    if kind in (Act.DELETE_POD, Act.ADD_POD, Act.ENDPOINT_GONE, Act.DELETE_DEST, Act.NEIGH_FAILED):
         return (kind, pod(), 0)
     return (kind, 0, 0)
 
@@ -237,8 +253,11 @@ def state_view(sys: System, st: State, now: int) -> StateView:
             continue
         phase = {PodPhase.RUNNING: "running", PodPhase.TERMINATING: f"terminating, destroyed at {at(pod.timer)}",
                  PodPhase.DESTROYED: "destroyed"}[PodPhase(pod.phase)]
-        if pod.phase == PodPhase.DESTROYED and sys.bridge and pod.timer >= 0:
-            phase += f", its address resolving until {at(pod.timer)}"
+        if pod.phase == PodPhase.DESTROYED and pod.neigh:
+            phase += {Neigh.LIVE: f", the node's neighbour entry still REACHABLE (STALE by {at(pod.timer)})",
+                      Neigh.STALE: ", the node's neighbour entry STALE",
+                      Neigh.PROBING: f", the node probing its old MAC until {at(pod.timer)}",
+                      Neigh.INCOMPLETE: f", its address resolving until {at(pod.timer)}"}[Neigh(pod.neigh)]
         pods[sys.pod_name(p)] = phase + (", endpoint listed" if pod.listed else "")
     view: dict[str, Any] = {
         "ipvs": {
@@ -350,6 +369,13 @@ def outcome(sys: System, events: tuple[Event, ...]) -> str:
             parts.append(f"the node resolves {sys.pod_name(a)}'s gone address: the SYN waits (bridge)")
         elif kind == Ev.NEIGH_FAILED:
             parts.append(f"resolution of {sys.pod_name(x)}'s address failed: {a} client(s) told")
+        elif kind == Ev.SYN_LOST:
+            why = "starts probing its old MAC" if b == Neigh.PROBING else "still has its old MAC"
+            parts.append(f"the node's neighbour entry for {sys.pod_name(a)} {why}: the SYN goes out to the gone pod "
+                         "and is lost, no ICMP (bridge)")
+        elif kind == Ev.NEIGH_STALE:
+            parts.append(f"the node's neighbour entry for {sys.pod_name(x)} goes STALE"
+                         + (" and is freed: the next packet resolves the address anew" if a else ""))
         elif kind == Ev.CT_EXPIRED:
             parts.append("conntrack entry (SYN_SENT) timed out")
         elif kind == Ev.CLIENT_CRASHED:
@@ -386,6 +412,7 @@ DECODE: Decoders = {
     "tcp_state": lambda v: SHORT[TcpState(v)],
     "drop": lambda v: DropWhy(v).name,
     "broken": lambda v: BrokenWhy(v).name,
+    "neigh": lambda v: Neigh(v).name.lower(),
     "closer": _closer,
     "flags": _flag_names(tuple(zip((SF_REUSED, SF_POD_DEAD, SF_DEST_W0, SF_DEST_DELETED, SF_RETRANSMIT), FLAG_NAMES,
                                    strict=True))),

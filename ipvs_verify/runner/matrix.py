@@ -132,6 +132,9 @@ def run_matrix(
     jobs = jobs or mp.cpu_count()
     names = tuple(p.name for p in properties)
     work = [(i, c, scope, names, cap, search) for i, c in enumerate(cells)]
+    # the longest cells first, so that no worker is left with a long one at the end (bridge cells search the
+    # most states); results keep the cells' order
+    work.sort(key=lambda w: w[1].pod_network != "bridge")
     results: dict[int, CellResult] = {}
     if jobs == 1:
         _init(None, on_progress)

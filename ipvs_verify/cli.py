@@ -62,6 +62,19 @@ def _split(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _smt_scope(scope: Scope) -> Scope:
+    """The Z3 engines do not encode a client that crashes, nor kube-proxy's read/delete window: they run the
+    scope without them, and say so."""
+    if scope.client_crashes:
+        err.print("note: the SMT engines do not encode client crashes: the scope without them", highlight=False)
+        scope = replace(scope, client_crashes=False)
+    if scope.kp_window:
+        err.print("note: the SMT engines do not encode kube-proxy's read/delete window: atomic sync and check",
+                  highlight=False)
+        scope = replace(scope, kp_window=False)
+    return scope
+
+
 # scope options shared by matrix and check
 ClientsOption = Annotated[int, typer.Option(help="scope: client addresses", min=1, max=8)]
 PortsOption = Annotated[int, typer.Option(help="scope: ephemeral ports per client", min=1, max=8)]
@@ -71,6 +84,9 @@ ClientCrashesOption = Annotated[bool, typer.Option(help="scope: a client may los
                                                    "a packet and reuse its port")]
 BoundPortsOption = Annotated[bool, typer.Option(help="scope: the client binds its source ports (load testers, "
                                                 "proxies): a connect takes over the port's own TIME_WAIT")]
+KpWindowOption = Annotated[bool, typer.Option(help="scope: a packet may pass between kube-proxy's read of a real "
+                                             "server's counters and its delete (deleteRsFunc's two netlink calls); "
+                                             "--no-kp-window: one atomic step")]
 ClientResetsOption = Annotated[bool, typer.Option(help="scope: a client may close with a RST (SO_LINGER 0, as load "
                                                   "testers do): no TIME_WAIT of its own")]
 
@@ -102,6 +118,7 @@ def matrix(
     client_crashes: ClientCrashesOption = DEFAULT_SCOPE.client_crashes,
     client_resets: ClientResetsOption = DEFAULT_SCOPE.client_resets,
     bound_ports: BoundPortsOption = DEFAULT_SCOPE.bound_ports,
+    kp_window: KpWindowOption = DEFAULT_SCOPE.kp_window,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="worker processes (0: all cores)")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="where counterexamples are written")] = Path(
         "counterexamples"),
@@ -171,13 +188,11 @@ def matrix(
                         f"'{pods}' and '{spare_pods}'")
     scope = replace(DEFAULT_SCOPE, clients=clients, ports=ports, pods=pod_names, spare_pods=spare_names,
                     changes=changes, crashes=crashes, client_crashes=client_crashes, client_resets=client_resets,
-                    bound_ports=bound_ports)
+                    bound_ports=bound_ports, kp_window=kp_window)
     for c in cells:
         c.config(scope)  # validate names before starting workers
-    if engine != "explicit" and scope.client_crashes:
-        # the Z3 engines do not encode a client that crashes: they run the scope without (and say so)
-        err.print("note: the SMT engines do not encode client crashes: the scope without them", highlight=False)
-        scope = replace(scope, client_crashes=False)
+    if engine != "explicit":
+        scope = _smt_scope(scope)
     if engine != "explicit":  # the Z3 engines (issue 4)
         from ipvs_verify.runner.smt import engine_matrix
 
@@ -285,6 +300,10 @@ def _print_matrix(cells: list[CellSpec], results: list[Any], props: tuple[Any, .
         stats.add_column(col, justify="right" if col not in ("cell", "timing", "loop") else "left")
     for spec, res in zip(cells, results, strict=True):
         for s in res.searches:
+            if res.same_as:  # one transition system with an earlier cell (model/equivalence.py): not searched again
+                stats.add_row(spec.slug, s.timing, f"{s.states:,}", f"{s.transitions:,}", str(s.depth),
+                              "yes" if s.complete else f"no ({s.bound})", "-", "-", f"= {res.same_as}")
+                continue
             stats.add_row(spec.slug, s.timing, f"{s.states:,}", f"{s.transitions:,}", str(s.depth),
                           "yes" if s.complete else f"no ({s.bound})", f"{s.seconds:.1f}", f"{s.rate:,.0f}", s.loop)
     out.print(stats)
@@ -433,6 +452,7 @@ def check(
     client_crashes: ClientCrashesOption = DEFAULT_SCOPE.client_crashes,
     client_resets: ClientResetsOption = DEFAULT_SCOPE.client_resets,
     bound_ports: BoundPortsOption = DEFAULT_SCOPE.bound_ports,
+    kp_window: KpWindowOption = DEFAULT_SCOPE.kp_window,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="worker processes (0: all cores)")] = 0,
     max_states: Annotated[int, typer.Option(help="state cap of each explicit search", min=0)] = EVENT_STATE_CAP,
     out_dir: Annotated[Path, typer.Option("--out", help="where regressions' counterexamples are written")] = Path(
@@ -479,13 +499,11 @@ def check(
     fix = _props(must_fix) if must_fix else ()
     scope = replace(DEFAULT_SCOPE, clients=clients, ports=ports, changes=changes, crashes=crashes,
                     client_crashes=client_crashes, client_resets=client_resets,
-                    bound_ports=bound_ports)
+                    bound_ports=bound_ports, kp_window=kp_window)
     if engine != "explicit":
         if not pod_network:
             err.print("note: the SMT engines encode the routed pod network only: routed cells", highlight=False)
-        if scope.client_crashes:
-            err.print("note: the SMT engines do not encode client crashes: the scope without them", highlight=False)
-            scope = replace(scope, client_crashes=False)
+        scope = _smt_scope(scope)
     run = run_check(patches, variants, kp, mode_values, nets, scope, props, jobs, max_states,
                     default_cache() if cache else None, err, quiet, engine, depth, out_dir)
     rep = report(run, scope, fix, out_dir)

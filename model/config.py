@@ -103,6 +103,9 @@ class Scope:
     # at once (tcp_ipv4.c tcp_twsk_unique: a bound socket passes no twp, timestamps suffice); an ephemeral port
     # waits the 60 s out (tcp_tw_reuse=2 reuses only loopback ports)
     bound_ports: bool = False
+    # kube-proxy's deleteRsFunc reads a real server's counters (GetRealServers) and then deletes it
+    # (DeleteRealServer): a packet may pass between the two netlink calls (graceful_termination.go, 1.30)
+    kp_window: bool = False
 
     @property
     def all_pods(self) -> tuple[str, ...]:
@@ -126,7 +129,8 @@ class Scope:
             f"{self.clients} client x {self.ports} port, pods {','.join(self.pods)}"
             f"{' +' + ','.join(self.spare_pods) if self.spare_pods else ''}, {self.changes} changes, "
             f"{'crashes, ' if self.crashes else ''}{'client crashes, ' if self.client_crashes else ''}"
-            f"{'client resets, ' if self.client_resets else ''}{'bound ports, ' if self.bound_ports else ''}{conns} "
+            f"{'client resets, ' if self.client_resets else ''}{'bound ports, ' if self.bound_ports else ''}"
+            f"{'read/delete window, ' if self.kp_window else ''}{conns} "
             "connections"
         )
 

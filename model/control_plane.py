@@ -5,6 +5,8 @@ are model/graceful_termination.py's, which the real-kernel harness applies too; 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ipvs_verify.model import graceful_termination as gt
 from ipvs_verify.model.core import Core
 from ipvs_verify.model.events import Ev, Event
@@ -76,18 +78,67 @@ class ControlPlane(Core):
                 st = st._replace(graceful=tuple(graceful))
         return st
 
+    def _kp_step(self, st: State, check: bool, ev: list[Event]) -> tuple[State, tuple[gt.RsView, ...],
+                                                                          tuple[gt.RsOp, ...]]:
+        """The start of kube-proxy's sync or check: its timer, its event, the view it reads, its operations.
+        One view serves the whole step: its operations on desired pods change no counter, link or list entry of
+        an undesired one."""
+        if check:
+            # graceful_termination.go tryDeleteRs, every rsCheckDeleteInterval (wait.Until)
+            st = st._replace(check_timer=self.timing.check_interval)
+            ev.append((Ev.CHECKED, 0, 0, 0))
+        else:
+            st = st._replace(sync_timer=-1)
+            ev.append((Ev.SYNCED, 0, 0, 0))
+        views = self._rs_views(st)
+        kp, udp = self.config.kube_proxy, self.udp
+        ops = gt.try_delete_rs(kp, udp, views) if check else gt.sync_endpoint(kp, udp, views)
+        return st, views, ops
+
     def _sync(self, st: State, ev: list[Event]) -> State:
         """proxier.go syncEndpoint(): add desired real servers first, then quiesce or delete the rest."""
-        st = st._replace(sync_timer=-1)
-        ev.append((Ev.SYNCED, 0, 0, 0))
-        # one view serves the whole sync: its operations on desired pods change no counter, link or list
-        # entry of an undesired one
-        views = self._rs_views(st)
-        return self._apply(st, gt.sync_endpoint(self.config.kube_proxy, self.udp, views), views, ev)
+        st, views, ops = self._kp_step(st, False, ev)
+        return self._apply(st, ops, views, ev)
 
     def _check(self, st: State, ev: list[Event]) -> State:
-        # graceful_termination.go tryDeleteRs, every rsCheckDeleteInterval (wait.Until)
-        st = st._replace(check_timer=self.timing.check_interval)
-        ev.append((Ev.CHECKED, 0, 0, 0))
+        st, views, ops = self._kp_step(st, True, ev)
+        return self._apply(st, ops, views, ev)
+
+    def window_pods(self, st: State, check: bool) -> tuple[int, ...]:
+        """The pods whose real server this sync or check reads and then deletes (Scope.kp_window)."""
+        # most states have no candidate: a linked real server, listed for deletion or no longer desired, that a
+        # packet can reach
+        candidates = [p for p, (d, g, pod) in enumerate(zip(st.dests, st.graceful, st.pods, strict=True))
+                      if d.status == DestStatus.LINKED and (g if check else not pod.listed) and self._reachable(st, p)]
+        if not candidates:
+            return ()
         views = self._rs_views(st)
-        return self._apply(st, gt.try_delete_rs(self.config.kube_proxy, self.udp, views), views, ev)
+        kp, udp = self.config.kube_proxy, self.udp
+        ops = gt.try_delete_rs(kp, udp, views) if check else gt.sync_endpoint(kp, udp, views)
+        return tuple(p for p in gt.read_deletes(kp, ops, views, check) if p in candidates)
+
+    def _reachable(self, st: State, p: int) -> bool:
+        """Can a packet land on p's real server now? Only if the scheduler may pick it (weight > 0), an entry
+        points to it, or a persistence template does. A packet that cannot land on p commutes with p's delete
+        (docs/model.md), so a window with it would only repeat an order of the atomic steps."""
+        if st.dests[p].weight > 0:
+            return True
+        if any(t is not None and t.dest == p for t in st.templates):
+            return True
+        return any(e.dest == p for fl in st.flows for e in fl.entries)
+
+    def _raced(self, st: State, check: bool, p: int, f: int, packet: Callable[[State, list[Event]], State],
+               ev: list[Event]) -> State:
+        """kube-proxy's sync or check with one packet of flow f between deleteRsFunc's read of p's counters
+        (GetRealServers) and its DeleteRealServer (graceful_termination.go, 1.30): the operations before p's
+        delete, the packet, then the rest, all decided on the read. The one packet stands for the window's
+        traffic: a packet that does not land on p commutes with p's delete (docs/model.md). The RS_READ event
+        says whether it landed: p's counters moved between the read and the delete."""
+        st, views, ops = self._kp_step(st, check, ev)
+        k = next(i for i, o in enumerate(ops) if o.op is gt.Op.DELETE and o.pod == p)
+        st = self._apply(st, ops[:k], views, ev)
+        at = len(ev)
+        st = packet(st, ev)
+        read = (views[p].active, views[p].inactive)
+        ev.insert(at, (Ev.RS_READ, p, f + 1 if counters(st, p) != read else 0, sum(read)))
+        return self._apply(st, ops[k:], views, ev)

@@ -98,6 +98,16 @@ class Core:
                 self._client_actions.append((f, (Act.REQUEST, f, p)))
             if config.scope.long_lived:
                 self._client_actions.append((f, (Act.CONNECT, f, 0)))
+        # the packets that may pass in kube-proxy's read/delete window (Scope.kp_window): a client's new
+        # connection or datagram, a SYN's retransmission; a window action (SYNC or CHECK, pod + 1, i) names one
+        self.kp_window = config.scope.kp_window
+        # a search ends a window at System.window_end (property 12 judges it); replays and the trace's story go on
+        # with what the kernel does next (presentation, tests)
+        self.window_successors = False
+        self._window_end: State | None = None
+        self.racers: tuple[Action, ...] = tuple(a for _, a in self._client_actions) + (
+            () if self.udp else tuple((Act.CLIENT_TIMER, f, 0) for f in range(self.n_flows)))
+        self._racer_index = {a: i for i, a in enumerate(self.racers)}
 
     @staticmethod
     def _set_flow(st: State, f: int, flow: Flow) -> State:

@@ -56,6 +56,9 @@ class Ev(IntEnum):
     # (pod, 1 if the gc freed it too: the next packet starts a resolution): the entry for a destroyed pod's
     # address went STALE
     NEIGH_STALE = 42
+    # (pod, flow + 1 whose packet reached the real server in the window, else 0; ActiveConn + InActConn read):
+    # kube-proxy's deleteRsFunc read the counters, a packet passed before its DeleteRealServer (Scope.kp_window)
+    RS_READ = 43
 
 
 # SYN_FORWARDED / DGRAM_FORWARDED flags

@@ -12,8 +12,9 @@ pkg/proxy/ipvs/graceful_termination.go GracefulDeleteRS, deleteRsFunc, tryDelete
 MoveRSOutofGracefulDeleteList, in 1.12.2 (#66012) and 1.30.3 (same shape).
 
 Abstractions (docs/model.md, "What the model leaves out"):
-* one read per call: the counters in the view stand for deleteRsFunc's own GetRealServers, and the
-  delete that follows is applied in the same step (the read/delete window is discussed there);
+* one read per call: the counters in the view stand for deleteRsFunc's own GetRealServers; the delete
+  that follows may be applied in the same step, or (Scope.kp_window) after one packet that passed between
+  the read and the delete (`read_deletes` names the deletes that follow a read);
 * 1.11.5-1.13.0's remove() never removed an entry (`if _, ok := q.list[..]; ok { return false }`, fixed
   by #71515): here DEQUEUE always removes. The stale entry names a deleted real server that no explored
   step re-adds (a deleted pod is never desired again; only a scenario's add-dest could), and tryDeleteRs
@@ -107,3 +108,21 @@ def try_delete_rs(kp: DeletionCriterion, is_udp: bool, views: Sequence[RsView]) 
         elif kp.rs_deletable(is_udp, rs.active, rs.inactive):
             ops += (RsOp(Op.DELETE, p), RsOp(Op.DEQUEUE, p))
     return tuple(ops)
+
+
+class Release(Protocol):
+    """Whether the release has graceful termination at all (model.kube_proxy.KubeProxyVersion)."""
+
+    @property
+    def graceful_termination(self) -> bool: ...
+
+
+def read_deletes(kp: Release, ops: Sequence[RsOp], views: Sequence[RsView], check: bool) -> tuple[int, ...]:
+    """The pods whose DELETE deleteRsFunc makes after reading their counters: GetRealServers, then
+    DeleteRealServer, two netlink calls a packet can pass between (graceful_termination.go deleteRsFunc, 1.30).
+    Every delete of the check (tryDeleteRs -> deleteRsFunc), and a sync's of a real server no longer desired
+    (GracefulDeleteRS -> deleteRsFunc); not MoveRSOutofGracefulDeleteList's, which deletes without a read, nor
+    those of a release before #66012, whose syncEndpoint deleted at once."""
+    if not kp.graceful_termination:
+        return ()
+    return tuple(o.pod for o in ops if o.op is Op.DELETE and (check or not views[o.pod].listed))

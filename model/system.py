@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 from ipvs_verify.model.actions import ACTION_NAMES, ACTORS, Act, Action, Part
 from ipvs_verify.model.clock import Clock
+from ipvs_verify.model.config import Config
 from ipvs_verify.model.control_plane import ControlPlane
 from ipvs_verify.model.core import EXPIRE_NOW, TIMINGS
 from ipvs_verify.model.datapath import DataPath
@@ -38,7 +39,7 @@ from ipvs_verify.model.state import (
     flow_counters,
 )
 
-__all__ = ["ACTION_NAMES", "ACTORS", "EXPIRE_NOW", "TIMINGS", "Act", "Action", "Part", "System"]
+__all__ = ["ACTION_NAMES", "ACTORS", "EXPIRE_NOW", "TIMINGS", "Act", "Action", "Part", "System", "replay_system"]
 
 
 # Hot-path aliases: in CPython 3.11 reading an Enum member through its class costs about 80 ns (EnumType's
@@ -68,6 +69,8 @@ _ACT_SET_WEIGHT = Act.SET_WEIGHT
 _ACT_SYNC = Act.SYNC
 _ACT_TEMPLATE_EXPIRE = Act.TEMPLATE_EXPIRE
 _ACT_WAIT = Act.WAIT
+_EV_RS_READ = Ev.RS_READ
+WINDOW_END = -2  # System.window_end's check timer
 _NEIGH_LIVE = Neigh.LIVE
 _NEIGH_STALE = Neigh.STALE
 _POD_ABSENT = PodPhase.ABSENT
@@ -77,6 +80,7 @@ _POD_TERMINATING = PodPhase.TERMINATING
 _SOCK_ESTABLISHED = Sock.ESTABLISHED
 _SOCK_FREE = Sock.FREE
 _SOCK_TIME_WAIT = Sock.TIME_WAIT
+_SOCK_SYN_SENT = Sock.SYN_SENT
 
 
 class System(DataPath, ControlPlane, Clock):
@@ -132,6 +136,8 @@ class System(DataPath, ControlPlane, Clock):
         if kind in (Act.DELETE_POD, Act.ADD_POD, Act.CRASH_POD, Act.ENDPOINT_GONE):
             return (Part.SCHED, Part.KP)  # the pod, the change budget, a pending sync
         if kind in (Act.SYNC, Act.CHECK):
+            if a[1]:
+                return None  # a packet in the read/delete window: anything a client packet touches
             if not self.udp and self.config.kube_proxy.rs_deletable(False, 0, 1):
                 # a real server deleted with an inactive entry (a release or patch that does not count InActConn):
                 # its orphans' entries meet it (_delete_dest -> _orphan_fin), which writes their flows
@@ -173,7 +179,18 @@ class System(DataPath, ControlPlane, Clock):
         )
         return [self._forget_time(st) if self.untimed else st]
 
+    @property
+    def window_end(self) -> State:
+        """Where a search's read/delete window leads: a state with no successors (its check timer WINDOW_END, which
+        no clock takes otherwise), the same one for every window, so that a search keeps one."""
+        end = self._window_end
+        if end is None:
+            end = self._window_end = self.initial_states()[0]._replace(check_timer=WINDOW_END)
+        return end
+
     def actions(self, st: State) -> list[Action]:
+        if st.check_timer == WINDOW_END:
+            return []
         acts: list[Action] = []
         due = False
         # untimed: an armed timer may fire at any moment, but never before a due one (its deadline is later)
@@ -249,12 +266,37 @@ class System(DataPath, ControlPlane, Clock):
         for p, pod in enumerate(st.pods):
             if pod.phase == _POD_DESTROYED and pod.listed:
                 acts.append((_ACT_ENDPOINT_GONE, p, 0))
+        if self.kp_window:
+            acts += self._window_actions(st, acts)
         if not due and not self.untimed:
             nxt = self._next_deadline(st)
             acts.append((_ACT_WAIT, nxt, 0))
             if nxt > 1 and self.timing_mode == "exact":
                 acts.append((_ACT_WAIT, 1, 0))
         return acts
+
+    def _window_actions(self, st: State, acts: list[Action]) -> list[Action]:
+        """Scope.kp_window: for each real server a sync or check reads and then deletes, each packet that can be
+        sent now may pass between the read and the delete: (SYNC or CHECK, pod + 1, index into self.racers)."""
+        racers = [self._racer_index[a] for a in acts if a in self._racer_index
+                  and (a[0] != _ACT_CLIENT_TIMER or st.flows[a[1]].client.sock == _SOCK_SYN_SENT)]
+        out: list[Action] = []
+        if racers:
+            for a in acts:
+                if (a[0] == _ACT_SYNC or a[0] == _ACT_CHECK) and not a[1]:
+                    for p in self.window_pods(st, a[0] == _ACT_CHECK):
+                        out += [(a[0], p + 1, r) for r in racers]
+        return out
+
+    def _client_packet(self, st: State, a: Action, ev: list[Event]) -> State:
+        """A client's packet (a racer of the read/delete window): a new connection or datagram, or the SYN
+        retransmission of a client timer."""
+        kind, f, y = a
+        if kind == _ACT_REQUEST or kind == _ACT_CONNECT:
+            return self._send_syn(st, f, 0, Plan(y) if kind == _ACT_REQUEST else Plan.HOLD, ev)
+        if kind == _ACT_DATAGRAM:
+            return self._send_datagram(st, f, ev)
+        return self._client_timer(st, f, ev)
 
     def enabled(self, st: State, a: Action) -> bool:
         """Is `a` a legal step here? A wait of any d up to the next deadline is (exact timing)."""
@@ -281,11 +323,8 @@ class System(DataPath, ControlPlane, Clock):
     def step(self, st: State, a: Action) -> tuple[State, tuple[Event, ...]]:
         kind, x, y = a
         ev: list[Event] = []
-        if kind == _ACT_REQUEST or kind == _ACT_CONNECT:
-            plan = Plan(y) if kind == _ACT_REQUEST else Plan.HOLD
-            st = self._send_syn(st, x, 0, plan, ev)
-        elif kind == _ACT_DATAGRAM:
-            st = self._send_datagram(st, x, ev)
+        if kind == _ACT_REQUEST or kind == _ACT_CONNECT or kind == _ACT_DATAGRAM:
+            st = self._client_packet(st, a, ev)
         elif kind == _ACT_TEMPLATE_EXPIRE:
             st = self._template_expire(st, x, ev)
         elif kind == _ACT_WAIT:
@@ -310,10 +349,16 @@ class System(DataPath, ControlPlane, Clock):
             st = self._ct_expire(st, x, ev)
         elif kind == _ACT_CLIENT_CRASH:
             st = self._client_crash(st, x, ev)
-        elif kind == _ACT_SYNC:
-            st = self._sync(st, ev)
-        elif kind == _ACT_CHECK:
-            st = self._check(st, ev)
+        elif kind == _ACT_SYNC or kind == _ACT_CHECK:
+            if x:  # Scope.kp_window: a packet between the read of pod x - 1's counters and its delete
+                racer = self.racers[y]
+                st = self._raced(st, kind == _ACT_CHECK, x - 1, racer[1],
+                                 lambda s, e: self._client_packet(s, racer, e), ev)
+                if not self.window_successors:
+                    # a search stops here: the window is property 12's, and what follows from it too (docs/model.md)
+                    return self.window_end, tuple(e for e in ev if e[0] == _EV_RS_READ)
+            else:
+                st = self._check(st, ev) if kind == _ACT_CHECK else self._sync(st, ev)
         elif kind == _ACT_FLUSH:
             st = self._flush(st, ev)
         elif kind == _ACT_DELETE_POD:
@@ -349,3 +394,10 @@ class System(DataPath, ControlPlane, Clock):
                         break
             st = self._forget_time(st)
         return st, tuple(ev)
+
+
+def replay_system(config: Config, timing: str = "exact") -> System:
+    """The System a trace is told and replayed with: past a read/delete window, what the kernel does next."""
+    sys = System(config, timing)
+    sys.window_successors = True
+    return sys

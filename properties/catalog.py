@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ipvs_verify.model.config import Scope
+from ipvs_verify.model.config import Config, Scope
 from ipvs_verify.model.events import SF_DEST_DELETED, SF_DEST_W0, SF_POD_DEAD, SF_REUSED, BrokenWhy, Ev, Event
 from ipvs_verify.model.state import DestStatus, PodPhase, Sock, State, counters
 from ipvs_verify.model.system import Act, Action, System
@@ -150,6 +150,8 @@ def _time_passes(sys: System, pre: State, a: Action, ev: tuple[Event, ...], post
 
 
 def _client_connects(sys: System, pre: State, a: Action, ev: tuple[Event, ...], post: State) -> bool:
+    if a[0] in (Act.SYNC, Act.CHECK) and a[1]:  # kube-proxy's read/delete window: its packet's connect
+        return _client_connects(sys, pre, sys.racers[a[2]], ev, post)
     return a[0] in (Act.REQUEST, Act.CONNECT, Act.DATAGRAM) or (
         a[0] == Act.CLIENT_TIMER and _has(ev, Ev.SYN_FORWARDED))
 
@@ -321,6 +323,21 @@ PROPERTIES: tuple[Property, ...] = (
         violated=_refused_while_usable,
         trigger_mask=triggers(Ev.REFUSED),
     ),
+    Property(
+        12, "no-packet-in-delete-window", "safety",
+        "No packet reaches a real server between kube-proxy's read of its counters and its delete. "
+        "deleteRsFunc reads them (GetRealServers) and then deletes (DeleteRealServer): a connection or "
+        "datagram scheduled there between the two netlink calls, microseconds, is on a real server deleted "
+        "with it, which no counter showed. What follows is this property's too, and is kept out of the others "
+        "(a search stops at the window): its connection is broken on its next packet (4, 7), and before 5.9 "
+        "the port's next SYN meets its TIME_WAIT entry on the deleted real server and is dropped (3).",
+        "graceful_termination.go deleteRsFunc: GetRealServers, then DeleteRealServer",
+        (Reach("kube-proxy deletes a real server it read the counters of, with a packet in between",
+               lambda sys, pre, a, ev, post: any(e[0] == Ev.RS_READ for e in ev), triggers(Ev.RS_READ)),),
+        violated=lambda sys, pre, a, ev, post: any(e[0] == Ev.RS_READ and e[2] > 0 for e in ev),
+        needs=("kp_window",),
+        trigger_mask=triggers(Ev.RS_READ),
+    ),
 )
 
 BY_NAME = {p.name: p for p in PROPERTIES}
@@ -331,8 +348,18 @@ def missing_needs(prop: Property, scope: Scope) -> list[str]:
     have = {
         "tcp": scope.protocol == "tcp", "udp": scope.protocol == "udp",
         "long_lived": scope.long_lived and scope.protocol == "tcp", "crashes": scope.crashes,
+        "kp_window": scope.kp_window,
     }
     return [n for n in prop.needs if not have[n]]
+
+
+def searched_system(config: Config, timing: str, properties: tuple[Property, ...]) -> System:
+    """The System a search of these properties runs. A read/delete window (Scope.kp_window) leads only to the
+    judgement of the property about it (its events, System.window_end): without that property the windows
+    are left out, which changes no other verdict."""
+    sys = System(config, timing)
+    sys.kp_window = sys.kp_window and any("kp_window" in p.needs for p in properties)
+    return sys
 
 
 def resolve(names: list[str] | None) -> tuple[Property, ...]:

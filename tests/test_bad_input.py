@@ -740,7 +740,7 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
     ("time-bool", _step(1, time=True), "steps.1.time: expected a valid integer, got true"),
     ("params-extra", _put("red", "steps", 0, "params", "colour"),
      "steps.0.params: unknown key 'colour' (expected only: flow, closer, client, entry, seconds, pod, weight, "
-     "neighbour, freed)"),
+     "neighbour, freed, packet)"),
     ("params-missing", _put({}, "steps", 2, "params"), "steps.2: params: 'endpoint-gone' takes pod, got none"),
     ("closer-unknown", _put("nobody", "steps", 0, "params", "closer"),
      "steps.0.params.closer: expected 'none', 'client', 'server' or 'reset', got \"nobody\""),

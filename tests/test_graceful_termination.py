@@ -11,7 +11,9 @@ A last test checks that the model and the real-kernel harness both go through th
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,9 @@ from ipvs_verify.model.config import make_config
 from ipvs_verify.model.events import Ev
 from ipvs_verify.model.kube_proxy import kube_proxy_version
 from ipvs_verify.model.state import DestStatus
-from ipvs_verify.model.system import System
-from ipvs_verify.properties.catalog import PROPERTIES
+from ipvs_verify.model.system import System, replay_system
+from ipvs_verify.properties.catalog import BY_NAME, PROPERTIES
+from ipvs_verify.runner.verdicts import check_config
 from ipvs_verify.runner.matrix import DEFAULT_SCOPE
 from ipvs_verify.scenario import load_scenario, scenario_config
 
@@ -61,6 +64,7 @@ class _Go:
     rss: dict[int, tuple[int, int]]  # the kernel's real servers: pod -> (ActiveConn, InactiveConn)
     rs_list: set[int]
     calls: list[gt.RsOp] = field(default_factory=list)
+    read_deleted: list[int] = field(default_factory=list)  # deletes that followed deleteRsFunc's GetRealServers
 
     # ipvs.Interface
     def add_real_server(self, p: int) -> None:
@@ -99,6 +103,7 @@ class _Go:
                 elif (active + inactive if self.rel.keep_inactive else active) != 0:
                     return False
                 self.delete_real_server(p)
+                self.read_deleted.append(p)
                 return True
         return True  # "failed to delete rs ..., can't find the real server": reported deleted
 
@@ -140,7 +145,7 @@ class _Go:
                 self.graceful_delete_rs(ep)
 
 
-def _go(release: str, udp: bool, views: tuple[gt.RsView, ...], what: str) -> list[gt.RsOp]:
+def _run_go(release: str, udp: bool, views: tuple[gt.RsView, ...], what: str) -> _Go:
     rel = RELEASES[release]
     go = _Go(rel, udp, {p: (v.active, v.inactive) for p, v in enumerate(views) if v.linked},
              {p for p, v in enumerate(views) if v.graceful})
@@ -148,7 +153,11 @@ def _go(release: str, udp: bool, views: tuple[gt.RsView, ...], what: str) -> lis
         go.sync_endpoint([p for p, v in enumerate(views) if v.listed])
     elif rel.gt:  # no tryDeleteRs before #66012
         go.try_delete_rs()
-    return go.calls
+    return go
+
+
+def _go(release: str, udp: bool, views: tuple[gt.RsView, ...], what: str) -> list[gt.RsOp]:
+    return _run_go(release, udp, views, what).calls
 
 
 def _one_pod() -> list[gt.RsView]:
@@ -171,16 +180,21 @@ def _kernel_ops(ops: list[gt.RsOp] | tuple[gt.RsOp, ...]) -> list[gt.RsOp]:
     return [o for o in ops if o.op in (A, Q, D)]
 
 
+def _domain(release: str, udp: bool, what: str) -> Iterator[tuple[tuple[gt.RsView, ...], tuple[gt.RsOp, ...]]]:
+    """Every view of the domain the release can have, with the module's operations for it."""
+    kp = kube_proxy_version(release)
+    fn = gt.sync_endpoint if what == "sync" else gt.try_delete_rs
+    for views in DOMAIN:
+        if _in_release(release, views):
+            yield views, fn(kp, udp, views)
+
+
 @pytest.mark.parametrize(("release", "udp"), CASES)
 @pytest.mark.parametrize("what", ["sync", "check"])
 def test_decisions_follow_the_go_source_on_the_whole_domain(release: str, udp: bool, what: str) -> None:
-    kp = kube_proxy_version(release)
-    fn = gt.sync_endpoint if what == "sync" else gt.try_delete_rs
     n = 0
-    for views in DOMAIN:
-        if not _in_release(release, views):
-            continue
-        got = list(fn(kp, udp, views))
+    for views, ops in _domain(release, udp, what):
+        got = list(ops)
         want = _go(release, udp, views, what)
         if RELEASES[release].remove_works or not RELEASES[release].gt:
             assert got == want, (views, got, want)
@@ -191,6 +205,21 @@ def test_decisions_follow_the_go_source_on_the_whole_domain(release: str, udp: b
             assert [o for o in got if o.op is not X] == want, (views, got, want)
         n += 1
     assert n >= 200
+
+
+@pytest.mark.parametrize(("release", "udp"), CASES)
+@pytest.mark.parametrize("what", ["sync", "check"])
+def test_the_deletes_that_follow_a_read_are_the_go_sources(release: str, udp: bool, what: str) -> None:
+    """read_deletes names the deletes a packet can precede between deleteRsFunc's GetRealServers and its
+    DeleteRealServer (Scope.kp_window): exactly the ones the Go code makes in deleteRsFunc, on the whole domain
+    (not MoveRSOutofGracefulDeleteList's, not a release's without graceful termination)."""
+    kp = kube_proxy_version(release)
+    seen = 0
+    for views, ops in _domain(release, udp, what):
+        want = _run_go(release, udp, views, what).read_deleted
+        assert list(gt.read_deletes(kp, ops, views, what == "check")) == want, views
+        seen += bool(want)
+    assert seen >= (20 if RELEASES[release].gt else 0)
 
 
 def test_a_stale_list_entry_of_1_13_0_makes_no_kernel_operation() -> None:
@@ -308,11 +337,11 @@ def test_model_and_harness_both_apply_the_shared_decisions(monkeypatch: pytest.M
 
 # ---------------------------------------------------------------- the read/delete window (docs/model.md)
 def test_a_connection_in_the_read_delete_window_breaks_graceful_termination() -> None:
-    """deleteRsFunc reads the counters (GetRealServers), then deletes (DeleteRealServer); the model does both
-    in one step. Split, with a connect in between, kube-proxy deletes a real server that has just taken a
-    connection: property 4's violation, which no order of the atomic steps reaches (connect first: the
-    counters are 1 and the sync quiesces; sync first: rr sends the connect to pod a). docs/model.md says
-    so; the matrix's "holds" for 4 rests on the atomic step."""
+    """deleteRsFunc reads the counters (GetRealServers), then deletes (DeleteRealServer). A connect between the
+    two lands on a real server kube-proxy then deletes: no order of the atomic steps reaches that (connect
+    first: the counters are 1 and the sync quiesces; sync first: rr sends the connect to pod a). The model's
+    window action (Scope.kp_window) is that composition, step by step; property 12 judges it, and a search
+    stops there (System.window_end), so graceful-termination-kept keeps its atomic meaning."""
     cfg = make_config("K516", "1.30", {"conn_reuse_mode": 1}, DEFAULT_SCOPE)
     model = System(cfg)
     kept = next(p for p in PROPERTIES if p.name == "graceful-termination-kept")
@@ -337,3 +366,39 @@ def test_a_connection_in_the_read_delete_window_breaks_graceful_termination() ->
     post = model._apply(pre, ops, views, ev2)
     assert (Ev.DEST_DELETED, 1, 1, 0) in ev2
     assert kept.violated(model, pre, (Act.SYNC, 0, 0), tuple(ev2), post)
+
+    # the model's own window action is that run: told in full on replay, judged by property 12 in a search
+    window = (Act.SYNC, 2, model.racers.index(connect))
+    assert window in model.actions(st) and model.footprint(window) is None
+    told = replay_system(cfg)
+    got, ev3 = told.step(st, window)
+    assert got == post._replace(sync_timer=-1) and (Ev.DEST_DELETED, 1, 1, 0) in ev3
+    end, judged = model.step(st, window)
+    assert end is model.window_end and model.actions(end) == [] and judged == ((Ev.RS_READ, 1, 1, 0),)
+    race = BY_NAME["no-packet-in-delete-window"]
+    assert race.violated is not None and race.violated(model, st, window, judged, end)
+    assert not kept.violated(model, st, window, judged, end)
+
+
+def test_a_search_finds_the_window_and_only_with_it() -> None:
+    """Property 12 is found by search, not by a scripted run; without the window (--no-kp-window) the
+    property is not applicable, and the other verdicts do not move."""
+    cfg = make_config("K516", "1.30", {"conn_reuse_mode": 1}, DEFAULT_SCOPE)
+    found = check_config(cfg, PROPERTIES, 20_000)
+    atomic = check_config(make_config("K516", "1.30", {"conn_reuse_mode": 1},
+                                      dataclasses.replace(DEFAULT_SCOPE, kp_window=False)), PROPERTIES, 20_000)
+    by = {v.prop_name: v for v in found.verdicts}
+    assert by["no-packet-in-delete-window"].status == "violated"
+    trail = by["no-packet-in-delete-window"].actions
+    assert trail[-1][0] == Act.SYNC and trail[-1][1] > 0  # the window is the violating step
+    assert {v.prop_name: v.status for v in atomic.verdicts}["no-packet-in-delete-window"] == "n/a"
+    assert [(v.prop_name, v.status) for v in found.verdicts if v.prop_name != "no-packet-in-delete-window"] == [
+        (v.prop_name, v.status) for v in atomic.verdicts if v.prop_name != "no-packet-in-delete-window"]
+
+
+def test_a_release_without_graceful_termination_has_no_window() -> None:
+    """Before #66012 syncEndpoint deleted without a read: no window, so property 12's sometimes check is never
+    reached (vacuous), never a violation."""
+    cfg = make_config("K46", "1.11.0", {"conn_reuse_mode": 0}, DEFAULT_SCOPE)
+    v = {v.prop_name: v.status for v in check_config(cfg, (BY_NAME["no-packet-in-delete-window"],), 20_000).verdicts}
+    assert v["no-packet-in-delete-window"] == "vacuous"

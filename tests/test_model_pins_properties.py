@@ -382,7 +382,7 @@ def test_the_fairness_conditions() -> None:
 
 # ------------------------------------------------------------------ the catalog as data
 def test_numbers_names_kinds_and_trigger_masks() -> None:
-    assert [p.number for p in PROPERTIES] == list(range(1, 12))
+    assert [p.number for p in PROPERTIES] == list(range(1, 13))
     assert len(BY_NAME) == len(PROPERTIES)
     assert {p.name for p in PROPERTIES if p.kind == "liveness"} == {"quiesced-dest-eventually-deleted",
                                                                      "new-pods-get-new-connections"}
@@ -409,5 +409,10 @@ def test_needs_and_resolve() -> None:
     assert resolve(["3", " control-plane-race "]) == (BY_NAME["no-syn-dropped-on-reuse"], BY_NAME["control-plane-race"])
     with pytest.raises(KeyError, match="unknown property 'frob'"):
         resolve(["frob"])
-    with pytest.raises(KeyError, match="unknown property '12'"):
-        resolve(["12"])
+    with pytest.raises(KeyError, match="unknown property '13'"):
+        resolve(["13"])
+    # the read/delete window's property needs the scope that has the window (the SMT engines' has not)
+    window = BY_NAME["no-packet-in-delete-window"]
+    assert missing_needs(window, tcp) == ([] if tcp.kp_window else ["kp_window"])
+    assert missing_needs(window, dataclasses.replace(tcp, kp_window=False)) == ["kp_window"]
+    assert missing_needs(window, dataclasses.replace(udp, kp_window=True)) == []

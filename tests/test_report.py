@@ -32,8 +32,9 @@ def test_the_committed_schema_is_current() -> None:
 
 
 def test_every_engine_writes_the_one_format(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    # the scope the Z3 engines encode (no client crashes), so that both runs are of the same cell
-    one = ("--variants", "K46", "--modes", "1", "--pod-network", "routed", "--no-client-crashes", "--properties",
+    # the scope the Z3 engines encode (no client crashes, an atomic kube-proxy), so that both runs are of one cell
+    one = ("--variants", "K46", "--modes", "1", "--pod-network", "routed", "--no-client-crashes", "--no-kp-window",
+           "--properties",
            "3,9,5", "-j", "1", "-q", "--out", str(tmp_path), "--json")
     explicit = _json(capsys, "matrix", *one)
     both = _json(capsys, "matrix", *one, "--engine", "all", "--depth", "3")

@@ -39,7 +39,7 @@ from ipvs_verify.runner.report import VerdictReport
 
 FULL = os.environ.get("IPVS_SMT_FULL") == "1"
 # the encoding covers the default matrix's scope but for client crashes (refused below, as the bridge is)
-DEFAULT_SCOPE = dataclasses.replace(MATRIX_SCOPE, client_crashes=False)
+DEFAULT_SCOPE = dataclasses.replace(MATRIX_SCOPE, client_crashes=False, kp_window=False)
 SAFETY = tuple(p for p in PROPERTIES if not supported(p, DEFAULT_SCOPE))  # the properties the encoding covers
 CELLS = default_cells(pod_networks=("routed",))  # the encoding has the routed pod network only (refused below)
 

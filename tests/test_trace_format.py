@@ -115,9 +115,9 @@ def test_a_setting_added_later_is_optional_with_its_default() -> None:
         spare_ports: tuple[int, ...] = (1,)
 
     later = _later_fields(_ScopeV2, Wider)
-    # client_crashes, client_resets and bound_ports: Scope's own later fields
-    added = {"client_crashes": False, "client_resets": False, "bound_ports": False, "pod_network": "routed",
-             "spare_ports": [1]}
+    # client_crashes, client_resets, bound_ports and kp_window: Scope's own later fields
+    added = {"client_crashes": False, "client_resets": False, "bound_ports": False, "kp_window": False,
+             "pod_network": "routed", "spare_ports": [1]}
     assert later_defaults(later) == added
     model = pydantic.create_model("Wider", __base__=_ScopeV2, **later)
     old = load_trace(V1_81775).config.scope.model_dump(exclude_unset=True)  # written before any of them

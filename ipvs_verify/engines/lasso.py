@@ -61,6 +61,8 @@ def armed(st: State) -> set[tuple[str, int]]:
 
 def _services(sys: System, a: Action) -> set[tuple[str, int]]:
     kind = a[0]
+    if (kind == Act.SYNC or kind == Act.CHECK) and a[1]:  # a packet in kube-proxy's read/delete window
+        return _services(sys, (kind, 0, 0)) | _services(sys, sys.racers[a[2]])
     # a client's packets may re-arm its persistence template (ip_vs_sched_persist): counting every one of
     # them weakens fairness, so that no real cycle is ever ruled out as unfair
     if kind in (Act.EXPIRE, Act.REQUEST, Act.CONNECT, Act.SEND, Act.CLOSE, Act.DATAGRAM):

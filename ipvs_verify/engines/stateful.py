@@ -38,7 +38,7 @@ from ipvs_verify.model.system import ACTION_NAMES, Act, Action, System
 from ipvs_verify.presentation.minimise import minimise
 from ipvs_verify.presentation.trace import build_trace
 from ipvs_verify.presentation.trace_model import HypothesisInfo, TraceFile
-from ipvs_verify.properties.catalog import PROPERTIES, Property, event_mask
+from ipvs_verify.properties.catalog import PROPERTIES, Property, event_mask, searched_system
 
 ENGINE = "hypothesis"
 _WAIT = int(Act.WAIT)
@@ -169,7 +169,9 @@ def make_machine(
         def topology(self, scope: Scope) -> None:
             """The configuration and topology: variant, sysctls, kube-proxy, clients, ports, pods."""
             if scope not in systems:
-                systems[scope] = System(configure(scope), "exact")
+                # read/delete windows only when hunting the property about them: they lead nowhere else
+                systems[scope] = searched_system(configure(scope), "exact",
+                                                 tuple(p for p in props if p.name in raise_on))
             self.sys = systems[scope]
             self.state = self.sys.initial_states()[0]
 
@@ -178,6 +180,11 @@ def make_machine(
             """One of the model's enabled actions (the model decides what is enabled)."""
             sys, pre = self.sys, self.state
             assert sys is not None and pre is not None
+            if self.last is not None and self.last[3] is sys.window_end:
+                # the last step was a read/delete window, judged (property 12) on its transition: the run goes on
+                # from before it, as a search does from the step's other successors
+                self.trail.pop()
+                pre = self.state = self.last[0]
             # waits first: the simplest run (every draw 0) lets time pass, and shrinking a draw moves that
             # step toward waiting; then the model's other actions, in its own order
             acts = sys.actions(pre)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ipvs_verify.model.events import DropWhy, Ev
-from ipvs_verify.model.system import System
+from ipvs_verify.model.system import replay_system
 from ipvs_verify.model.tcp_states import SHORT, TcpState
 from ipvs_verify.presentation.trace import Replay, forward_notes
 
@@ -67,7 +67,7 @@ def _lane(name: str) -> str:
 
 def build_sequence(replay: Replay) -> Sequence:
     trace = replay.trace
-    sys = System(replay.config, "exact")
+    sys = replay_system(replay.config, "exact")
     clients = [f"client-{c + 1}" for c in range(sys.scope.clients)]
     pods = [sys.pod_name(p) for p in range(sys.n_pods)]
     lanes = clients + ["IPVS", "conntrack", "kube-proxy"] + pods

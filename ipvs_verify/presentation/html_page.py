@@ -19,7 +19,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from ipvs_verify.errors import UserError
-from ipvs_verify.model.system import System
+from ipvs_verify.model.system import replay_system
 from ipvs_verify.presentation.diagram import build_sequence, mermaid
 from ipvs_verify.presentation.ipvs_tables import connection_rows, ipvsadm_ln, ipvsadm_lnc, service_view
 from ipvs_verify.presentation.story import diff, header
@@ -60,7 +60,7 @@ def _others(view: StateView) -> dict[str, Any]:
 def trace_page(replay: Replay, source: str = "", back: str | None = None) -> str:
     """The page of one replayed trace. source: the file it came from (shown); back: a link to the matrix page."""
     trace = replay.trace
-    sys = System(replay.config, "exact")
+    sys = replay_system(replay.config, "exact")
     head = header(trace)
     seq = build_sequence(replay)
     steps = []

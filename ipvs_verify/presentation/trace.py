@@ -33,7 +33,7 @@ from ipvs_verify.model.events import (
 from ipvs_verify.model.patch import ModelPatch
 from ipvs_verify.model.state import DestStatus, Neigh, Plan, PodPhase, Sock, State, counters
 from ipvs_verify.model.sysctls import SYSCTL_RANGES
-from ipvs_verify.model.system import ACTION_NAMES, ACTORS, Act, Action, System
+from ipvs_verify.model.system import ACTION_NAMES, ACTORS, Act, Action, System, replay_system
 from ipvs_verify.model.tcp_states import SHORT, TcpState
 from ipvs_verify.presentation.trace_model import (
     CLOSER_NAMES,
@@ -149,6 +149,9 @@ def action_to_json(sys: System, a: Action) -> tuple[str, str, dict[str, Any]]:
         params["neighbour"] = Neigh(y).name.lower()  # the node's entry for the address it leaves behind
     if kind in (Act.SET_WEIGHT, Act.ADD_DEST):
         params["weight"] = y
+    if kind in (Act.SYNC, Act.CHECK) and x:  # a packet between the read of pod x - 1 and its delete
+        racer = sys.racers[y]
+        params = {"pod": sys.pod_names[x - 1], "packet": ACTION_NAMES[Act(racer[0])]} | action_to_json(sys, racer)[2]
     return actor, name, params
 
 
@@ -205,6 +208,17 @@ def action_from_json(sys: System, name: str, params: Mapping[str, Any]) -> Actio
         return (kind, pod(), int(freed))
     if kind in (Act.DELETE_POD, Act.ADD_POD, Act.ENDPOINT_GONE, Act.DELETE_DEST, Act.NEIGH_FAILED):
         return (kind, pod(), 0)
+    if kind in (Act.SYNC, Act.CHECK) and ("packet" in params or "pod" in params):
+        p = pod()
+        racer = action_from_json(sys, str(params.get("packet")),
+                                 {k: v for k, v in params.items() if k not in ("pod", "packet")})
+        if racer not in sys.racers:
+            raise ValueError(f"packet {params.get('packet')!r} cannot pass in kube-proxy's read/delete window "
+                             f"(expected a new connection, datagram or SYN retransmission, and a scope with "
+                             f"kp_window: true)")
+        if not sys.kp_window:
+            raise ValueError("a packet in kube-proxy's read/delete window needs a scope with kp_window: true")
+        return (kind, p + 1, sys.racers.index(racer))
     return (kind, 0, 0)
 
 
@@ -333,6 +347,10 @@ def outcome(sys: System, events: tuple[Event, ...]) -> str:
             parts.append(f"real server {sys.pod_name(x)} added (weight {a})")
         elif kind == Ev.DEST_QUIESCED:
             parts.append(f"{sys.pod_name(x)} has {a} connection(s): weight 0, queued for deletion")
+        elif kind == Ev.RS_READ:
+            parts.append(f"kube-proxy reads {sys.pod_name(x)}'s counters ({b} connection(s)) and, before it deletes "
+                         "the real server, " + (f"{sys.flow_name(a - 1)}'s packet reaches it" if a else "a packet "
+                                                "passes elsewhere"))
         elif kind == Ev.DEST_DELETED:
             parts.append(f"real server {sys.pod_name(x)} deleted")
         elif kind == Ev.POD_DELETED:
@@ -506,7 +524,7 @@ def build_trace(
     loop_start: int | None = None, pod: int = -1, seed: int | None = None, status: str = "violated",
     hypothesis: HypothesisInfo | None = None,
 ) -> TraceFile:
-    sys = System(cfg, _timing_mode(timing))
+    sys = replay_system(cfg, _timing_mode(timing))
     st = sys.initial_states()[0]
     now = 0
     steps = []
@@ -604,7 +622,7 @@ def migrate_v1(data: dict[str, Any], path: Path | str) -> dict[str, Any]:
         config = ConfigModel.model_validate(data.get("config"))
     except ValidationError as e:
         raise TraceError(f"{path}: {describe_error(e, ('config',))}") from None
-    sys = System(_config(config, path), _timing_mode(str(data.get("search_timing"))))
+    sys = replay_system(_config(config, path), _timing_mode(str(data.get("search_timing"))))
     steps = data.get("steps")
     if not isinstance(steps, list):
         return {**data, "version": VERSION}  # the model names what is wrong
@@ -719,7 +737,7 @@ def replay_trace(trace: TraceFile, path: Path | str = "<trace>") -> Replay:
     model does not reproduce is not an error here: the Replay's `problems` say where it differs."""
     cfg = _config(trace.config, path)
     prop = BY_NAME[trace.property] if trace.property is not None else None
-    sys = System(cfg, _timing_mode(trace.search_timing))
+    sys = replay_system(cfg, _timing_mode(trace.search_timing))
     st = sys.initial_states()[0]
     initial = state_view(sys, st, 0)
     states, events, times, actions, steps = [st], [], [0], [], []

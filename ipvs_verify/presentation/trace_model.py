@@ -84,6 +84,7 @@ EVENT_FIELDS: dict[Ev, tuple[Slot, Slot, Slot]] = {
     Ev.CHALLENGED: (("flow", "flow"), ("pod", "pod"), None),
     Ev.SYN_LOST: (("flow", "flow"), ("pod", "pod"), ("neighbour", "neigh")),
     Ev.NEIGH_STALE: (("pod", "pod"), ("freed", "bool"), None),
+    Ev.RS_READ: (("pod", "pod"), ("packet_reached", "int"), ("connections_read", "int")),
 }
 
 # A member added to Ev without an entry above still loads and saves (its three integers as subject, a, b),
@@ -106,7 +107,11 @@ ACTION_PARAMS: dict[str, tuple[str, ...]] = {
 }
 # parameters an action may also have: on a bridge pod network's TCP service, the node's neighbour entry that a
 # destroyed pod leaves behind (model/state.py Neigh; traces of other configurations have none)
-ACTION_OPTIONAL: dict[str, tuple[str, ...]] = {"grace-end": ("neighbour",), "crash-pod": ("neighbour",)}
+# and kube-proxy's sync or check with a packet between deleteRsFunc's read of a real server and its delete
+# (Scope.kp_window): the pod read, the packet (an action name) and that action's own parameters
+_WINDOW = ("pod", "packet", "flow", "closer")
+ACTION_OPTIONAL: dict[str, tuple[str, ...]] = {"grace-end": ("neighbour",), "crash-pod": ("neighbour",),
+                                               "sync": _WINDOW, "check": _WINDOW}
 
 if TYPE_CHECKING:  # the literal types below are built from the model's own tables at run time
     ActionName = str
@@ -315,6 +320,7 @@ class Params(Strict):
     weight: int | None = None
     neighbour: NeighName | None = None
     freed: bool | None = None
+    packet: ActionName | None = None
 
     def given(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

@@ -7,13 +7,14 @@ counterexample files and the JSON (apart from timings) are the same whatever the
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ipvs_verify.engines.explicit import SEARCHES, freeze_before_fork
 from ipvs_verify.model.config import POD_NETWORKS, Config, Scope, make_config
+from ipvs_verify.model.equivalence import model_key
 from ipvs_verify.model.patch import ModelPatch
 from ipvs_verify.model.system import System
 from ipvs_verify.model.variants import DEFAULT_MATRIX_VARIANTS
@@ -27,7 +28,7 @@ from ipvs_verify.runner.verdicts import CellResult, Verdict, check_config
 
 # the default matrix's clients: short requests and long-lived connections, and a client host may lose a
 # connection without a packet and reuse its port (as real ones do: a crash, a container restart)
-DEFAULT_SCOPE = Scope(long_lived=True, client_crashes=True)
+DEFAULT_SCOPE = Scope(long_lived=True, client_crashes=True, kp_window=True)
 DEFAULT_MODES = (0, 1)
 DEFAULT_KUBE_PROXY = ("1.30",)
 DEFAULT_POD_NETWORKS = POD_NETWORKS  # the default matrix covers both: routed /32s and a bridge
@@ -131,19 +132,26 @@ def run_matrix(
     """Every cell's verdicts, in parallel worker processes; `search` names the explicit search (SEARCHES)."""
     jobs = jobs or mp.cpu_count()
     names = tuple(p.name for p in properties)
-    work = [(i, c, scope, names, cap, search) for i, c in enumerate(cells)]
+    # cells that are one transition system (model/equivalence.py) are searched once: the first of them
+    first: dict[Hashable, int] = {}
+    same = [first.setdefault(model_key(c.config(scope)), i) for i, c in enumerate(cells)]
+    work = [(i, c, scope, names, cap, search) for i, c in enumerate(cells) if same[i] == i]
     # the longest cells first, so that no worker is left with a long one at the end (bridge cells search the
     # most states); results keep the cells' order
     work.sort(key=lambda w: w[1].pod_network != "bridge")
     results: dict[int, CellResult] = {}
+
+    def done_with(i: int, r: CellResult) -> None:
+        for j in (j for j, k in enumerate(same) if k == i):
+            results[j] = r if j == i else shared_result(r, cells[j].config(scope), cells[i].slug)
+            if on_done:
+                on_done(j, results[j])
+
     if jobs == 1:
         _init(None, on_progress)
         try:
             for w in work:
-                i, r = _run_cell(w)
-                results[i] = r
-                if on_done:
-                    on_done(i, r)
+                done_with(*_run_cell(w))
         finally:
             _init(None)
     else:
@@ -164,12 +172,19 @@ def run_matrix(
                     i, r = pending.next(timeout=0.2)  # type: ignore[attr-defined]
                 except mp.TimeoutError:
                     continue
-                results[i] = r
+                done_with(i, r)
                 done += 1
-                if on_done:
-                    on_done(i, r)
         manager.shutdown()
     return [results[i] for i in range(len(cells))]
+
+
+def shared_result(r: CellResult, config: Config, slug: str) -> CellResult:
+    """The result of a cell that is the same transition system as the cell `slug` searched: its verdicts and
+    evidence (the same actions, told with this cell's configuration), and the searches as that cell's, which
+    took no time here."""
+    verdicts = [replace(v, actions=list(v.actions)) for v in r.verdicts]
+    searches = [replace(x, seconds=0.0, coverage=dict(x.coverage)) for x in r.searches]
+    return CellResult(config, verdicts, searches, same_as=slug)
 
 
 # ---------------------------------------------------------------------- counterexample files
@@ -190,7 +205,7 @@ def scope_tag(scope: Scope) -> str:
     return (f"-c{scope.clients}p{scope.ports}-pods{''.join(scope.pods)}+{''.join(scope.spare_pods)}"
             f"-ch{scope.changes}{'' if scope.crashes else '-nocrash'}"
             f"{'' if scope.client_crashes else '-noclientcrash'}{'-reset' if scope.client_resets else ''}"
-            f"{'-bound' if scope.bound_ports else ''}-{conns}")
+            f"{'-bound' if scope.bound_ports else ''}{'' if scope.kp_window else '-atomickp'}-{conns}")
 
 
 def cell_key(spec: CellSpec, scope: Scope) -> str:
@@ -239,6 +254,7 @@ def explicit_cell(spec: CellSpec, res: CellResult, paths: dict[str, Path]) -> Ce
                                complete=s.complete, bound=s.bound, seconds=round(s.seconds, 3), loop=s.loop,
                                coverage=s.coverage) for s in res.searches],
         seconds={"explicit": round(sum(s.seconds for s in res.searches), 3)},
+        same_model_as=res.same_as or None,
     )
 
 

@@ -62,6 +62,8 @@ class CellReport(Strict):
     searches: list[SearchReport] = Field(default_factory=list, description="the explicit engine's searches")
     seconds: dict[Engine, float] = Field(default_factory=dict)
     lemmas: list[str] | None = Field(default=None, description="induction: the inductive lemmas it kept")
+    same_model_as: str | None = Field(default=None, description="explicit: the cell searched for this one, the "
+                                      "same transition system (model/equivalence.py); its searches took no time here")
 
 
 class PropertyRef(Strict):

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from ipvs_verify.engines.explicit import Exploration, explore
 from ipvs_verify.engines.lasso import find_lasso
 from ipvs_verify.model.config import Config
-from ipvs_verify.model.system import Action, System
-from ipvs_verify.properties.catalog import BY_NAME, Property, missing_needs
+from ipvs_verify.model.system import Action
+from ipvs_verify.properties.catalog import BY_NAME, Property, missing_needs, searched_system
 
 VERDICTS = ("holds", "violated", "undecided", "bounded", "vacuous", "n/a")
 
@@ -65,6 +65,7 @@ class CellResult:
     config: Config
     verdicts: list[Verdict]
     searches: list[SearchStats]
+    same_as: str = ""  # the cell searched for this one: the same transition system (model/equivalence.py)
 
 
 def _stats(ex: Exploration) -> SearchStats:
@@ -103,7 +104,7 @@ def check_config(
     lacking = {p.name: missing_needs(p, config.scope) for p in properties}
     not_applicable = {name: needs for name, needs in lacking.items() if needs}
     checked = tuple(p for p in properties if p.name not in not_applicable)
-    event = search(System(config, "event"), checked, max_states, _phase(progress, "event"))
+    event = search(searched_system(config, "event", checked), checked, max_states, _phase(progress, "event"))
     searches = [_stats(event)]
     verdicts: list[Verdict] = []
     undecided: list[Property] = []
@@ -119,7 +120,8 @@ def check_config(
         verdicts.append(Verdict(prop.name, "holds"))  # provisional: decided below, by the untimed search
         undecided.append(prop)
     if undecided:
-        untimed = search(System(config, "untimed"), tuple(undecided), max_states, _phase(progress, "untimed"))
+        untimed = search(searched_system(config, "untimed", tuple(undecided)), tuple(undecided), max_states,
+                         _phase(progress, "untimed"))
         searches.append(_stats(untimed))
         for v in verdicts:
             if v.prop in undecided:

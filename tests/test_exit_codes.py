@@ -12,7 +12,7 @@ import pytest
 from ipvs_verify import cli
 from ipvs_verify.runner.expected import MANIFEST, load_manifest, write_manifest
 
-ONE_CELL = ("matrix", "--variants", "K46", "--modes", "0", "-j", "1", "-q")
+ONE_CELL = ("matrix", "--variants", "K46", "--modes", "0", "--pod-network", "routed", "-j", "1", "-q")
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -57,8 +57,8 @@ def test_matrix_with_a_moved_verdict_is_1_and_says_what_moved(capsys: pytest.Cap
 
 
 def test_a_cell_the_manifest_lacks_is_named_not_failed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, _, err = run(capsys, "matrix", "--variants", "K46", "--modes", "2", "-j", "1", "-q", "--properties", "1",
-                       "--out", str(tmp_path))
+    code, _, err = run(capsys, "matrix", "--variants", "K46", "--modes", "2", "--pod-network", "routed", "-j", "1",
+                       "-q", "--properties", "1", "--out", str(tmp_path))
     assert code == 0
     assert "not in the manifest" in err and "K46-kp1.30-mode2" in err
 

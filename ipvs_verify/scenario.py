@@ -31,7 +31,7 @@ from ipvs_verify.model.events import SF_POD_DEAD, Ev, Event
 from ipvs_verify.model.kube_proxy import UnknownKubeProxy, kube_proxy_version
 from ipvs_verify.model.state import DestStatus, Neigh, Plan, PodPhase, Sock, State, counters
 from ipvs_verify.model.sysctls import SYSCTL_RANGES
-from ipvs_verify.model.system import Act, Action, System
+from ipvs_verify.model.system import Act, Action, System, replay_system
 from ipvs_verify.model.tcp_states import SHORT, TcpState
 from ipvs_verify.model.variants import VARIANTS, Feature, UnknownKernel, resolve_variant, variant_for_kernel
 from ipvs_verify.presentation.trace import CLOSER_BY_NAME, outcome
@@ -163,6 +163,8 @@ class Step(Strict):
     crash_pod: str | None = Field(default=None, alias="crash-pod", description=POD)  # dies before kube-proxy knows
     endpoint_gone: str | None = Field(default=None, alias="endpoint-gone", description=POD)
     sync: bool | None = Field(default=None, description="true (run kube-proxy's pending sync now)")
+    # with sync: a connect from this flow between deleteRsFunc's read of a real server's counters and its delete
+    window: str | None = Field(default=None, description=FLOW)
     check: bool | None = Field(default=None, description="true (wait for the next graceful-deletion check)")
     set_weight: str | None = Field(default=None, alias="set-weight", description=POD)
     weight: int | None = Field(default=None, ge=0, le=MAX_WEIGHT, description=f"an integer 0..{MAX_WEIGHT}")
@@ -180,7 +182,7 @@ class Step(Strict):
         return next(_key_name(Step, f) for f in STEP_KINDS if getattr(self, f) is not None)
 
 
-STEP_KINDS = tuple(f for f in Step.model_fields if f not in ("closer", "weight", "expect"))
+STEP_KINDS = tuple(f for f in Step.model_fields if f not in ("closer", "weight", "expect", "window"))
 FLOW_KINDS = ("connect", "request", "send", "close", "datagram", "client_crash")
 TCP_KINDS = ("connect", "request", "send", "close", "client_crash")
 
@@ -333,7 +335,7 @@ def _message(err: Any, raw: Any, text: str) -> tuple[tuple[Any, ...], str]:
                          "per-variant expectations are a mapping of variant names and default only)")
         if model is Step:
             kinds = ", ".join(_key_name(Step, f) for f in STEP_KINDS)
-            return loc, f"unknown key '{key}' (expected one step kind: {kinds}; or closer, weight, expect)"
+            return loc, f"unknown key '{key}' (expected one step kind: {kinds}; or closer, weight, window, expect)"
         keys = ", ".join(_key_name(model, f) for f in model.model_fields) if model is not None else ""
         return loc, f"unknown key '{key}' (expected one of: {keys})"
     if loc[-1:] == ("[key]",):
@@ -491,6 +493,16 @@ def _check_step(step: Step, i: int, c: ScenarioConfig, pods: tuple[str, ...], fa
         raise fail((*at, "closer"), f"only a request or a close step has a closer, not a {key} step")
     if step.weight is not None and kind not in ("set_weight", "add_dest"):
         raise fail((*at, "weight"), f"only a set-weight or an add-dest step has a weight, not a {key} step")
+    if step.window is not None:
+        if kind != "sync":
+            raise fail((*at, "window"), f"only a sync step has a window (a connect between kube-proxy's read of a "
+                       f"real server and its delete), not a {key} step")
+        m = FLOW_NAME.fullmatch(step.window)
+        if not m or not (int(m[1]) <= c.clients and int(m[2]) <= c.ports):
+            raise fail((*at, "window"), f"unknown flow '{step.window}' (expected client-C:port-P with C in "
+                       f"1..{c.clients} (config.clients) and P in 1..{c.ports} (config.ports))")
+        if c.protocol == "udp":
+            raise fail((*at, "window"), "a window connects over TCP; expected config.protocol: tcp")
     exp = step.expect
     if exp is None:
         return
@@ -559,7 +571,7 @@ def scenario_config(sc: Scenario, variant: str) -> Config:
             variant, c.kube_proxy, {str(k): v for k, v in c.sysctls.items()},
             Scope(clients=c.clients, ports=c.ports, pods=tuple(c.pods), spare_pods=tuple(c.spare_pods),
                   changes=0, crashes=False, long_lived=True, protocol=c.protocol, persistence=c.persistence,
-                  client_crashes=True, client_resets=True, bound_ports=c.bound_ports),
+                  client_crashes=True, client_resets=True, bound_ports=c.bound_ports, kp_window=True),
             _timing(c), kernel=c.kernel if variant == sc.variant else None,
             nf_conntrack=c.nf_conntrack, scheduler=c.scheduler, pod_network=c.pod_network,
         )
@@ -580,7 +592,8 @@ _DUE_ORDER = (Act.FLUSH, Act.EXPIRE, Act.CT_EXPIRE, Act.TEMPLATE_EXPIRE, Act.SYN
 def _fire_due(sys: System, st: State, contacted: set[int], log: list[Event]) -> State:
     """Fire every due timer, in a fixed order (expire-now and the nodest flush first)."""
     while True:
-        due = [a for a in sys.actions(st) if a[0] in _DUE_ORDER and _is_due(sys, st, a, contacted)]
+        due = [a for a in sys.actions(st) if a[0] in _DUE_ORDER and not (a[0] in (Act.SYNC, Act.CHECK) and a[1])
+               and _is_due(sys, st, a, contacted)]
         if not due:
             return st
         due.sort(key=lambda a: (_DUE_ORDER.index(Act(a[0])), a[1], a[2]))
@@ -628,7 +641,7 @@ def _advance(sys: System, st: State, now: int, seconds: int, log: list[Event],
 def run_scenario(sc: Scenario, variant: str) -> Run:
     """Run on a variant (a name or a kernel version; not the file's own: a UserError blames `--variant`)."""
     cfg = scenario_config(sc, variant)
-    sys = System(cfg, "exact")
+    sys = replay_system(cfg, "exact")  # past a read/delete window (a sync step's window) the scenario goes on
     st = sys.initial_states()[0]
     now = 0
     contacted: set[int] = set()  # pods whose address the node has resolved (see _neigh_at_destroy)
@@ -650,7 +663,8 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
 
         log: list[Event] = []
         flow_of_step = -1
-        set_fields = [k for k, v in step.model_dump(exclude={"expect", "closer", "weight"}).items() if v is not None]
+        set_fields = [k for k, v in step.model_dump(exclude={"expect", "closer", "weight", "window"}).items()
+                      if v is not None]
         if len(set_fields) != 1:
             raise UserError(f"{where}: a step does exactly one thing (got {', '.join(set_fields) or 'nothing'})")
         what = set_fields[0]
@@ -707,13 +721,31 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
         elif step.sync:
             if st.sync_timer < 0:
                 raise UserError(f"{where}: kube-proxy has no pending sync (nothing changed); expected a change first")
-            st, ev = sys.step(st, (Act.SYNC, 0, 0))
+            sync: Action = (Act.SYNC, 0, 0)
+            if step.window:
+                flow_of_step = flow(step.window)
+                sync = _window_sync(sys, st, flow_of_step, where)
+            st, ev = sys.step(st, sync)
+            _note_contacts(ev, contacted)
             log.extend(ev)
             st = _fire_due(sys, st, contacted, log)
         elif step.check:
             st, now = _advance(sys, st, now, st.check_timer, log, contacted)
         results.append(_result(sys, st, i, line, now, what, log, flow_of_step, step, cfg.variant.name))
     return Run(sc, variant, cfg, results)
+
+
+def _window_sync(sys: System, st: State, f: int, where: str) -> Action:
+    """The sync with flow f's connect between deleteRsFunc's read of a real server and its delete."""
+    pods = sys.window_pods(st, False)
+    if len(pods) != 1:
+        raise UserError(f"{where}: window: this sync reads and then deletes {len(pods)} real servers a connect could "
+                        "reach (expected exactly one: delete one pod first)")
+    connect = (Act.CONNECT, f, 0)
+    if connect not in sys.actions(st):
+        raise UserError(f"{where}: window: {sys.flow_name(f)} cannot connect now (is the port busy, in TIME_WAIT, or "
+                        "connected?)")
+    return (Act.SYNC, pods[0] + 1, sys.racers.index(connect))
 
 
 def _check_possible(sys: System, st: State, a: Action, where: str, what: str) -> None:

@@ -310,7 +310,7 @@ BAD_SCENARIOS: list[tuple[str, str, str]] = [
                                    "client-1:port-1` or `wait: 5`, got nothing"),
     ("step-empty-mapping", steps("- {}"), f"s.yaml:5: step 1: expected one step kind ({STEP_KINDS}), got none"),
     ("step-unknown-kind", steps("- jump: 3"), f"s.yaml:5: step 1, jump: unknown key 'jump' (expected one step "
-                                              f"kind: {STEP_KINDS}; or closer, weight, expect)"),
+                                              f"kind: {STEP_KINDS}; or closer, weight, window, expect)"),
     ("step-misspelt-kind", steps(REQ, "- delete-pods: a"), "s.yaml:6: step 2, delete-pods: unknown key"),
     ("step-two-kinds", steps(REQ, "  wait: 3"), "s.yaml:6: step 1, wait: a step does one thing: expected one step "
                                                 "kind, got request and wait (write one step each)"),
@@ -515,6 +515,19 @@ BAD_SCENARIOS: list[tuple[str, str, str]] = [
     ("close-not-connected", steps("- close: client-1:port-1"), "s.yaml:5: step 1, close: not possible now"),
     ("add-dest-existing", steps("- add-dest: a"), "s.yaml:5: step 1, add-dest: the real server is not in a state "
                                                   "that allows it"),
+    # --- a sync's read/delete window
+    ("window-on-request", steps(REQ, "  window: client-1:port-1"), "s.yaml:6: step 1, window: only a sync step has "
+                                                                   "a window"),
+    ("window-unknown-flow", steps("- delete-pod: b", "- sync: true", "  window: client-9:port-1"),
+     "s.yaml:7: step 2, window: unknown flow 'client-9:port-1' (expected client-C:port-P with C in 1..1"),
+    ("window-in-udp", udp("- delete-pod: b", "- sync: true", "  window: client-1:port-1"),
+     "s.yaml:8: step 2, window: a window connects over TCP; expected config.protocol: tcp"),
+    ("window-nothing-deleted", steps(REQ, "  closer: server", "- delete-pod: b", "- sync: true",
+                                     "  window: client-1:port-1"),
+     "s.yaml:8: step 3, sync: window: this sync reads and then deletes 0 real servers a connect could reach"),
+    ("window-port-busy", steps("- connect: client-1:port-1", "- delete-pod: a", "- sync: true",
+                               "  window: client-1:port-1"),
+     "s.yaml:7: step 3, sync: window: client-1:port-1 cannot connect now"),
 ]
 
 

@@ -29,8 +29,8 @@ from ipvs_verify.model.kube_proxy import kube_proxy_version
 from ipvs_verify.model.state import DestStatus
 from ipvs_verify.model.system import System, replay_system
 from ipvs_verify.properties.catalog import BY_NAME, PROPERTIES
-from ipvs_verify.runner.verdicts import check_config
 from ipvs_verify.runner.matrix import DEFAULT_SCOPE
+from ipvs_verify.runner.verdicts import check_config
 from ipvs_verify.scenario import load_scenario, scenario_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -46,7 +46,7 @@ def default_scenarios(include_slow: bool = False) -> list[Path]:
 def not_comparable(sc: Scenario) -> str | None:
     """Why the harness cannot run this scenario on the kernel (a step kind it does not implement), or None."""
     kinds = {k for step in sc.data.steps
-             for k, v in step.model_dump(exclude={"expect", "closer", "weight"}).items() if v is not None}
+             for k, v in step.model_dump(exclude={"expect", "closer", "weight", "window"}).items() if v is not None}
     missing = sorted(kinds - HARNESS_STEPS)
     if missing:
         return f"the kernel harness lacks the step kind(s) {', '.join(missing)}"

@@ -334,11 +334,24 @@ class KernelScenario:
             else:
                 self.graceful[p] = o.op is gt.Op.ENQUEUE
 
-    def kp_sync(self) -> None:
-        """proxier.go syncEndpoint(), as the model decides it (graceful_termination.sync_endpoint)."""
+    def kp_sync(self, window: str | None = None) -> dict[str, Any] | None:
+        """proxier.go syncEndpoint(), as the model decides it (graceful_termination.sync_endpoint). With a window,
+        flow `window` connects between deleteRsFunc's read of the one real server it deletes after a read and
+        that DeleteRealServer (the scenario's sync step checked there is one); returns the connect's result."""
         self.sync_at = None
         self.events.append("kube-proxy sync")
-        self.kp_apply(gt.sync_endpoint(self.kp, self.proto == "udp", self.kp_views()))
+        views = self.kp_views()
+        ops = gt.sync_endpoint(self.kp, self.proto == "udp", views)
+        if window is None:
+            self.kp_apply(ops)
+            return None
+        read = gt.read_deletes(self.kp, ops, views, False)
+        k = next(i for i, o in enumerate(ops) if o.op is gt.Op.DELETE and o.pod == read[0])
+        self.kp_apply(ops[:k])
+        self.events.append(f"read {self.pods[read[0]]}'s counters")
+        r = self.call("connect", flow=window, plan="H", window=SYN_WINDOW)
+        self.kp_apply(ops[k:])
+        return r
 
     def kp_check(self) -> None:
         """graceful_termination.go tryDeleteRs, every rsCheckDeleteInterval (graceful_termination.try_delete_rs)."""
@@ -437,7 +450,8 @@ class KernelScenario:
     def run_step(self, i: int, line: int, step: Any) -> KernelStep:
         self.events = []
         self.timeline = []
-        what = next(k for k, v in step.model_dump(exclude={"expect", "closer", "weight"}).items() if v is not None)
+        what = next(k for k, v in step.model_dump(exclude={"expect", "closer", "weight", "window"}).items()
+                    if v is not None)
         summary, pod, detail = "none", None, ""
         flow: str | None = None
         before: dict[str, Any] | None = None
@@ -492,7 +506,10 @@ class KernelScenario:
         elif step.wait is not None:
             self.advance(step.wait)
         elif step.sync:
-            self.kp_sync()
+            r = self.kp_sync(step.window)
+            if r is not None:
+                flow = step.window
+                summary, pod, detail = self._outcome(r)
         elif step.check:
             self.advance(self.check_at - self.now)
         if what not in ("wait", "check"):
@@ -509,7 +526,7 @@ class KernelScenario:
                     redropped, resent = f, self.syn_at[f] + (1 << r.get("retransmissions", 0)) - 1
         if what in ("wait", "check"):
             self.settle_due_timers()
-        if what in PACKET_STEPS:
+        if what in PACKET_STEPS or (what == "sync" and step.window):
             # an entry expired "now" (ip_vs_conn_expire_now) goes at the next jiffy; the model has fired it
             self.settle_jiffies()
         entry, dests = self.observe(flow)

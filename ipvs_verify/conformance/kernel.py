@@ -506,10 +506,10 @@ class KernelScenario:
         elif step.wait is not None:
             self.advance(step.wait)
         elif step.sync:
-            r = self.kp_sync(step.window)
-            if r is not None:
+            raced = self.kp_sync(step.window)
+            if raced is not None:
                 flow = step.window
-                summary, pod, detail = self._outcome(r)
+                summary, pod, detail = self._outcome(raced)
         elif step.check:
             self.advance(self.check_at - self.now)
         if what not in ("wait", "check"):

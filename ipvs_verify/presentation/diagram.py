@@ -133,6 +133,9 @@ def build_sequence(replay: Replay) -> Sequence:
                       + (" of a newer connection" if a else ""))
             elif ev == Ev.ENTRY_EXPIRED:
                 note(("IPVS",), f"entry {sys.flow_name(x)} -> {sys.pod_name(a)} expires")
+            elif ev == Ev.RS_READ:  # kube-proxy's read/delete window: the packets of this step pass in it
+                arrow("kube_proxy", "IPVS", f"GetRealServers: {sys.pod_name(x)} has {b} connection(s), delete it")
+                note(("kube_proxy",), "before its DeleteRealServer:")
             elif ev in (Ev.DEST_QUIESCED, Ev.DEST_DELETED, Ev.DEST_ADDED):
                 what = {Ev.DEST_QUIESCED: "weight 0", Ev.DEST_DELETED: "delete real server",
                         Ev.DEST_ADDED: "add real server"}[ev]

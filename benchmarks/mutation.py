@@ -38,7 +38,8 @@ DEFAULT_FILES = ("model/tcp_states.py", "model/variants.py", "model/kube_proxy.p
 # the per-mutant subset: the pins first (they kill most mutants in a second), then the decision tables, the
 # committed counterexamples and the scenarios (about 15 s for a mutant that survives them all)
 FAST_TESTS = ("tests/test_model_pins.py", "tests/test_model_pins_decisions.py", "tests/test_model_pins_schedulers.py",
-              "tests/test_model_pins_events.py", "tests/test_model_pins_properties.py", "tests/test_decisions.py",
+              "tests/test_model_pins_events.py", "tests/test_model_pins_properties.py",
+              "tests/test_model_pins_equivalence.py", "tests/test_decisions.py", "tests/test_graceful_termination.py",
               "tests/test_counterexamples.py", "tests/test_scenarios.py")
 # operators left out: VariableInserter/VariableReplacer rename identifiers at random (NameError-style noise);
 # ExceptionReplacer and the loop break/continue swaps have no target worth the time in model/

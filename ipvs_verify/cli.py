@@ -191,9 +191,8 @@ def matrix(
                     bound_ports=bound_ports, kp_window=kp_window)
     for c in cells:
         c.config(scope)  # validate names before starting workers
-    if engine != "explicit":
-        scope = _smt_scope(scope)
     if engine != "explicit":  # the Z3 engines (issue 4)
+        scope = _smt_scope(scope)
         from ipvs_verify.runner.smt import engine_matrix
 
         raise typer.Exit(engine_matrix(cells, scope, props, engine, depth, as_json, out_dir, jobs,

@@ -90,10 +90,13 @@ class ControlPlane(Core):
         else:
             st = st._replace(sync_timer=-1)
             ev.append((Ev.SYNCED, 0, 0, 0))
+        return (st, *self._kp_ops(st, check))
+
+    def _kp_ops(self, st: State, check: bool) -> tuple[tuple[gt.RsView, ...], tuple[gt.RsOp, ...]]:
+        """The view a sync or check reads, and the operations kube-proxy decides on it."""
         views = self._rs_views(st)
         kp, udp = self.config.kube_proxy, self.udp
-        ops = gt.try_delete_rs(kp, udp, views) if check else gt.sync_endpoint(kp, udp, views)
-        return st, views, ops
+        return views, gt.try_delete_rs(kp, udp, views) if check else gt.sync_endpoint(kp, udp, views)
 
     def _sync(self, st: State, ev: list[Event]) -> State:
         """proxier.go syncEndpoint(): add desired real servers first, then quiesce or delete the rest."""
@@ -112,10 +115,8 @@ class ControlPlane(Core):
                       if d.status == DestStatus.LINKED and (g if check else not pod.listed) and self._reachable(st, p)]
         if not candidates:
             return ()
-        views = self._rs_views(st)
-        kp, udp = self.config.kube_proxy, self.udp
-        ops = gt.try_delete_rs(kp, udp, views) if check else gt.sync_endpoint(kp, udp, views)
-        return tuple(p for p in gt.read_deletes(kp, ops, views, check) if p in candidates)
+        views, ops = self._kp_ops(st, check)
+        return tuple(p for p in gt.read_deletes(self.config.kube_proxy, ops, views, check) if p in candidates)
 
     def _reachable(self, st: State, p: int) -> bool:
         """Can a packet land on p's real server now? Only if the scheduler may pick it (weight > 0), an entry
@@ -135,10 +136,10 @@ class ControlPlane(Core):
         traffic: a packet that does not land on p commutes with p's delete (docs/model.md). The RS_READ event
         says whether it landed: p's counters moved between the read and the delete."""
         st, views, ops = self._kp_step(st, check, ev)
-        k = next(i for i, o in enumerate(ops) if o.op is gt.Op.DELETE and o.pod == p)
-        st = self._apply(st, ops[:k], views, ev)
+        before, rest = gt.split_at_delete(ops, p)
+        st = self._apply(st, before, views, ev)
         at = len(ev)
         st = packet(st, ev)
         read = (views[p].active, views[p].inactive)
         ev.insert(at, (Ev.RS_READ, p, f + 1 if counters(st, p) != read else 0, sum(read)))
-        return self._apply(st, ops[k:], views, ev)
+        return self._apply(st, rest, views, ev)

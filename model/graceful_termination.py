@@ -126,3 +126,10 @@ def read_deletes(kp: Release, ops: Sequence[RsOp], views: Sequence[RsView], chec
     if not kp.graceful_termination:
         return ()
     return tuple(o.pod for o in ops if o.op is Op.DELETE and (check or not views[o.pod].listed))
+
+
+def split_at_delete(ops: Sequence[RsOp], pod: int) -> tuple[tuple[RsOp, ...], tuple[RsOp, ...]]:
+    """The operations before the DELETE of `pod`, and that DELETE with the rest: where a packet passes in the
+    read/delete window (the model's `ControlPlane._raced` and the real-kernel harness both split here)."""
+    k = next(i for i, o in enumerate(ops) if o.op is Op.DELETE and o.pod == pod)
+    return tuple(ops[:k]), tuple(ops[k:])

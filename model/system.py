@@ -278,15 +278,13 @@ class System(DataPath, ControlPlane, Clock):
     def _window_actions(self, st: State, acts: list[Action]) -> list[Action]:
         """Scope.kp_window: for each real server a sync or check reads and then deletes, each packet that can be
         sent now may pass between the read and the delete: (SYNC or CHECK, pod + 1, index into self.racers)."""
+        windows = [(a[0], p) for a in acts if a[0] == _ACT_SYNC or a[0] == _ACT_CHECK
+                   for p in self.window_pods(st, a[0] == _ACT_CHECK)]
+        if not windows:  # most states: no real server is read and then deleted now
+            return []
         racers = [self._racer_index[a] for a in acts if a in self._racer_index
                   and (a[0] != _ACT_CLIENT_TIMER or st.flows[a[1]].client.sock == _SOCK_SYN_SENT)]
-        out: list[Action] = []
-        if racers:
-            for a in acts:
-                if (a[0] == _ACT_SYNC or a[0] == _ACT_CHECK) and not a[1]:
-                    for p in self.window_pods(st, a[0] == _ACT_CHECK):
-                        out += [(a[0], p + 1, r) for r in racers]
-        return out
+        return [(kind, p + 1, r) for kind, p in windows for r in racers]
 
     def _client_packet(self, st: State, a: Action, ev: list[Event]) -> State:
         """A client's packet (a racer of the read/delete window): a new connection or datagram, or the SYN

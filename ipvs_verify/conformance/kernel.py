@@ -345,12 +345,12 @@ class KernelScenario:
         if window is None:
             self.kp_apply(ops)
             return None
-        read = gt.read_deletes(self.kp, ops, views, False)
-        k = next(i for i, o in enumerate(ops) if o.op is gt.Op.DELETE and o.pod == read[0])
-        self.kp_apply(ops[:k])
-        self.events.append(f"read {self.pods[read[0]]}'s counters")
+        read = gt.read_deletes(self.kp, ops, views, False)[0]
+        before, rest = gt.split_at_delete(ops, read)
+        self.kp_apply(before)
+        self.events.append(f"read {self.pods[read]}'s counters")
         r = self.call("connect", flow=window, plan="H", window=SYN_WINDOW)
-        self.kp_apply(ops[k:])
+        self.kp_apply(rest)
         return r
 
     def kp_check(self) -> None:

@@ -477,11 +477,14 @@ def _check_step(step: Step, i: int, c: ScenarioConfig, pods: tuple[str, ...], fa
         if name not in pods:
             raise fail(loc, f"unknown pod '{name}' (expected one of: {', '.join(pods)})")
 
-    if kind in FLOW_KINDS:
-        m = FLOW_NAME.fullmatch(value)
+    def known_flow(loc: tuple[Any, ...], name: str) -> None:
+        m = FLOW_NAME.fullmatch(name)
         if not m or not (int(m[1]) <= c.clients and int(m[2]) <= c.ports):
-            raise fail((*at, key), f"unknown flow '{value}' (expected client-C:port-P with C in 1..{c.clients} "
+            raise fail(loc, f"unknown flow '{name}' (expected client-C:port-P with C in 1..{c.clients} "
                        f"(config.clients) and P in 1..{c.ports} (config.ports))")
+
+    if kind in FLOW_KINDS:
+        known_flow((*at, key), value)
         if c.protocol == "udp" and kind in TCP_KINDS:
             raise fail((*at, key), "a TCP step in a UDP service (config.protocol: udp); expected datagram")
         if c.protocol == "tcp" and kind == "datagram":
@@ -497,10 +500,7 @@ def _check_step(step: Step, i: int, c: ScenarioConfig, pods: tuple[str, ...], fa
         if kind != "sync":
             raise fail((*at, "window"), f"only a sync step has a window (a connect between kube-proxy's read of a "
                        f"real server and its delete), not a {key} step")
-        m = FLOW_NAME.fullmatch(step.window)
-        if not m or not (int(m[1]) <= c.clients and int(m[2]) <= c.ports):
-            raise fail((*at, "window"), f"unknown flow '{step.window}' (expected client-C:port-P with C in "
-                       f"1..{c.clients} (config.clients) and P in 1..{c.ports} (config.ports))")
+        known_flow((*at, "window"), step.window)
         if c.protocol == "udp":
             raise fail((*at, "window"), "a window connects over TCP; expected config.protocol: tcp")
     exp = step.expect

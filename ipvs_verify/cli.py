@@ -107,6 +107,9 @@ def matrix(
                                         "(bound ports, SO_LINGER 0 resets); comma-separated, a cell each")] = "app",
     persistence: Annotated[int, typer.Option(
         help="sessionAffinity ClientIP: the persistent service's timeout in seconds (0: none)", min=0)] = 0,
+    invalid_drop: Annotated[bool, typer.Option("--invalid-drop", help="the node's FORWARD drops what conntrack "
+                                               "finds INVALID (kube-proxy's iptables mode, Calico; not its IPVS "
+                                               "mode): cells of their own (explicit engine)")] = False,
     properties: Annotated[str, typer.Option(help="property names or numbers (default: all)")] = "",
     clients: ClientsOption = DEFAULT_SCOPE.clients,
     ports: PortsOption = DEFAULT_SCOPE.ports,
@@ -178,8 +181,11 @@ def matrix(
     if not kinds or any(k not in CLIENTS for k in kinds):
         raise UserError(f"--client: expected a comma-separated list of {', '.join(CLIENTS)}, got '{client}'")
     _distinct("--client", list(kinds))
+    if invalid_drop and engine != "explicit":
+        raise UserError(f"--invalid-drop: the Z3 engines do not encode the node's INVALID drop; expected --engine "
+                        f"explicit, got '{engine}'")
     cells = default_cells(_split(variants), mode_values, _split(kube_proxy), protos, persistence, scheduler, nets,
-                          kinds)
+                          kinds, invalid_drop)
     if not cells:
         raise UserError("--variants/--modes/--kube-proxy: expected at least one cell, got none")
     pod_names, spare_names = _split(pods), _split(spare_pods)

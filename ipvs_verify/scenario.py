@@ -25,7 +25,15 @@ from pydantic.fields import FieldInfo
 from rich.console import Console
 
 from ipvs_verify.errors import UserError
-from ipvs_verify.limits import MAX_GRACE, MAX_IPVS_TIMEOUT, MAX_PERSISTENCE, MAX_PODS, MAX_WAIT, MAX_WEIGHT
+from ipvs_verify.limits import (
+    MAX_CT_TIMEOUT,
+    MAX_GRACE,
+    MAX_IPVS_TIMEOUT,
+    MAX_PERSISTENCE,
+    MAX_PODS,
+    MAX_WAIT,
+    MAX_WEIGHT,
+)
 from ipvs_verify.model.config import Config, Scope, Timing, make_config
 from ipvs_verify.model.events import SF_POD_DEAD, Ev, Event
 from ipvs_verify.model.kube_proxy import UnknownKubeProxy, kube_proxy_version
@@ -91,6 +99,8 @@ class ScenarioConfig(Strict):
     bound_ports: bool = Field(default=False, description="true or false")
     grace_period: int = Field(default=30, ge=0, le=MAX_GRACE, description=f"whole seconds 0..{MAX_GRACE}")
     nf_conntrack: bool = Field(default=True, description="true or false")
+    # the node's FORWARD drops what conntrack finds INVALID (kube-proxy's iptables mode, Calico): model/config.py
+    invalid_drop: bool = Field(default=False, description="true or false")
     # how the node reaches its pods: a /32 route per pod, or a bridge with a subnet route (model/config.py)
     pod_network: Literal["routed", "bridge"] = Field(default="routed", description="routed or bridge")
     protocol: Literal["tcp", "udp"] = Field(default="tcp", description="tcp or udp")  # udp clients use `datagram` steps
@@ -170,6 +180,12 @@ class Step(Strict):
     weight: int | None = Field(default=None, ge=0, le=MAX_WEIGHT, description=f"an integer 0..{MAX_WEIGHT}")
     delete_dest: str | None = Field(default=None, alias="delete-dest", description=POD)
     add_dest: str | None = Field(default=None, alias="add-dest", description=POD)
+    # a confirmed conntrack entry for this flow (SYN_SENT, unreplied) whose reply tuple names reply_from's pod, as a
+    # failed connect leaves one and K41, K310 and KT17 then reschedule past it (the harness: `conntrack -I`)
+    conntrack_insert: str | None = Field(default=None, alias="conntrack-insert", description=FLOW)
+    reply_from: str | None = Field(default=None, description=POD + " (the pod the entry's reply tuple names)")
+    timeout: int | None = Field(default=None, ge=1, le=MAX_CT_TIMEOUT, description=(
+        f"whole seconds 1..{MAX_CT_TIMEOUT} (the entry's timeout; SYN_SENT's is 120)"))
     expect: ExpectField | None = Field(  # per variant name, "default", or one for all
         None, description="a mapping of expectations (" + ", ".join(EXPECT_KEYS) + "), or of variant names "
         "(and default) to such mappings")
@@ -182,7 +198,8 @@ class Step(Strict):
         return next(_key_name(Step, f) for f in STEP_KINDS if getattr(self, f) is not None)
 
 
-STEP_KINDS = tuple(f for f in Step.model_fields if f not in ("closer", "weight", "expect", "window"))
+MODIFIERS = ("closer", "weight", "expect", "window", "reply_from", "timeout")  # what a step kind may carry
+STEP_KINDS = tuple(f for f in Step.model_fields if f not in MODIFIERS)
 FLOW_KINDS = ("connect", "request", "send", "close", "datagram", "client_crash")
 TCP_KINDS = ("connect", "request", "send", "close", "client_crash")
 
@@ -335,7 +352,7 @@ def _message(err: Any, raw: Any, text: str) -> tuple[tuple[Any, ...], str]:
                          "per-variant expectations are a mapping of variant names and default only)")
         if model is Step:
             kinds = ", ".join(_key_name(Step, f) for f in STEP_KINDS)
-            return loc, f"unknown key '{key}' (expected one step kind: {kinds}; or closer, weight, window, expect)"
+            return loc, f"unknown key '{key}' (expected one step kind: {kinds}; or {', '.join(MODIFIERS)})"
         keys = ", ".join(_key_name(model, f) for f in model.model_fields) if model is not None else ""
         return loc, f"unknown key '{key}' (expected one of: {keys})"
     if loc[-1:] == ("[key]",):
@@ -447,6 +464,9 @@ def _check(data: ScenarioFile, fail: _Fail) -> None:
     if "conn_reuse_old_conntrack" in c.sysctls and not variant.has(Feature.TENCENT_OLD_CT):
         raise fail(("config", "sysctls", "conn_reuse_old_conntrack"), f"only the TencentOS kernel (KT17) has "
                    f"conn_reuse_old_conntrack, not {variant.name}")
+    if c.invalid_drop and not c.nf_conntrack:
+        raise fail(("config", "invalid_drop"), "a rule matching --ctstate INVALID is a conntrack user; expected "
+                   "nf_conntrack: true with invalid_drop: true")
     waited = 0
     for i, step in enumerate(data.steps):
         _check_step(step, i, c, pods, fail)
@@ -483,7 +503,7 @@ def _check_step(step: Step, i: int, c: ScenarioConfig, pods: tuple[str, ...], fa
             raise fail(loc, f"unknown flow '{name}' (expected client-C:port-P with C in 1..{c.clients} "
                        f"(config.clients) and P in 1..{c.ports} (config.ports))")
 
-    if kind in FLOW_KINDS:
+    if kind in FLOW_KINDS or kind == "conntrack_insert":
         known_flow((*at, key), value)
         if c.protocol == "udp" and kind in TCP_KINDS:
             raise fail((*at, key), "a TCP step in a UDP service (config.protocol: udp); expected datagram")
@@ -496,6 +516,19 @@ def _check_step(step: Step, i: int, c: ScenarioConfig, pods: tuple[str, ...], fa
         raise fail((*at, "closer"), f"only a request or a close step has a closer, not a {key} step")
     if step.weight is not None and kind not in ("set_weight", "add_dest"):
         raise fail((*at, "weight"), f"only a set-weight or an add-dest step has a weight, not a {key} step")
+    if (step.reply_from is not None or step.timeout is not None) != (kind == "conntrack_insert"):
+        if kind == "conntrack_insert":
+            raise fail(at, "a conntrack-insert step names its entry: expected reply_from (a pod) and timeout (s)")
+        raise fail((*at, "reply_from" if step.reply_from is not None else "timeout"),
+                   f"only a conntrack-insert step has reply_from and timeout, not a {key} step")
+    if kind == "conntrack_insert":
+        if step.reply_from is None or step.timeout is None:
+            raise fail(at, "a conntrack-insert step expects both reply_from (a pod) and timeout (s)")
+        known_pod((*at, "reply_from"), step.reply_from)
+        if c.protocol != "tcp":
+            raise fail((*at, key), "a conntrack-insert step makes a TCP entry; expected config.protocol: tcp")
+        if not c.nf_conntrack:
+            raise fail((*at, key), "a conntrack-insert step needs conntrack; expected config.nf_conntrack: true")
     if step.window is not None:
         if kind != "sync":
             raise fail((*at, "window"), f"only a sync step has a window (a connect between kube-proxy's read of a "
@@ -574,6 +607,7 @@ def scenario_config(sc: Scenario, variant: str) -> Config:
                   client_crashes=True, client_resets=True, bound_ports=c.bound_ports, kp_window=True),
             _timing(c), kernel=c.kernel if variant == sc.variant else None,
             nf_conntrack=c.nf_conntrack, scheduler=c.scheduler, pod_network=c.pod_network,
+            invalid_drop=c.invalid_drop,
         )
     except (UnknownKernel, UnknownKubeProxy) as e:  # not expected: load_scenario checked them
         raise UserError(f"{sc.path}: config: {e}") from None
@@ -663,7 +697,7 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
 
         log: list[Event] = []
         flow_of_step = -1
-        set_fields = [k for k, v in step.model_dump(exclude={"expect", "closer", "weight", "window"}).items()
+        set_fields = [k for k, v in step.model_dump(exclude=set(MODIFIERS)).items()
                       if v is not None]
         if len(set_fields) != 1:
             raise UserError(f"{where}: a step does exactly one thing (got {', '.join(set_fields) or 'nothing'})")
@@ -718,6 +752,9 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
             st = _fire_due(sys, st, contacted, log)
         elif step.wait is not None:
             st, now = _advance(sys, st, now, step.wait, log, contacted)
+        elif step.conntrack_insert:
+            flow_of_step = flow(step.conntrack_insert)
+            st = _conntrack_insert(sys, st, flow_of_step, pod(step.reply_from or ""), step.timeout or 0, where)
         elif step.sync:
             if st.sync_timer < 0:
                 raise UserError(f"{where}: kube-proxy has no pending sync (nothing changed); expected a change first")
@@ -733,6 +770,17 @@ def run_scenario(sc: Scenario, variant: str) -> Run:
             st, now = _advance(sys, st, now, st.check_timer, log, contacted)
         results.append(_result(sys, st, i, line, now, what, log, flow_of_step, step, cfg.variant.name))
     return Run(sc, variant, cfg, results)
+
+
+def _conntrack_insert(sys: System, st: State, f: int, p: int, timeout: int, where: str) -> State:
+    """`conntrack -I`: a confirmed SYN_SENT entry for flow f whose reply tuple names pod p (ctnetlink_create_conntrack
+    inserts it confirmed). It fails with EEXIST if the tuple has an entry, so the flow must have none, nor an IPVS
+    entry whose expiry would kill it (the model would not know whose it is)."""
+    fl = st.flows[f]
+    if fl.entries or fl.ct_live or fl.client.sock != Sock.FREE:
+        raise UserError(f"{where}: {sys.flow_name(f)} already has entries or a socket; expected a flow not used yet")
+    ct = 1 + p if sys.config.invalid_drop else 1
+    return st._replace(flows=st.flows[:f] + (fl._replace(ct_live=ct, ct_timer=timeout),) + st.flows[f + 1:])
 
 
 def _window_sync(sys: System, st: State, f: int, where: str) -> Action:
@@ -780,8 +828,8 @@ def _summary(events: list[Event]) -> tuple[str, int]:
             summary = "refused"
         elif kind == Ev.NO_ROUTE:
             summary = "no-route"
-        elif kind == Ev.SYN_DROPPED and summary == "none":
-            summary = "dropped"
+        elif (kind == Ev.SYN_DROPPED or kind == Ev.REPLY_INVALID) and summary == "none":
+            summary = "dropped"  # no answer reached the client (its SYN, or the pod's SYN-ACK, was dropped)
         elif kind == Ev.SYN_QUEUED and summary == "none":
             summary = "queued"  # bridge: the SYN waits on the neighbour resolution of a gone pod's address
         elif kind == Ev.SYN_LOST and summary == "none":

@@ -146,6 +146,12 @@ class Config:
     timing: Timing = field(default_factory=Timing)
     scheduler: str = "rr"
     nf_conntrack: bool = True  # conntrack active in the node's netns (kube-proxy's iptables rules need it)
+    # the node's filter FORWARD drops packets conntrack finds INVALID (`-m conntrack --ctstate INVALID -j DROP`):
+    # kube-proxy's iptables mode installs it (KUBE-FORWARD, #74840, 1.15; not when nf_conntrack_tcp_be_liberal is
+    # set, #120412, 1.29), its IPVS mode never does (pkg/proxy/ipvs/proxier.go writeIptablesRules, 1.11 to 1.30),
+    # Calico's felix does unless DisableConntrackInvalidCheck. What it changes here: a pod's SYN-ACK that no
+    # conntrack entry expects (model/datapath.py _reply_invalid)
+    invalid_drop: bool = False
     pod_network: str = "routed"  # POD_NETWORKS
     patches: tuple[ModelPatch, ...] = ()  # applied in this order (model/patch.py); variant is the patched one
     kube_proxy_last: bool = False  # make_config: kube-proxy's start-up sysctls applied over the overrides
@@ -180,6 +186,7 @@ def make_config(
     pod_network: str = "routed",
     patches: tuple[ModelPatch, ...] = (),
     kube_proxy_last: bool = False,
+    invalid_drop: bool = False,
 ) -> Config:
     """Build a Config; raises ValueError subclasses with a user-facing message on bad input.
 
@@ -189,6 +196,9 @@ def make_config(
     """
     if pod_network not in POD_NETWORKS:
         raise UnknownPodNetwork(f"unknown pod network '{pod_network}' (expected one of: {', '.join(POD_NETWORKS)})")
+    if invalid_drop and not nf_conntrack:
+        raise ValueError("invalid_drop needs nf_conntrack: a rule matching --ctstate is a conntrack user (it makes "
+                         "the node track connections)")
     if scheduler not in SCHEDULERS:
         raise UnknownScheduler(f"unknown scheduler '{scheduler}' (expected one of: {', '.join(SCHEDULERS)})")
     v = resolve_variant(variant)
@@ -213,5 +223,5 @@ def make_config(
     return Config(
         variant=v, kube_proxy=kp, kernel=kernel_text, sysctls=s, overrides=over,
         scope=scope, timing=timing, nf_conntrack=nf_conntrack, scheduler=scheduler,
-        pod_network=pod_network, patches=patches, kube_proxy_last=kube_proxy_last,
+        pod_network=pod_network, patches=patches, kube_proxy_last=kube_proxy_last, invalid_drop=invalid_drop,
     )

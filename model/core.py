@@ -144,12 +144,18 @@ class Core:
         # seen closing (CLOSE_INIT or RST) is killed and the SYN gets a new, unconfirmed entry
         return SkbCt.CONFIRMED if flow.ct_live else SkbCt.NEW
 
-    def _ct_after(self, flow: Flow, cp: Entry) -> bool:
-        """Is the flow's conntrack entry confirmed once a packet has gone through `cp`?
+    def _ct_after(self, flow: Flow, cp: Entry) -> int:
+        """The flow's confirmed conntrack entry once a packet has gone through `cp` (Flow.ct_live), 0 if none.
 
-        ip_vs_nat_xmit: an entry without NFCT calls ip_vs_notrack(), so a new conntrack is never confirmed.
+        A live entry stays as it was: ip_vs_nfct.c ip_vs_update_conntrack alters only an unconfirmed entry, so
+        its reply tuple keeps the pod it named (6.1). A new one is confirmed naming cp's pod, unless cp has no
+        NFCT: ip_vs_nat_xmit then calls ip_vs_notrack(), and nothing is confirmed.
         """
-        return flow.ct_live or (self.config.nf_conntrack and cp.nfct)
+        if flow.ct_live:
+            return flow.ct_live
+        if self.config.nf_conntrack and cp.nfct:
+            return 1 + cp.dest if self.config.invalid_drop else 1
+        return 0
 
     def _server_status(self, cp: Entry, skb_ct: SkbCt) -> tuple[Entry, StatusVerdict]:
         """The server-status block on an entry whose dest was deleted: the entry after it, and the verdict."""
@@ -204,7 +210,7 @@ class Core:
         cp = flow.entries[0]
         state = tcp_transition(cp.state, Dir.INPUT, Seg.FIN)
         ct_live = self._ct_after(flow, cp)
-        owns = cp.owns_ct if flow.ct_live else ct_live
+        owns = cp.owns_ct if flow.ct_live else ct_live != 0
         cp = Entry(state, cp.dest, cp.nfct, owns, life + self._timeout[state], cp.control)
         return Flow((cp,) + flow.entries[1:], ct_live, flow.client, flow.ct_timer if flow.ct_live else -1)
 

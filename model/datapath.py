@@ -106,17 +106,35 @@ class DataPath(Scheduling):
             entries[0] = Entry(state, cp.dest, cp.nfct, cp.owns_ct, self._timeout[state], cp.control)
             ev.append((Ev.NO_ROUTE, f, cp.dest, 0))
             return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, FREE_CLIENT, flow.ct_timer))
+        ct_live = self._ct_after(flow, cp)
+        if self.config.invalid_drop and ct_live != 1 + cp.dest:
+            return self._reply_invalid(st, f, entries, cp, state, tries, plan, ev)
         # SYN-ACK (OUTPUT), ACK (INPUT): the handshake completes through the same entry
         state = tcp_transition(tcp_transition(state, Dir.OUTPUT, Seg.SYN), Dir.INPUT, Seg.ACK)
         entries = list(disown(tuple(entries)))
-        ct_live = self._ct_after(flow, cp)
-        entries[0] = Entry(state, cp.dest, cp.nfct, ct_live, self._timeout[state], cp.control)
+        entries[0] = Entry(state, cp.dest, cp.nfct, ct_live != 0, self._timeout[state], cp.control)
         ev.append((Ev.CONNECTED, f, cp.dest, 0))
         client = Client(Sock.ESTABLISHED, cp.dest, 0, 0, plan)
         st = self._set_flow(st, f, Flow(tuple(entries), ct_live, client))
         if plan != Plan.HOLD:
             st = self._close(st, f, plan, ev)
         return st
+
+    def _reply_invalid(self, st: State, f: int, entries: list[Entry], cp: Entry, state: TcpState, tries: int,
+                       plan: Plan, ev: list[Event]) -> State:
+        """The pod answers the SYN, but no conntrack entry expects its SYN-ACK: the flow's confirmed entry names
+        another pod (K41, K310 and KT17 reschedule without dropping while one lives; ip_vs_update_conntrack leaves
+        a confirmed entry as it is), or the SYN went untracked (no NFCT). A SYN-ACK cannot start an entry
+        (nf_conntrack_proto_tcp.c tcp_new: sNO -> sIV), so it is INVALID, and the node's FORWARD rule drops it
+        before IPVS's reply hook (filter at priority 0, ip_vs_reply4 at 100). IPVS saw the SYN only (SYN_RECV,
+        re-armed); the stale conntrack entry is untouched; the client retransmits after its RTO. Measured on UML
+        6.1.176 with the entry made by `conntrack -I` (scenarios/conformance/C36): without the rule the SYN-ACK
+        passes untracked, IPVS translates it, and the connect completes (C35)."""
+        entries[0] = Entry(state, cp.dest, cp.nfct, cp.owns_ct, self._timeout[state], cp.control)
+        ev.append((Ev.REPLY_INVALID, f, cp.dest, 0))
+        flow = st.flows[f]
+        return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, Client(
+            Sock.SYN_SENT, -1, self.timing.syn_rto << tries, tries, plan), flow.ct_timer))
 
     def _syn_to_gone_neighbour(self, st: State, f: int, entries: list[Entry], cp: Entry, state: TcpState,
                                tries: int, plan: Plan, ev: list[Event]) -> State:
@@ -132,7 +150,7 @@ class DataPath(Scheduling):
         ct_live = self._ct_after(flow, cp)  # no NFCT (vs/conntrack=0): ip_vs_notrack(), nothing to confirm
         if ct_live and not cp.owns_ct:  # as for a connection: the entry that forwarded the SYN now owns it
             entries = list(disown(tuple(entries)))
-        entries[0] = Entry(state, cp.dest, cp.nfct, ct_live, self._timeout[state], cp.control)
+        entries[0] = Entry(state, cp.dest, cp.nfct, ct_live != 0, self._timeout[state], cp.control)
         # a confirmed SYN_SENT entry's timeout runs from its first SYN (nf_conntrack_proto_tcp.c, 6.1: "do not
         # renew timeout on SYN retransmit" while unreplied); a live entry of another kind keeps its own
         ct_timer = flow.ct_timer if flow.ct_live else (self.timing.ct_syn_sent if ct_live else -1)
@@ -313,7 +331,7 @@ class DataPath(Scheduling):
         # bridge at POST_ROUTING before the datagram is lost on the failing neighbour (its ICMP comes 3 s later;
         # a UDP client has no state that waits for it)
         ct_live = self._ct_after(flow, cp)
-        owns = cp.owns_ct if flow.ct_live else ct_live
+        owns = cp.owns_ct if flow.ct_live else ct_live != 0
         if owns and not cp.owns_ct:
             entries = list(disown(tuple(entries)))
         entries[0] = Entry(cp.state, cp.dest, cp.nfct, owns, timer, cp.control)
@@ -389,7 +407,7 @@ class DataPath(Scheduling):
         cp = entries[idx]
         state = tcp_transition(cp.state, direction, seg)
         ct_live = self._ct_after(flow, cp)
-        owns = cp.owns_ct if flow.ct_live else ct_live
+        owns = cp.owns_ct if flow.ct_live else ct_live != 0
         cp = Entry(state, cp.dest, cp.nfct, owns, self._timeout[state], cp.control)
         flow = Flow(entries[:idx] + (cp,) + entries[idx + 1:], ct_live, flow.client,
                     flow.ct_timer if flow.ct_live else -1)

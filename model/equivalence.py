@@ -39,4 +39,4 @@ def model_key(config: Config) -> Hashable:
     only through the effective sysctls, which are part of the key."""
     kernel: Hashable = config.variant if config.variant.hooks else decision_tables(config)
     return (kernel, config.kube_proxy, config.sysctls, config.scope, config.timing, config.scheduler,
-            config.nf_conntrack, config.pod_network, config.patches)
+            config.nf_conntrack, config.invalid_drop, config.pod_network, config.patches)

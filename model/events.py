@@ -59,6 +59,10 @@ class Ev(IntEnum):
     # (pod, flow + 1 whose packet reached the real server in the window, else 0; ActiveConn + InActConn read):
     # kube-proxy's deleteRsFunc read the counters, a packet passed before its DeleteRealServer (Scope.kp_window)
     RS_READ = 43
+    # (flow, pod): the pod's SYN-ACK matched no conntrack entry (the flow's confirmed one names another pod: IPVS
+    # alters only an unconfirmed entry; or IPVS's SYN went untracked): INVALID, dropped by the node's FORWARD rule
+    # (Config.invalid_drop). The SYN passed IPVS; the client retransmits it
+    REPLY_INVALID = 44
 
 
 # SYN_FORWARDED / DGRAM_FORWARDED flags

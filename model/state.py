@@ -77,7 +77,9 @@ FREE_CLIENT = Client(Sock.FREE, -1, 0, 0, Plan.HOLD)
 
 class Flow(NamedTuple):
     entries: tuple[Entry, ...]
-    ct_live: bool  # a confirmed conntrack entry that a SYN does not reopen (SYN_SENT, ESTABLISHED .. LAST_ACK)
+    # a confirmed conntrack entry that a SYN does not reopen (SYN_SENT, ESTABLISHED .. LAST_ACK): 0 none; else,
+    # where the pod its reply tuple names matters (Config.invalid_drop), 1 + that pod, otherwise 1 (True)
+    ct_live: int
     client: Client
     # seconds until a confirmed SYN_SENT conntrack entry times out (nf_conntrack_proto_tcp.c tcp_timeouts[]:
     # 2 min, not renewed by a retransmitted SYN while unreplied); -1: none, or one that outlives the model's

@@ -202,14 +202,16 @@ PROPERTIES: tuple[Property, ...] = (
     ),
     Property(
         3, "no-syn-dropped-on-reuse", "safety",
-        "IPVS never drops the SYN of a new connection; each drop costs the client a 1 s retransmission.",
+        "IPVS never drops the SYN of a new connection, nor does the node drop the pod's answer to it as INVALID "
+        "(Config.invalid_drop: a SYN rescheduled past a live conntrack entry); each drop costs the client a 1 s "
+        "retransmission.",
         "kubernetes #70747, #93297",
         (
             Reach("a SYN finds an entry in TIME_WAIT", _reuse_hit(lambda pre, st, d: st == TcpState.TIME_WAIT),
                   triggers(Ev.REUSE_HIT)),
         ),
-        violated=lambda sys, pre, a, ev, post: _has(ev, Ev.SYN_DROPPED),
-        trigger_mask=triggers(Ev.SYN_DROPPED),
+        violated=lambda sys, pre, a, ev, post: _has(ev, Ev.SYN_DROPPED) or _has(ev, Ev.REPLY_INVALID),
+        trigger_mask=triggers(Ev.SYN_DROPPED, Ev.REPLY_INVALID),
         needs=("tcp",),
     ),
     Property(

@@ -82,7 +82,7 @@ UDP_OUTCOMES = "answered, lost, no-route, refused, none"
 ALL_OUTCOMES = ("connected, refused, no-route, dropped, queued, challenged, timed-out, broken, closed, "
                 "addr-not-available, answered, lost, none")
 STEP_KINDS = ("connect, request, send, close, client-crash, datagram, wait, delete-pod, add-pod, destroy-pod, "
-              "crash-pod, endpoint-gone, sync, check, set-weight, delete-dest, add-dest")
+              "crash-pod, endpoint-gone, sync, check, set-weight, delete-dest, add-dest, conntrack-insert")
 
 BAD_SCENARIOS: list[tuple[str, str, str]] = [
     # --- YAML syntax and the shape of the file
@@ -310,7 +310,8 @@ BAD_SCENARIOS: list[tuple[str, str, str]] = [
                                    "client-1:port-1` or `wait: 5`, got nothing"),
     ("step-empty-mapping", steps("- {}"), f"s.yaml:5: step 1: expected one step kind ({STEP_KINDS}), got none"),
     ("step-unknown-kind", steps("- jump: 3"), f"s.yaml:5: step 1, jump: unknown key 'jump' (expected one step "
-                                              f"kind: {STEP_KINDS}; or closer, weight, window, expect)"),
+                                              f"kind: {STEP_KINDS}; or closer, weight, expect, window, reply_from, "
+                                              "timeout)"),
     ("step-misspelt-kind", steps(REQ, "- delete-pods: a"), "s.yaml:6: step 2, delete-pods: unknown key"),
     ("step-two-kinds", steps(REQ, "  wait: 3"), "s.yaml:6: step 1, wait: a step does one thing: expected one step "
                                                 "kind, got request and wait (write one step each)"),
@@ -528,6 +529,26 @@ BAD_SCENARIOS: list[tuple[str, str, str]] = [
     ("window-port-busy", steps("- connect: client-1:port-1", "- delete-pod: a", "- sync: true",
                                "  window: client-1:port-1"),
      "s.yaml:7: step 3, sync: window: client-1:port-1 cannot connect now"),
+    # --- a conntrack-insert step and the node's INVALID rule
+    ("ct-insert-no-reply-from", steps("- conntrack-insert: client-1:port-1", "  timeout: 5"),
+     "s.yaml:5: step 1: a conntrack-insert step expects both reply_from (a pod) and timeout (s)"),
+    ("ct-insert-bare", steps("- conntrack-insert: client-1:port-1"),
+     "s.yaml:5: step 1: a conntrack-insert step names its entry: expected reply_from (a pod) and timeout (s)"),
+    ("ct-insert-unknown-pod", steps("- conntrack-insert: client-1:port-1", "  reply_from: z", "  timeout: 5"),
+     "s.yaml:6: step 1, reply_from: unknown pod 'z' (expected one of: a, b)"),
+    ("ct-insert-timeout-long", steps("- conntrack-insert: client-1:port-1", "  reply_from: a", "  timeout: 121"),
+     "s.yaml:7: step 1, timeout: expected whole seconds 1..120"),
+    ("ct-insert-unknown-flow", steps("- conntrack-insert: client-2:port-1", "  reply_from: a", "  timeout: 5"),
+     "s.yaml:5: step 1, conntrack-insert: unknown flow 'client-2:port-1'"),
+    ("reply-from-on-request", steps(REQ, "  reply_from: a"), "s.yaml:6: step 1, reply_from: only a "
+                                                              "conntrack-insert step has reply_from and timeout"),
+    ("ct-insert-in-udp", udp("- conntrack-insert: client-1:port-1", "  reply_from: a", "  timeout: 5"),
+     "s.yaml:6: step 1, conntrack-insert: a conntrack-insert step makes a TCP entry"),
+    ("ct-insert-used-flow", steps(REQ, "- conntrack-insert: client-1:port-1", "  reply_from: a", "  timeout: 5"),
+     "s.yaml:6: step 2, conntrack-insert: client-1:port-1 already has entries or a socket"),
+    ("invalid-drop-no-conntrack", scenario("nf_conntrack: false", "invalid_drop: true"),
+     "s.yaml:5: config.invalid_drop: a rule matching --ctstate INVALID is a conntrack user"),
+    ("invalid-drop-string", scenario("invalid_drop: yes"), "s.yaml:4: config.invalid_drop: expected true or false"),
 ]
 
 
@@ -869,6 +890,8 @@ def test_bad_matrix_options() -> None:
     (("matrix", "--client", "robot"), "--client: expected a comma-separated list of app, load-tester, got 'robot'"),
     (("matrix", "--client", "app,app"), "--client: expected distinct values"),
     (("matrix", "--pod-network", "bridge", "--engine", "bmc"), "SMT engines: the bridge pod network"),
+    (("matrix", "--invalid-drop", "--engine", "induction"), "--invalid-drop: the Z3 engines do not encode the "
+                                                            "node's INVALID drop; expected --engine explicit"),
     (("matrix", "--update-expected", "--engine", "bmc"), "--update-expected and --engine bmc: expected at most one"),
     (("matrix", "--max-states", "-5"), "'--max-states'"),
     (("matrix", "--depth", "0"), "'--depth'"),

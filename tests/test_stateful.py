@@ -37,9 +37,9 @@ from tests.stateful_plugin import REPORT_PROPERTY, profile_name, run_seed, trace
 
 
 def _spec(variant: str, mode: int, kube_proxy: str = "1.30", protocol: str = "tcp", scheduler: str = "rr",
-          pod_network: str = "routed", client: str = "app") -> CellSpec:
+          pod_network: str = "routed", client: str = "app", invalid_drop: bool = False) -> CellSpec:
     return CellSpec(variant, kube_proxy, (("conn_reuse_mode", mode),), protocol, 0, scheduler,  # as default_cells
-                    pod_network, client=client)
+                    pod_network, client=client, invalid_drop=invalid_drop)
 
 
 # Which cases run by default (a selection of tests, not an expectation): the properties the issues name.
@@ -57,6 +57,8 @@ ISSUE_CASES: dict[CellSpec, tuple[int, ...]] = {
     _spec("K516", 0, pod_network="bridge"): (1, 3), _spec("K46", 0, pod_network="bridge"): (1,),
     # a load tester's clients (bound ports, SO_LINGER 0 resets): #70747 and #81775 as for an app's
     _spec("K46", 1, client="load-tester"): (1, 3), _spec("K46", 0, client="load-tester"): (1,),
+    # a node that drops INVALID: a reschedule past a live conntrack entry loses the pod's SYN-ACK (issue 14)
+    _spec("KT17", 1, invalid_drop=True): (3,),
 }
 # The manifest's cells at the default scope (the Hypothesis suite runs at that scope), by spec
 MANIFEST = {e.spec: e for e in load_manifest().values() if e.scope == DEFAULT_SCOPE}

@@ -19,7 +19,7 @@ from rich.table import Table
 from ipvs_verify.conformance.kernel import HARNESS_STEPS, KernelRun, KernelStep, run_on_kernel
 from ipvs_verify.conformance.uml import Guest
 from ipvs_verify.model.variants import variant_for_kernel
-from ipvs_verify.scenario import Run, Scenario, StepResult, load_scenario, run_scenario, scenario_config
+from ipvs_verify.scenario import MODIFIERS, Run, Scenario, StepResult, load_scenario, run_scenario, scenario_config
 
 SCENARIO_DIR = Path(__file__).parent.parent / "scenarios"  # package data (a link to the repository's scenarios/)
 
@@ -46,7 +46,7 @@ def default_scenarios(include_slow: bool = False) -> list[Path]:
 def not_comparable(sc: Scenario) -> str | None:
     """Why the harness cannot run this scenario on the kernel (a step kind it does not implement), or None."""
     kinds = {k for step in sc.data.steps
-             for k, v in step.model_dump(exclude={"expect", "closer", "weight", "window"}).items() if v is not None}
+             for k, v in step.model_dump(exclude=set(MODIFIERS)).items() if v is not None}
     missing = sorted(kinds - HARNESS_STEPS)
     if missing:
         return f"the kernel harness lacks the step kind(s) {', '.join(missing)}"

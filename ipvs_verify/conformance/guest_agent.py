@@ -474,7 +474,8 @@ class World:
         return ip, self.flow_ports.get(flow, 40000 + int(p.split("-")[1]) - 1)
 
     def setup(self, sysctls: dict[str, int], nf_conntrack: bool, up: list[str], dests: list[list[Any]],
-              persistence: int | None, timeouts: list[int] | None = None, scheduler: str = "rr") -> None:
+              persistence: int | None, timeouts: list[int] | None = None, scheduler: str = "rr",
+              invalid_drop: bool = False) -> None:
         """The whole world in few processes: namespaces and veths, addresses and routes (one `ip -batch`
         per namespace), the nat rule, then the service and its real servers in one `ipvsadm -R`."""
         c, n = self.client_ns, self.node_ns
@@ -504,6 +505,11 @@ class World:
             # with a conntrack user makes the netns track connections (nf_ct_netns_get), as on a real node
             # (Debian's UML kernel has no nf_tables ip family: iptables-legacy)
             NAT_RULES.install(n)
+        if invalid_drop:
+            # kube-proxy's iptables mode (KUBE-FORWARD) and Calico's felix drop what conntrack finds INVALID in
+            # the filter table's FORWARD, before IPVS's reply hook; kube-proxy's IPVS mode does not
+            run(["iptables-legacy", "-w", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"],
+                ns=n)
         proto = "-u" if self.proto == "udp" else "-t"
         # "sh-fallback-port": sh with --sched-flags sh-fallback,sh-port
         sched, *flags = scheduler.split("-")
@@ -542,6 +548,14 @@ class World:
         if srv is not None:
             srv.kill()
         run(["ip", "netns", "del", self.pod_ns(pod)])
+
+    def conntrack_insert(self, flow: str, pod: str, timeout: int) -> None:
+        """A confirmed SYN_SENT entry for the flow whose reply tuple names the pod (what IPVS's DNAT of a failed
+        connect leaves), made through ctnetlink as `conntrack -I` does."""
+        ip, port = self.flow_addr(flow)
+        run(["conntrack", "-I", "-p", "tcp", "-s", ip, "-d", VIP, "--sport", str(port), "--dport", "80",
+             "-r", self.pod_ip(pod), "-q", ip, "--reply-port-src", "80", "--reply-port-dst", str(port),
+             "--state", "SYN_SENT", "-t", str(timeout)], ns=self.node_ns)
 
     # -------------------------------------------------------------- client side
     def connect(self, flow: str, plan: str, window: float) -> dict[str, Any]:
@@ -825,7 +839,7 @@ def main() -> None:
     # the kernel's own module requests would run modprobe without the AVX workaround's environment: load up front
     mods = ["ip_vs", "ip_vs_rr", "ip_vs_lc", "ip_vs_wlc", "ip_vs_sh", "nf_conntrack", "veth", "dummy", "ip_tables",
             "iptable_nat", "nf_nat", "xt_mark",
-            "xt_MASQUERADE", "bridge"]
+            "xt_MASQUERADE", "bridge", "iptable_filter", "xt_conntrack", "nf_conntrack_netlink"]
     p = subprocess.run(["modprobe", "-a", "-d", moddir, *mods], capture_output=True, text=True)
     loaded = [] if p.returncode == 0 else [["modprobe -a " + " ".join(mods), p.returncode, p.stderr.strip()]]
     reply({"ready": True, "uname": os.uname().release, "build": os.uname().version, "modules": loaded})
@@ -875,11 +889,14 @@ def handle(worlds: dict[str, World], cmd: dict[str, Any]) -> dict[str, Any]:
         w.flow_ports = cmd.get("flow_ports") or {}
         worlds[w.tag] = w
         w.setup(cmd["sysctls"], cmd["nf_conntrack"], cmd["up"], cmd["dests"], cmd.get("persistence"),
-                cmd.get("timeouts"), cmd.get("scheduler", "rr"))
+                cmd.get("timeouts"), cmd.get("scheduler", "rr"), cmd.get("invalid_drop", False))
         return {}
     w = worlds[cmd["tag"]]
     if op == "pod-up":
         w.pod_up(cmd["pod"])
+        return {}
+    if op == "conntrack-insert":
+        w.conntrack_insert(cmd["flow"], cmd["pod"], cmd["seconds"])
         return {}
     if op == "pod-down":
         w.pod_down(cmd["pod"])

@@ -29,14 +29,15 @@ from ipvs_verify.conformance.uml import Guest
 from ipvs_verify.model import graceful_termination as gt
 from ipvs_verify.model.config import Config
 from ipvs_verify.model.tcp_states import SHORT
-from ipvs_verify.scenario import Scenario
+from ipvs_verify.scenario import MODIFIERS, Scenario
 
 VIP = "10.96.0.10"
 SYN_WINDOW = 0.6  # seconds: a connect() still pending after this had its SYN dropped (RTO is 1 s)
 DGRAM_WAIT = 0.5  # seconds a UDP client waits for the answer before calling the datagram lost
 HARNESS_STEPS = {"request", "connect", "send", "close", "datagram", "client_crash", "wait", "delete_pod", "add_pod",
                  "destroy_pod",
-                 "crash_pod", "endpoint_gone", "sync", "check", "set_weight", "delete_dest", "add_dest"}
+                 "crash_pod", "endpoint_gone", "sync", "check", "set_weight", "delete_dest", "add_dest",
+                 "conntrack_insert"}
 PACKET_STEPS = ("request", "connect", "send", "close", "datagram", "set_weight")
 # the kernel's NUD states (include/uapi/linux/neighbour.h) as the model names them (model/state.py Neigh): DELAY
 # and PROBE are one state there, and a FAILED entry is as good as none (the next packet resolves anew)
@@ -201,6 +202,7 @@ class KernelScenario:
                   persistence=self.persistence, timeouts=self.timeouts(),
                   bridge=self.sc.data.config.pod_network == "bridge",
                   scheduler=getattr(self.cfg, "scheduler", "rr"),  # kube-proxy --ipvs-scheduler
+                  invalid_drop=getattr(self.cfg, "invalid_drop", False),
                   client_ips=self.client_ips, flow_ports=self.flow_ports)
         self.t0 = time.monotonic()
 
@@ -450,7 +452,7 @@ class KernelScenario:
     def run_step(self, i: int, line: int, step: Any) -> KernelStep:
         self.events = []
         self.timeline = []
-        what = next(k for k, v in step.model_dump(exclude={"expect", "closer", "weight", "window"}).items()
+        what = next(k for k, v in step.model_dump(exclude=set(MODIFIERS)).items()
                     if v is not None)
         summary, pod, detail = "none", None, ""
         flow: str | None = None
@@ -505,6 +507,9 @@ class KernelScenario:
             self.ipvsadm("-a", *self.rs(step.add_dest), "-m", "-w", str(1 if step.weight is None else step.weight))
         elif step.wait is not None:
             self.advance(step.wait)
+        elif step.conntrack_insert:
+            flow = step.conntrack_insert
+            self.call("conntrack-insert", flow=flow, pod=step.reply_from, seconds=step.timeout)
         elif step.sync:
             raced = self.kp_sync(step.window)
             if raced is not None:

@@ -34,7 +34,7 @@ from typing import Any
 UML_BINARIES = ("/usr/bin/linux.uml", "/usr/bin/linux")
 UML_MODULES = Path("/usr/lib/uml/modules")
 GUEST_TOOLS = ("/usr/sbin/ipvsadm", "/usr/sbin/ip", "/usr/sbin/modprobe", "/usr/sbin/iptables-legacy",
-               "/usr/bin/python3")
+               "/usr/sbin/conntrack", "/usr/bin/python3")
 AGENT = Path(__file__).with_name("guest_agent.py")
 WIDE_XSAVE_FLAGS = {"avx512f", "amx_tile", "ospke", "pku"}
 NO_AVX_ENV = {
@@ -64,7 +64,7 @@ def find_uml() -> tuple[str, str]:
     missing = [t for t in GUEST_TOOLS if not os.access(t, os.X_OK)]
     if missing:
         pkgs = {"ipvsadm": "ipvsadm", "ip": "iproute2", "modprobe": "kmod", "iptables-legacy": "iptables",
-                "python3": "python3"}
+                "conntrack": "conntrack", "python3": "python3"}
         names = " ".join(sorted({pkgs[Path(m).name] for m in missing}))
         raise KernelUnavailable(f"missing {', '.join(missing)} (apt-get install {names})")
     return binary, versions[-1]

@@ -88,7 +88,8 @@ def config_to_json(cfg: Config) -> dict[str, Any]:
         "scope": sc,
         "timing": tm,
     } | ({"pod_network": cfg.pod_network} if cfg.pod_network != "routed" else {}) | (  # later than version 2
-        {"patches": patches} if patches else {}) | ({"kube_proxy_last": True} if cfg.kube_proxy_last else {})
+        {"patches": patches} if patches else {}) | ({"kube_proxy_last": True} if cfg.kube_proxy_last else {}) | (
+        {"invalid_drop": True} if cfg.invalid_drop else {})
 
 
 def config_model(cfg: Config) -> ConfigModel:
@@ -110,6 +111,7 @@ def config_from_json(config: ConfigModel | Mapping[str, Any]) -> Config:
         Scope(**sc), Timing(**tm), kernel=d.get("kernel"), nf_conntrack=d.get("nf_conntrack", True),
         scheduler=d.get("scheduler", "rr"), pod_network=d.get("pod_network", "routed"),
         patches=tuple(_patch(p) for p in d.get("patches", ())), kube_proxy_last=d.get("kube_proxy_last", False),
+        invalid_drop=d.get("invalid_drop", False),
     )
 
 
@@ -394,6 +396,9 @@ def outcome(sys: System, events: tuple[Event, ...]) -> str:
         elif kind == Ev.NEIGH_STALE:
             parts.append(f"the node's neighbour entry for {sys.pod_name(x)} goes STALE"
                          + (" and is freed: the next packet resolves the address anew" if a else ""))
+        elif kind == Ev.REPLY_INVALID:
+            parts.append(f"{sys.pod_name(a)} answers, but its SYN-ACK matches no conntrack entry (the flow's names "
+                         "another pod): INVALID, dropped by the node's FORWARD rule; the client retransmits")
         elif kind == Ev.CT_EXPIRED:
             parts.append("conntrack entry (SYN_SENT) timed out")
         elif kind == Ev.CLIENT_CRASHED:

@@ -85,6 +85,7 @@ EVENT_FIELDS: dict[Ev, tuple[Slot, Slot, Slot]] = {
     Ev.SYN_LOST: (("flow", "flow"), ("pod", "pod"), ("neighbour", "neigh")),
     Ev.NEIGH_STALE: (("pod", "pod"), ("freed", "bool"), None),
     Ev.RS_READ: (("pod", "pod"), ("packet_reached", "int"), ("connections_read", "int")),
+    Ev.REPLY_INVALID: (("flow", "flow"), ("pod", "pod"), None),
 }
 
 # A member added to Ev without an entry above still loads and saves (its three integers as subject, a, b),
@@ -263,6 +264,8 @@ class ConfigModel(Strict):
     patches: list[PatchRef] = Field(default_factory=list)
     kube_proxy_last: bool = Field(False, description="written only when true: the sysctl overrides were the "
                                   "node's before kube-proxy started, and its start-up sysctls won over them")
+    invalid_drop: bool = Field(False, description="written only when true: the node's FORWARD drops what conntrack "
+                               "finds INVALID (not kube-proxy's IPVS mode)")
 
 
 # ---------------------------------------------------------------------- the readable state view

@@ -68,6 +68,8 @@ def _spec_to_data(spec: CellSpec) -> dict[str, Any]:
         d["pod_network"] = spec.pod_network
     if spec.client != "app":
         d["client"] = spec.client
+    if spec.invalid_drop:
+        d["invalid_drop"] = True
     return d
 
 
@@ -127,7 +129,8 @@ def _entry(path: Path, key: str, raw: Any) -> Entry:
         spec = CellSpec(cell["variant"], str(cell.get("kube_proxy", "1.30")),
                         tuple(sorted((str(k), int(v)) for k, v in (cell.get("overrides") or {}).items())),
                         cell.get("protocol", "tcp"), int(cell.get("persistence", 0)), cell.get("scheduler", "rr"),
-                        cell.get("pod_network", "routed"), client=str(cell.get("client", "app")))
+                        cell.get("pod_network", "routed"), client=str(cell.get("client", "app")),
+                        invalid_drop=bool(cell.get("invalid_drop", False)))
         sc: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in (raw.get("scope") or {}).items()}
         scope = replace(DEFAULT_SCOPE, **sc)
     except (TypeError, ValueError, AttributeError) as e:

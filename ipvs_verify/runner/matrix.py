@@ -53,6 +53,7 @@ class CellSpec:
     patches: tuple[ModelPatch, ...] = ()  # `check`: the patches under test, applied in order
     kube_proxy_last: bool = False  # the overrides are the node's before kube-proxy starts (its sysctls win)
     client: str = "app"  # CLIENTS
+    invalid_drop: bool = False  # the node's FORWARD drops what conntrack finds INVALID (not kube-proxy's IPVS mode)
 
     def config(self, scope: Scope) -> Config:
         if CLIENTS[self.client]:
@@ -63,7 +64,7 @@ class CellSpec:
             scope = replace(scope, persistence=self.persistence)
         return make_config(self.variant, self.kube_proxy, dict(self.overrides), scope, scheduler=self.scheduler,
                            pod_network=self.pod_network, patches=self.patches,
-                           kube_proxy_last=self.kube_proxy_last)
+                           kube_proxy_last=self.kube_proxy_last, invalid_drop=self.invalid_drop)
 
     @property
     def slug(self) -> str:
@@ -75,8 +76,9 @@ class CellSpec:
         patched = "".join(f"+{p.id}" for p in self.patches)
         started = "-kplast" if self.kube_proxy_last else ""
         client = "" if self.client == "app" else f"-{self.client}"
+        invalid = "-invaliddrop" if self.invalid_drop else ""
         return (f"{self.variant}{patched}-kp{self.kube_proxy}{started}" + (f"-{over}" if over else "") + proto
-                + persist + sched + net + client)
+                + persist + sched + net + client + invalid)
 
 
 def default_cells(
@@ -88,8 +90,10 @@ def default_cells(
     scheduler: str = "rr",
     pod_networks: tuple[str, ...] = DEFAULT_POD_NETWORKS,
     clients: tuple[str, ...] = ("app",),
+    invalid_drop: bool = False,
 ) -> list[CellSpec]:
-    return [CellSpec(v, kp, (("conn_reuse_mode", m),), proto, persistence, scheduler, net, client=c)
+    return [CellSpec(v, kp, (("conn_reuse_mode", m),), proto, persistence, scheduler, net, client=c,
+                     invalid_drop=invalid_drop)
             for c in clients for net in pod_networks for proto in protocols for v in variants for kp in kube_proxies
             for m in modes]
 

@@ -300,7 +300,7 @@ def _print_matrix(cells: list[CellSpec], results: list[Any], props: tuple[Any, .
         table.add_row(*row)
     out.print(table)
     out.print("properties: " + "; ".join(f"{p.number} {p.name} ({p.kind})" for p in props))
-    stats = Table(title="Searches (event-driven, then untimed where needed)")
+    stats = Table(title="Searches (event-driven, stopped once the complete untimed one has settled the rest; untimed)")
     for col in ("cell", "timing", "states", "transitions", "depth", "complete", "seconds", "states/s", "loop"):
         stats.add_column(col, justify="right" if col not in ("cell", "timing", "loop") else "left")
     for spec, res in zip(cells, results, strict=True):

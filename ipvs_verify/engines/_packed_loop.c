@@ -127,6 +127,7 @@ typedef struct {
     Py_ssize_t count, max_states;
     PyObject *count_obj; /* count as a Python int: the value a new key is given */
     int keep_edges, capped;
+    int stop; /* report() answered true: every check the caller waits for is settled; stop after this state */
 } search;
 
 /* One edge from state i (at depth d) to n (a new reference, consumed), labelled rec. 0, or -1 on error. */
@@ -168,7 +169,11 @@ static int edge(search *s, Py_ssize_t i, long d, PyObject *n, PyObject *rec) {
         PyObject *r = PyObject_CallFunction(s->report, "nOO", i, a, hits);
         if (r == NULL)
             return -1;
+        int settled = PyObject_IsTrue(r);
         Py_DECREF(r);
+        if (settled < 0)
+            return -1;
+        s->stop |= settled;
     }
     return 0;
 }
@@ -248,7 +253,7 @@ static int take_ints(ibuf *b, PyObject *seq) {
 
 PyDoc_STRVAR(run_doc,
              "run(keys, index, via, labels, skeletons, successors, wait, report, progress, parent, depth, max_states,\n"
-             "    exact, keep_edges) -> (parent, depth, edge_start, edge_dst, waits, capped)\n\n"
+             "    exact, keep_edges) -> (parent, depth, edge_start, edge_dst, waits, capped | stopped << 1)\n\n"
              "The packed search's loop (explicit.py, _python_loop): the int arrays come back as bytes of int32.");
 
 static PyObject *run(PyObject *self, PyObject *args) {
@@ -260,7 +265,7 @@ static PyObject *run(PyObject *self, PyObject *args) {
                           &via, &PyList_Type, &labels, &PyList_Type, &skeletons, &successors, &wait, &report,
                           &progress, &parent0, &depth0, &max_states, &exact, &keep_edges))
         return NULL;
-    search s = {keys, index, via, labels, report, {0}, {0}, {0}, {0}, 0, max_states, NULL, keep_edges, 0};
+    search s = {keys, index, via, labels, report, {0}, {0}, {0}, {0}, 0, max_states, NULL, keep_edges, 0, 0};
     skcache cache = {NULL, 0, 0};
     PyObject *result = NULL;
     long fired_waits = 0;
@@ -372,9 +377,11 @@ static PyObject *run(PyObject *self, PyObject *args) {
                 goto done;
             Py_DECREF(r);
         }
+        if (s.stop)
+            break;
     }
     result = Py_BuildValue("(NNNNli)", bytes_of(&s.parent), bytes_of(&s.depth), bytes_of(&s.start), bytes_of(&s.dst),
-                           fired_waits, s.capped);
+                           fired_waits, s.capped | (s.stop << 1));
 done:
     Py_XDECREF(s.count_obj);
     PyMem_Free(s.parent.v);

@@ -11,7 +11,7 @@ def run(
     skeletons: list[Any],
     successors: Callable[[Any, tuple[bool, ...]], Any],
     wait: Callable[[int], tuple[Any, Any]],
-    report: Callable[[int, Any, list[Any]], None],
+    report: Callable[[int, Any, list[Any]], bool],
     progress: Callable[[int, int, int], None] | None,
     parent: Sequence[int],
     depth: Sequence[int],

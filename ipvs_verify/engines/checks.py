@@ -6,7 +6,8 @@ reported it: a safety property's first violation and a "sometimes" check's first
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ipvs_verify.properties.catalog import Property
@@ -40,3 +41,19 @@ class PendingChecks:
     def reported(self) -> None:
         """The search reported a violation or a reached check: the lists are rebuilt on next use."""
         self._by_mask.clear()
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What a search is run for once another search has settled the rest: these violations found and these
+    "sometimes" checks reached. A search given a goal stops after the state at which it is met; its exploration
+    is then not complete, and its `bound` says why (runner/verdicts.py: the untimed search settles "holds")."""
+
+    violations: frozenset[str]
+    reached: frozenset[tuple[str, str]]  # (property, check)
+
+    def met(self, violations: Container[str], reached: Mapping[str, set[str]]) -> bool:
+        return all(v in violations for v in self.violations) and all(r in reached[p] for p, r in self.reached)
+
+
+GOAL_MET = "settled: the untimed search decided the rest"  # an exploration's bound when it stopped at its goal

@@ -23,7 +23,7 @@ from operator import itemgetter, sub
 from types import ModuleType
 from typing import Any
 
-from ipvs_verify.engines.checks import PendingChecks
+from ipvs_verify.engines.checks import GOAL_MET, Goal, PendingChecks
 from ipvs_verify.engines.packed import Packer
 from ipvs_verify.model.events import Ev, Event
 from ipvs_verify.model.state import State
@@ -157,9 +157,11 @@ def explore_plain(
     max_states: int = 2_000_000,
     progress: Progress | None = None,
     keep_edges: bool = True,
+    goal: Goal | None = None,
 ) -> Exploration:
     """The search on whole `State` values, one `System.step` per transition: the reference that the packed
-    search (`explore`) is tested against, state by state and edge by edge."""
+    search (`explore`) is tested against, state by state and edge by edge. With a `goal`, it stops after the
+    state at which the goal is met (checks.Goal)."""
     t0 = time.perf_counter()
     ex, index = _start(system, _same, _same, {}, {p.name: set() for p in properties}, _pair)
     ex.loop = "plain"
@@ -170,6 +172,10 @@ def explore_plain(
     edge_start, edge_dst, edge_label = ex.edge_start, ex.edge_dst, ex.edge_label
     violations = ex.violations
     head = 0
+    stop = goal is not None and goal.met(violations, ex.reached)  # an empty goal: nothing to search for
+    if stop:
+        ex.complete, ex.bound = False, GOAL_MET
+        head = len(states)
     step = system.step
     actions = system.actions
     with _no_gc():
@@ -214,8 +220,13 @@ def explore_plain(
                         reported = True
                 if reported:
                     pending.reported()
+                    if goal is not None and goal.met(violations, ex.reached):
+                        stop = True
             if progress is not None and head % 20000 == 0:
                 progress(len(states), len(edge_dst), d, time.perf_counter() - t0)
+            if stop:
+                ex.complete, ex.bound = False, GOAL_MET
+                break
     _finish(ex, fired, t0, progress)
     return ex
 
@@ -291,15 +302,16 @@ def explore(
     keep_edges: bool = True,
     verify: bool = False,
     compiled: bool = True,
+    goal: Goal | None = None,
 ) -> Exploration:
     """Breadth-first search over packed states (engines/packed.py): the same states, in the same order, with
     the same edges, violations and coverage as `explore_plain`, from memoised transitions. `verify`
     recomputes every memoised step where it is applied (slow: for tests). `compiled` runs the loop in C
     (engines/_packed_loop.c) when that module was built, else `_python_loop`: the same loop, and the same
     exploration (`Exploration.loop` says which ran). An untimed system runs the plain search (engines/packed.py
-    says why)."""
+    says why). With a `goal`, it stops after the state at which the goal is met (checks.Goal)."""
     if system.untimed:
-        return explore_plain(system, properties, max_states, progress, keep_edges)
+        return explore_plain(system, properties, max_states, progress, keep_edges, goal)
     t0 = time.perf_counter()
     violations: dict[str, Found] = {}
     reached: dict[str, set[str]] = {p.name: set() for p in properties}
@@ -308,8 +320,9 @@ def explore(
     ex, index = _start(system, packer.pack, packer.unpack, violations, reached, _record_label)
     ex.timeless = packer.timeless
 
-    def report(i: int, a: Action, hits: list[Any]) -> None:
-        """A record's hits, the first time it fires: what they violate or reach is kept, then they are gone."""
+    def report(i: int, a: Action, hits: list[Any]) -> bool:
+        """A record's hits, the first time it fires: what they violate or reach is kept, then they are gone.
+        True: the goal is met (the loop stops after this state)."""
         viol, reach = hits
         for name in viol:
             if name not in violations:
@@ -318,6 +331,7 @@ def explore(
             reached[pname].add(rname)
         hits.clear()  # reported: any later occurrence adds nothing
         pending.reported()
+        return goal is not None and goal.met(violations, reached)
 
     def tick(states: int, edges: int, depth: int) -> None:
         assert progress is not None
@@ -325,12 +339,18 @@ def explore(
 
     run = _compiled_loop if compiled and _packed_loop is not None else _python_loop
     exact = system.timing_mode == "exact"
+    if goal is not None and goal.met(violations, reached):  # an empty goal: nothing to search for
+        ex.complete, ex.bound = False, GOAL_MET
+        _finish(ex, [0] * (max(Act) + 1), t0, progress)
+        return ex
     with _no_gc():
-        fired_waits, capped = run(ex, index, packer, max_states, keep_edges, exact, report,
-                                  tick if progress is not None else None)
-    if capped:
+        fired_waits, flags = run(ex, index, packer, max_states, keep_edges, exact, report,
+                                 tick if progress is not None else None)
+    if flags & 1:
         ex.complete = False
         ex.bound = f"state cap {max_states}"
+    if flags & 2:  # the goal settled first (a cap reached on the way weakens nothing: the goal is met)
+        ex.complete, ex.bound = False, GOAL_MET
     fired = [0] * (max(Act) + 1)
     fired[Act.WAIT] += fired_waits
     for sk in packer.skeletons:  # every record of a list fired once per state that used it
@@ -341,19 +361,21 @@ def explore(
     return ex
 
 
-Report = Callable[[int, Action, list[Any]], None]
+Report = Callable[[int, Action, list[Any]], bool]
 Tick = Callable[[int, int, int], None]
 
 
 def _python_loop(ex: Exploration, index: dict[Any, int], packer: Packer, max_states: int, keep_edges: bool,
-                 exact: bool, report: Report, tick: Tick | None) -> tuple[int, bool]:
-    """The packed search's breadth-first loop: (waits taken, whether the state cap stopped it)."""
+                 exact: bool, report: Report, tick: Tick | None) -> tuple[int, int]:
+    """The packed search's breadth-first loop: (waits taken, flags: 1 the state cap was reached, 2 report()
+    said the goal is met, and the loop stopped after that state)."""
     keys, parent, depth, via = ex.keys, ex.parent, ex.depth, ex.via
     edge_start, edge_dst, edge_label = ex.edge_start, ex.edge_dst, ex.edge_label
     skeletons = packer.skeletons
     count = len(keys)
     fired_waits = 0
     capped = False
+    stop = False
     head = 0
     while head < count:
         i = head
@@ -397,14 +419,16 @@ def _python_loop(ex: Exploration, index: dict[Any, int], packer: Packer, max_sta
                 edge_dst.append(j)
                 edge_label.append(rec)
             if hits:
-                report(i, a, hits)
+                stop |= report(i, a, hits)
         if tick is not None and head % 20000 == 0:
             tick(count, len(edge_dst), d)
-    return fired_waits, capped
+        if stop:
+            break
+    return fired_waits, int(capped) | int(stop) << 1
 
 
 def _compiled_loop(ex: Exploration, index: dict[Any, int], packer: Packer, max_states: int, keep_edges: bool,
-                   exact: bool, report: Report, tick: Tick | None) -> tuple[int, bool]:
+                   exact: bool, report: Report, tick: Tick | None) -> tuple[int, int]:
     """`_python_loop` in C (engines/_packed_loop.c): its int arrays come back as bytes."""
     assert _packed_loop is not None
     parent, depth, start, dst, fired_waits, capped = _packed_loop.run(
@@ -412,7 +436,7 @@ def _compiled_loop(ex: Exploration, index: dict[Any, int], packer: Packer, max_s
         ex.parent, ex.depth, max_states, exact, keep_edges)
     ex.parent, ex.depth, ex.edge_start, ex.edge_dst = (_int_array(b) for b in (parent, depth, start, dst))
     ex.loop = "compiled"
-    return fired_waits, bool(capped)
+    return fired_waits, capped
 
 
 def _int_array(raw: bytes) -> array:
@@ -431,9 +455,10 @@ _record_label = itemgetter(0, 3)  # a packed search's edge label is its Record: 
 
 
 def explore_packed_python(system: System, properties: tuple[Property, ...], max_states: int = 2_000_000,
-                          progress: Progress | None = None, keep_edges: bool = True) -> Exploration:
+                          progress: Progress | None = None, keep_edges: bool = True,
+                          goal: Goal | None = None) -> Exploration:
     """The packed search with its loop in Python, even where the compiled one was built."""
-    return explore(system, properties, max_states, progress, keep_edges, compiled=False)
+    return explore(system, properties, max_states, progress, keep_edges, compiled=False, goal=goal)
 
 
 # the explicit searches by name (`matrix --search`, benchmarks): they give the same explorations

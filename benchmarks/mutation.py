@@ -34,6 +34,7 @@ from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FILES = ("model/tcp_states.py", "model/variants.py", "model/kube_proxy.py", "model/ip_vs_in.py",
+                 "model/graceful_termination.py", "model/equivalence.py",
                  "model/scheduler.py", "model/control_plane.py", "model/datapath.py", "properties/catalog.py")
 # the per-mutant subset: the pins first (they kill most mutants in a second), then the decision tables, the
 # committed counterexamples and the scenarios (about 15 s for a mutant that survives them all)

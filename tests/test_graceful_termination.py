@@ -222,6 +222,22 @@ def test_the_deletes_that_follow_a_read_are_the_go_sources(release: str, udp: bo
     assert seen >= (20 if RELEASES[release].gt else 0)
 
 
+@pytest.mark.parametrize("what", ["sync", "check"])
+def test_the_window_splits_at_that_pods_delete_on_the_whole_domain(what: str) -> None:
+    """split_at_delete puts before the window exactly the operations that precede the pod's own DELETE: where a
+    sync or check deletes two real servers, a split at either leaves the other's DELETE on its side."""
+    kp = kube_proxy_version("1.30")
+    both = 0
+    for views, ops in _domain("1.30", False, what):
+        for pod in gt.read_deletes(kp, ops, views, what == "check"):
+            before, after = gt.split_at_delete(ops, pod)
+            assert before + after == ops
+            assert after[0] == gt.RsOp(D, pod)
+            assert gt.RsOp(D, pod) not in before
+            both += any(o.op is D for o in before)  # another pod's DELETE comes first (a lower or higher pod)
+    assert both >= 1
+
+
 def test_a_stale_list_entry_of_1_13_0_makes_no_kernel_operation() -> None:
     """1.13.0 keeps a deleted real server on its list; the module's list does not. A later check finds it
     absent (deleteRsFunc: "can't find the real server") and nothing reaches the kernel either way, and a

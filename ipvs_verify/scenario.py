@@ -779,7 +779,7 @@ def _conntrack_insert(sys: System, st: State, f: int, p: int, timeout: int, wher
     fl = st.flows[f]
     if fl.entries or fl.ct_live or fl.client.sock != Sock.FREE:
         raise UserError(f"{where}: {sys.flow_name(f)} already has entries or a socket; expected a flow not used yet")
-    ct = 1 + p if sys.config.invalid_drop else 1
+    ct = sys.ct_naming(p)
     return st._replace(flows=st.flows[:f] + (fl._replace(ct_live=ct, ct_timer=timeout),) + st.flows[f + 1:])
 
 

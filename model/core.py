@@ -72,6 +72,8 @@ class Core:
         self.nodest_work = flushes_deleted_dest(v, s)
         self.udp = config.scope.protocol == "udp"
         self.bridge = config.pod_network == "bridge"
+        # the pod a confirmed conntrack entry names is kept only where it decides something (Config.invalid_drop)
+        self.ct_pods = config.invalid_drop
         # a destroyed pod's timer: on a bridge, its neighbour entry's (-1: none running); routed, unused (0)
         self.dead_pod_timer = -1 if self.bridge else 0
         # TCP on a bridge: a destroyed pod's neighbour entry is tracked (UDP datagrams do not drive it: see
@@ -154,8 +156,12 @@ class Core:
         if flow.ct_live:
             return flow.ct_live
         if self.config.nf_conntrack and cp.nfct:
-            return 1 + cp.dest if self.config.invalid_drop else 1
+            return self.ct_naming(cp.dest)
         return 0
+
+    def ct_naming(self, pod: int) -> int:
+        """Flow.ct_live of a confirmed conntrack entry whose reply tuple names `pod`."""
+        return 1 + pod if self.ct_pods else 1
 
     def _server_status(self, cp: Entry, skb_ct: SkbCt) -> tuple[Entry, StatusVerdict]:
         """The server-status block on an entry whose dest was deleted: the entry after it, and the verdict."""

@@ -107,7 +107,7 @@ class DataPath(Scheduling):
             ev.append((Ev.NO_ROUTE, f, cp.dest, 0))
             return self._set_flow(st, f, Flow(tuple(entries), flow.ct_live, FREE_CLIENT, flow.ct_timer))
         ct_live = self._ct_after(flow, cp)
-        if self.config.invalid_drop and ct_live != 1 + cp.dest:
+        if self.ct_pods and ct_live != self.ct_naming(cp.dest):
             return self._reply_invalid(st, f, entries, cp, state, tries, plan, ev)
         # SYN-ACK (OUTPUT), ACK (INPUT): the handshake completes through the same entry
         state = tcp_transition(tcp_transition(state, Dir.OUTPUT, Seg.SYN), Dir.INPUT, Seg.ACK)

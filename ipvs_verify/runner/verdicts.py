@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ipvs_verify.engines.checks import GOAL_MET, Goal
+from ipvs_verify.engines.checks import Goal
 from ipvs_verify.engines.explicit import Exploration, explore
 from ipvs_verify.engines.lasso import find_lasso
 from ipvs_verify.model.config import Config
@@ -198,8 +198,7 @@ def _decide(v: Verdict, event: Exploration, untimed: Exploration, progress: Cell
         v.status, v.detail = "vacuous", "never reached: " + "; ".join(never)
         return
     hit = lassos[prop.name] if lassos is not None and prop.name in lassos else _violation(untimed, prop, progress)
-    settled = event.bound == GOAL_MET  # stopped at its goal: what it still had to find, it found
-    if hit is not None and not event.complete and not settled:
+    if hit is not None and not event.complete:
         v.status = "bounded"
         v.detail = (f"the event-driven search stopped at its {event.bound}; the untimed "
                     "over-approximation has a violation")
@@ -209,7 +208,7 @@ def _decide(v: Verdict, event: Exploration, untimed: Exploration, progress: Cell
         v.detail = ("violated only when timers may fire in any order (untimed over-approximation); "
                     "no exactly timed run found")
         v.actions, v.loop_start, v.timing, v.pod = actions, loop, "untimed", pod
-    elif unreached and not event.complete and not settled:
+    elif unreached and not event.complete:
         v.status = "bounded"
         v.detail = (f"the event-driven search stopped at its {event.bound} before a real run reached: "
                     + "; ".join(unreached))
